@@ -1,0 +1,50 @@
+/*
+ * lattq CUDA API.  Plain C header: it does not include cuda_runtime.h, streams are passed as void*
+ * (a cudaStream_t; NULL is the legacy default stream).  All pointers in a lattq_layer passed here
+ * are DEVICE pointers (codes in the TILED layout), x / y / workspace too.
+ *
+ * Rules: no allocation, no synchronisation, no host<->device copies inside these calls; every call
+ * takes a stream and returns a lattq_status (lattq_last_error() has the message).  Safe to call during
+ * CUDA-graph capture.
+ */
+#ifndef LATTQ_LATTQ_CUDA_H
+#define LATTQ_LATTQ_CUDA_H
+
+#include "lattq/lattq.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* kernel variants for lattq_cuda_forward (LATTQ_VARIANT_AUTO lets the dispatcher choose) */
+typedef enum lattq_cuda_variant {
+  LATTQ_VARIANT_AUTO = 0,
+  LATTQ_VARIANT_REFERENCE = 1 /* simple, obviously-correct kernels (always available) */
+  /* fast variants (GEMV, tensor-core GEMM) get ids >= 2; see docs/kernels.md */
+} lattq_cuda_variant;
+
+/* 1 if this library was built with CUDA kernels and a CUDA device is visible, else 0 (no error). */
+LATTQ_API int32_t lattq_cuda_device_count(void);
+
+/* Workspace bytes needed by lattq_cuda_forward for m activation rows and this variant. */
+LATTQ_API lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int64_t m,
+                                                         int32_t variant, size_t* bytes);
+
+/* y (m x N, dtype) = layer(x (m x K, dtype)).  dtype: LATTQ_F32, LATTQ_F16 or LATTQ_BF16.
+ * x, y: 16-byte aligned; codes: 16-byte aligned TILED layout; workspace 256-byte aligned. */
+LATTQ_API lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t dtype, int64_t m,
+                                          void* y, void* workspace, size_t workspace_bytes, int32_t variant,
+                                          void* stream);
+
+/* Codes (TILED or CANONICAL) -> What (N x K fp32, lattice domain, no transforms). Bit-exact equal to
+ * lattq_decode(layer, 0, out) on the CPU. */
+LATTQ_API lattq_status lattq_cuda_decode(const lattq_layer* layer, float* out, void* stream);
+
+/* In place orthonormal block Walsh-Hadamard transform over rows x len elements of `dtype`. */
+LATTQ_API lattq_status lattq_cuda_fwht(void* data, int32_t dtype, int64_t rows, int64_t len, int32_t block,
+                                       void* stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LATTQ_LATTQ_CUDA_H */
