@@ -19,11 +19,13 @@ extern "C" {
 /* kernel variants for lattq_cuda_forward (LATTQ_VARIANT_AUTO lets the dispatcher choose) */
 typedef enum lattq_cuda_variant {
   LATTQ_VARIANT_AUTO = 0,
-  LATTQ_VARIANT_REFERENCE = 1 /* simple, obviously-correct kernels (always available) */
-  /* fast variants (GEMV, tensor-core GEMM) get ids >= 2; see docs/kernels.md */
+  LATTQ_VARIANT_REFERENCE = 1, /* simple, obviously-correct kernels (always available)              */
+  /* fast variants (bits=2, dim=4, TILED codes only); see docs/kernels.md */
+  LATTQ_VARIANT_IMMA = 2,      /* int8 tensor-core decode kernel, 8 tokens per CTA column (any m)    */
+  LATTQ_VARIANT_IMMA_WIDE = 3  /* same main loop, 16 tokens per CTA column (f16/bf16; f32 uses 8)    */
 } lattq_cuda_variant;
 
-/* 1 if this library was built with CUDA kernels and a CUDA device is visible, else 0 (no error). */
+/* Number of visible CUDA devices; 0 when there is no driver or device (never an error). */
 LATTQ_API int32_t lattq_cuda_device_count(void);
 
 /* Workspace bytes needed by lattq_cuda_forward for m activation rows and this variant. */

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""End-to-end decode benchmark (issue 3): a Llama-2-7B-shaped model with random weights, batch 1,
+a 128-token prompt then 256 generated tokens (greedy), static KV cache, the WHOLE decode step (all
+layers, attention, final norm, LM head, argmax) captured in one CUDA graph - for bf16 (cuBLAS through
+torch.nn.functional.linear) and for lattq 2-bit (every decoder linear through lattq_cuda_forward, bf16
+activations; embeddings and LM head stay bf16 in both).  Reports decode tokens/s and peak GPU memory of
+each model, built and measured one after the other in the same process.
+
+STATUS: written at the end of the kernel session and NOT yet run on a GPU (no device time was left);
+treat its first run as a test of the script itself.
+
+lattq is called through its C API (liblattq_capi.so, -DLATTQ_CUDA_SHARED_CAPI=ON) via ctypes, like
+bench_gemm.py.  Usage:
+    python3 bench/kernels/bench_e2e.py --lib build-gpu/cuda/liblattq_capi.so --out OUTDIR
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_gemm import LayerDesc, Layer, load_lib, tiled_pack  # noqa: E402
+
+LATTQ_BF16 = 2
+
+
+class Cfg:
+    hidden = 4096
+    inter = 11008
+    heads = 32
+    head_dim = 128
+    vocab = 32000
+    eps = 1e-5
+
+
+class Bf16Linear:
+    def __init__(self, n, k, gen):
+        self.w = (torch.randn(n, k, device="cuda", generator=gen) * 0.02).to(torch.bfloat16)
+
+    def __call__(self, x):
+        return F.linear(x, self.w)
+
+
+class LattqLinear:
+    """2-bit lattq layer with random codes (speed only); shares one workspace across all layers."""
+
+    lib = None
+    ws = None
+
+    def __init__(self, n, k, gen, had=128):
+        self.n, self.k = n, k
+        canon = torch.randint(0, 256, (n, k // 4), dtype=torch.uint8, device="cuda", generator=gen)
+        self.codes = tiled_pack(canon)
+        del canon
+        s = 1 / math.sqrt(1.25)
+        self.A = (torch.eye(4, device="cuda") * s).contiguous()
+        self.b = torch.full((4,), -1.5 * s, device="cuda")
+        self.su = (torch.randint(0, 2, (k,), device="cuda", generator=gen).float() * 2 - 1).contiguous()
+        self.sv = ((torch.randint(0, 2, (n,), device="cuda", generator=gen).float() * 2 - 1) * 0.02).contiguous()
+        self.layer = Layer(LayerDesc(2, 4, n, k, min(had, k), min(had, n)), 1, self.codes.data_ptr(),
+                           self.A.data_ptr(), self.b.data_ptr(), self.su.data_ptr(), self.sv.data_ptr(), None)
+        nb = ctypes.c_size_t(0)
+        st = self.lib.lattq_cuda_forward_workspace_size(ctypes.byref(self.layer.desc), 1, 0, ctypes.byref(nb))
+        if st != 0:
+            raise RuntimeError(self.lib.lattq_last_error().decode())
+        if LattqLinear.ws is None or LattqLinear.ws.numel() < nb.value:
+            LattqLinear.ws = torch.empty(max(nb.value, 256), dtype=torch.uint8, device="cuda")
+
+    def __call__(self, x):
+        x = x.contiguous()
+        y = torch.empty(x.shape[0], self.n, device="cuda", dtype=torch.bfloat16)
+        st = self.lib.lattq_cuda_forward(ctypes.byref(self.layer), x.data_ptr(), LATTQ_BF16, x.shape[0], y.data_ptr(),
+                                         LattqLinear.ws.data_ptr(), LattqLinear.ws.numel(), 0,
+                                         torch.cuda.current_stream().cuda_stream)
+        if st != 0:
+            raise RuntimeError(self.lib.lattq_last_error().decode())
+        return y
+
+
+def rmsnorm(x, w, eps):
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
+
+
+class Model:
+    def __init__(self, make_linear, n_layers, max_len, gen):
+        c = Cfg
+        self.emb = (torch.randn(c.vocab, c.hidden, device="cuda", generator=gen) * 0.02).to(torch.bfloat16)
+        self.head = (torch.randn(c.vocab, c.hidden, device="cuda", generator=gen) * 0.02).to(torch.bfloat16)
+        self.norm = torch.ones(c.hidden, device="cuda", dtype=torch.bfloat16)
+        self.layers = []
+        for _ in range(n_layers):
+            self.layers.append(dict(
+                q=make_linear(c.hidden, c.hidden, gen), k=make_linear(c.hidden, c.hidden, gen),
+                v=make_linear(c.hidden, c.hidden, gen), o=make_linear(c.hidden, c.hidden, gen),
+                gate=make_linear(c.inter, c.hidden, gen), up=make_linear(c.inter, c.hidden, gen),
+                down=make_linear(c.hidden, c.inter, gen),
+                n1=torch.ones(c.hidden, device="cuda", dtype=torch.bfloat16),
+                n2=torch.ones(c.hidden, device="cuda", dtype=torch.bfloat16),
+                kc=torch.zeros(1, c.heads, max_len, c.head_dim, device="cuda", dtype=torch.bfloat16),
+                vc=torch.zeros(1, c.heads, max_len, c.head_dim, device="cuda", dtype=torch.bfloat16)))
+        self.max_len = max_len
+        inv = 1.0 / (10000 ** (torch.arange(0, c.head_dim, 2, device="cuda").float() / c.head_dim))
+        ang = torch.arange(max_len, device="cuda").float()[:, None] * inv[None, :]
+        self.cos, self.sin = ang.cos(), ang.sin()
+        # static inputs of the captured step
+        self.tok = torch.zeros(1, dtype=torch.long, device="cuda")
+        self.pos = torch.zeros(1, dtype=torch.long, device="cuda")
+
+    def rope(self, x):  # x: (1, heads, 1, head_dim)
+        cos = self.cos.index_select(0, self.pos)[None, None]  # (1,1,1,hd/2)
+        sin = self.sin.index_select(0, self.pos)[None, None]
+        x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()
+        out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+        return out.to(x.dtype)
+
+    def step(self):
+        c = Cfg
+        x = self.emb.index_select(0, self.tok)  # (1, hidden)
+        mask = (torch.arange(self.max_len, device="cuda") <= self.pos)[None, None, None, :]
+        for L in self.layers:
+            h = rmsnorm(x, L["n1"], c.eps)
+            q = L["q"](h).view(1, 1, c.heads, c.head_dim).transpose(1, 2)
+            k = L["k"](h).view(1, 1, c.heads, c.head_dim).transpose(1, 2)
+            v = L["v"](h).view(1, 1, c.heads, c.head_dim).transpose(1, 2)
+            q, k = self.rope(q), self.rope(k)
+            L["kc"].index_copy_(2, self.pos, k)
+            L["vc"].index_copy_(2, self.pos, v)
+            a = F.scaled_dot_product_attention(q, L["kc"], L["vc"], attn_mask=mask)
+            x = x + L["o"](a.transpose(1, 2).reshape(1, c.hidden))
+            h = rmsnorm(x, L["n2"], c.eps)
+            x = x + L["down"](F.silu(L["gate"](h)) * L["up"](h))
+        logits = F.linear(rmsnorm(x, self.norm, c.eps), self.head)
+        self.tok.copy_(logits.argmax(-1))
+        self.pos.add_(1)
+
+
+def run_model(name, make_linear, args, gen):
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    model = Model(make_linear, args.layers, args.prompt + args.gen + 1, gen)
+    weights_bytes = torch.cuda.memory_allocated()
+    # warm-up on a side stream, then capture one decode step
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            model.step()
+    torch.cuda.current_stream().wait_stream(s)
+    model.pos.zero_()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        model.step()
+    results = []
+    for rep in range(args.reps):
+        for L in model.layers:
+            L["kc"].zero_()
+            L["vc"].zero_()
+        model.pos.zero_()
+        model.tok.fill_(1)
+        for _ in range(args.prompt):  # prompt, token by token through the same graph (not timed)
+            graph.replay()
+        torch.cuda.synchronize()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(args.gen):
+            graph.replay()
+        b.record()
+        b.synchronize()
+        results.append(args.gen / (a.elapsed_time(b) / 1e3))
+    peak = torch.cuda.max_memory_allocated()
+    out = dict(model=name, tokens_per_s=sorted(results)[len(results) // 2], tokens_per_s_all=results,
+               peak_gpu_bytes=peak, weights_and_cache_bytes=weights_bytes)
+    print(f"{name}: {out['tokens_per_s']:.1f} tokens/s (median of {args.reps}), peak {peak / 2**30:.2f} GiB", flush=True)
+    del graph, model
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lib", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--layers", type=int, default=32)
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--gen", type=int, default=256)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    LattqLinear.lib = load_lib(args.lib)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    rows = [run_model("bf16", Bf16Linear, args, gen), run_model("lattq-2bit", LattqLinear, args, gen)]
+    meta = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, cuda=torch.version.cuda,
+                git_rev=args.git_rev, layers=args.layers, prompt=args.prompt, gen=args.gen, batch=1,
+                cuda_graph="whole decode step", time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    with open(os.path.join(args.out, "bench_e2e.json"), "w") as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+    sp = rows[1]["tokens_per_s"] / rows[0]["tokens_per_s"]
+    print(f"lattq / bf16 decode speed: {sp:.2f}x; peak memory {rows[1]['peak_gpu_bytes'] / rows[0]['peak_gpu_bytes']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

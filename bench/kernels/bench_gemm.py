@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Side-by-side GPU benchmark of one linear layer (issue 3's acceptance instrument).
+
+In one process, for each shape (N x K) and batch m: cuBLAS bf16 (torch.nn.functional.linear), torch's int4
+weight-only kernel (torch.ops.aten._weight_int4pack_mm, group 128), every lattq CUDA variant and the
+dispatcher's pick (LATTQ_VARIANT_AUTO), and the memory floor (2-bit code bytes / measured read bandwidth).
+Cold L2 before every repetition (a buffer larger than L2 is overwritten), CUDA events around the call
+only, median of --reps (>= 100) repetitions after warm-up.  All lattq times include the input transform
+(SU, Hadamard, A^T fold) and the output transform (Hadamard, SV, bias): it is the full layer.
+
+lattq is called through its C API (liblattq_capi.so, built with -DLATTQ_CUDA_SHARED_CAPI=ON) via ctypes.
+
+Output (into --out): bench_gemm.json (device, driver, CUDA/torch versions, git revision, rows),
+bench_gemm.md (table), bench_gemm.png (speed-up over bf16 vs batch, one panel per shape).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 14336), (28672, 8192), (8192, 28672)]
+BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 512, 2048]
+VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3}
+LATTQ_BF16 = 2
+
+
+class LayerDesc(ctypes.Structure):
+    _fields_ = [("bits", ctypes.c_int32), ("dim", ctypes.c_int32), ("n", ctypes.c_int64), ("k", ctypes.c_int64),
+                ("had_in", ctypes.c_int32), ("had_out", ctypes.c_int32)]
+
+
+class Layer(ctypes.Structure):
+    _fields_ = [("desc", LayerDesc), ("layout", ctypes.c_int32), ("codes", ctypes.c_void_p), ("A", ctypes.c_void_p),
+                ("b", ctypes.c_void_p), ("su", ctypes.c_void_p), ("sv", ctypes.c_void_p), ("bias", ctypes.c_void_p)]
+
+
+def load_lib(path: str):
+    lib = ctypes.CDLL(path)
+    lib.lattq_last_error.restype = ctypes.c_char_p
+    lib.lattq_cuda_forward_workspace_size.argtypes = [ctypes.POINTER(LayerDesc), ctypes.c_int64, ctypes.c_int32,
+                                                      ctypes.POINTER(ctypes.c_size_t)]
+    lib.lattq_cuda_forward.argtypes = [ctypes.POINTER(Layer), ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64,
+                                       ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32,
+                                       ctypes.c_void_p]
+    return lib
+
+
+def tiled_pack(canonical: torch.Tensor) -> torch.Tensor:
+    """Canonical [N, R] uint8 -> TILED (docs/format.md §4): chunk c of row n at ((n/16)*C + c)*256 + (n%16)*16."""
+    n, r = canonical.shape
+    chunks, tiles = -(-r // 16), -(-n // 16)
+    padded = torch.zeros(tiles * 16, chunks * 16, dtype=torch.uint8, device=canonical.device)
+    padded[:n, :r] = canonical
+    return padded.reshape(tiles, 16, chunks, 16).permute(0, 2, 1, 3).contiguous().reshape(-1)
+
+
+class LattqLayer:
+    def __init__(self, lib, n: int, k: int, gen: torch.Generator, had: int = 128):
+        dev = "cuda"
+        self.lib, self.n, self.k = lib, n, k
+        canon = torch.randint(0, 256, (n, k // 4), dtype=torch.uint8, device=dev, generator=gen)
+        self.canon = canon
+        self.codes = tiled_pack(canon)
+        s = 1 / math.sqrt(1.25)
+        self.A = (torch.eye(4, device=dev) * s).float().contiguous()
+        self.b = torch.full((4,), -1.5 * s, device=dev)
+        self.su = (torch.randint(0, 2, (k,), device=dev, generator=gen).float() * 2 - 1).contiguous()
+        self.sv = ((torch.randint(0, 2, (n,), device=dev, generator=gen).float() * 2 - 1) * 0.02).contiguous()
+        self.layer = Layer(LayerDesc(2, 4, n, k, min(had, k), min(had, n)), 1, self.codes.data_ptr(), self.A.data_ptr(),
+                           self.b.data_ptr(), self.su.data_ptr(), self.sv.data_ptr(), None)
+        self.ws = None
+
+    def workspace(self, m: int, variant: int) -> int:
+        nb = ctypes.c_size_t(0)
+        st = self.lib.lattq_cuda_forward_workspace_size(ctypes.byref(self.layer.desc), m, variant, ctypes.byref(nb))
+        if st != 0:
+            raise RuntimeError(self.lib.lattq_last_error().decode())
+        if self.ws is None or self.ws.numel() < nb.value:
+            self.ws = torch.empty(max(nb.value, 256), dtype=torch.uint8, device="cuda")
+        return nb.value
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, variant: int):
+        st = self.lib.lattq_cuda_forward(ctypes.byref(self.layer), x.data_ptr(), LATTQ_BF16, x.shape[0], y.data_ptr(),
+                                         self.ws.data_ptr(), self.ws.numel(), variant,
+                                         torch.cuda.current_stream().cuda_stream)
+        if st != 0:
+            raise RuntimeError(self.lib.lattq_last_error().decode())
+
+
+def measure_read_bw(gib: float = 4.0) -> float:
+    x = torch.empty(int(gib * 2**30) // 4, dtype=torch.float32, device="cuda").uniform_()
+    for _ in range(3):
+        x.sum()
+    ts = []
+    for _ in range(10):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        x.sum()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b) / 1e3)
+    del x
+    torch.cuda.empty_cache()
+    return gib * 2**30 / statistics.median(ts)
+
+
+class Timer:
+    def __init__(self, reps: int, warmup: int):
+        self.reps, self.warmup = reps, warmup
+        l2 = torch.cuda.get_device_properties(0).L2_cache_size
+        # 8x L2 (400 MB on H100): ~130 us of GPU time, longer than any host-side call overhead, so the timed
+        # region never waits for the host
+        self.flush = torch.empty(max(8 * l2, 256 * 2**20), dtype=torch.uint8, device="cuda")
+
+    def __call__(self, fn) -> float:
+        for _ in range(self.warmup):
+            fn()
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(self.reps)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(self.reps)]
+        for i in range(self.reps):
+            self.flush.zero_()  # cold L2
+            starts[i].record()
+            fn()
+            ends[i].record()
+        torch.cuda.synchronize()
+        return statistics.median(s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends))  # microseconds
+
+
+def int4_setup(w: torch.Tensor, group: int = 128):
+    """torch int4 weight-only: returns a closure (x -> y) or raises."""
+    n, k = w.shape
+    wf = w.float().reshape(n, k // group, group)
+    mn, mx = wf.amin(-1, keepdim=True), wf.amax(-1, keepdim=True)
+    scale = ((mx - mn) / 15).clamp(min=1e-6)
+    q = ((wf - mn) / scale).round().clamp(0, 15).to(torch.int32).reshape(n, k)
+    zero = mn + 8 * scale  # torch's convention: w = (q - 8) * scale + zero
+    sz = torch.stack([scale.squeeze(-1), zero.squeeze(-1)], dim=-1).transpose(0, 1).contiguous().to(torch.bfloat16)
+    qu8 = (q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8)
+    packed = torch.ops.aten._convert_weight_to_int4pack(qu8, 8)
+    return lambda x: torch.ops.aten._weight_int4pack_mm(x, packed, group, sz)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lib", required=True, help="path to liblattq_capi.so")
+    ap.add_argument("--out", required=True, help="output directory")
+    ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--shapes", default="all", help="'all' or a list like 4096x4096,28672x8192")
+    ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    ap.add_argument("--ref-limit", type=float, default=2e10, help="skip the reference variant above m*N*K")
+    ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
+    ap.add_argument("--sweep", default="4096x4096,11008x4096,28672x8192,8192x28672",
+                    help="shapes for a split-K sweep (LATTQ_IMMA_CTAS_PER_SM = 1,2,4,8) at m = 1 and 16; '' = none")
+    ap.add_argument("--profile", default="4096x4096x1,28672x8192x1,28672x8192x16",
+                    help="N x K x m cases whose per-kernel device times are printed (torch.profiler/CUPTI); '' = none")
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    shapes = SHAPES if args.shapes == "all" else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+
+    lib = load_lib(args.lib)
+    torch.manual_seed(0)
+    gen = torch.Generator(device="cuda").manual_seed(1234)
+    props = torch.cuda.get_device_properties(0)
+    bw = measure_read_bw()
+    print(f"device {props.name}, {props.multi_processor_count} SMs, L2 {props.L2_cache_size >> 20} MiB, "
+          f"measured read bandwidth {bw / 1e12:.3f} TB/s", flush=True)
+    timer = Timer(args.reps, args.warmup)
+    rows = []
+    checks = []
+
+    def add(n, k, m, impl, us, **extra):
+        rows.append(dict(n=n, k=k, m=m, impl=impl, median_us=round(us, 3), **extra))
+
+    for (n, k) in shapes:
+        w = (torch.randn(n, k, device="cuda", generator=gen) * 0.02).to(torch.bfloat16)
+        try:
+            int4 = int4_setup(w)
+        except Exception as e:  # noqa: BLE001
+            print(f"int4 setup failed for {n}x{k}: {e}", flush=True)
+            int4 = None
+        L = LattqLayer(lib, n, k, gen)
+        code_bytes = n * k // 4
+        for m in batches:
+            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+            t_bf16 = timer(lambda: F.linear(x, w))
+            add(n, k, m, "bf16", t_bf16)
+            if int4 is not None:
+                try:
+                    add(n, k, m, "int4", timer(lambda: int4(x)))
+                except Exception as e:  # noqa: BLE001
+                    print(f"int4 failed {n}x{k} m={m}: {e}", flush=True)
+            add(n, k, m, "floor", code_bytes / bw * 1e6, bytes=code_bytes, read_bw_Bps=bw)
+            y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+            outs = {}
+            for name, vid in [("auto", 0)] + list(VARIANTS.items()):
+                if name == "reference" and m * n * k > args.ref_limit:
+                    continue
+                L.workspace(m, vid)
+                t = timer(lambda: L(x, y, vid))
+                add(n, k, m, "lattq" if name == "auto" else f"lattq:{name}", t)
+                outs[name] = y.float().clone()
+            if "reference" in outs:
+                ref = outs["reference"]
+                for name, o in outs.items():
+                    if name != "reference":
+                        e = ((o - ref).norm() / ref.norm()).item()
+                        checks.append(dict(n=n, k=k, m=m, impl=name, rel_diff_vs_reference=e))
+            line = " ".join(f"{r['impl']}={r['median_us']:.1f}" for r in rows if r["n"] == n and r["k"] == k and r["m"] == m)
+            print(f"{n}x{k} m={m}: {line}", flush=True)
+        del w, int4, L
+        torch.cuda.empty_cache()
+
+    # Split-K heuristic sweep: the dispatcher's time for several CTA-per-SM targets
+    sweep_rows = []
+    for case in [c for c in args.sweep.split(",") if c]:
+        n, k = (int(v) for v in case.split("x"))
+        L = LattqLayer(lib, n, k, gen)
+        for m in (1, 16):
+            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+            y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+            for cps in (1, 2, 4, 8):
+                os.environ["LATTQ_IMMA_CTAS_PER_SM"] = str(cps)
+                L.workspace(m, 0)
+                t = timer(lambda: L(x, y, 0))
+                sweep_rows.append(dict(n=n, k=k, m=m, ctas_per_sm=cps, median_us=round(t, 3)))
+                print(f"sweep {n}x{k} m={m} ctas_per_sm={cps}: {t:.1f} us", flush=True)
+        os.environ.pop("LATTQ_IMMA_CTAS_PER_SM", None)
+        del L
+
+    # Per-kernel breakdown (CUPTI through torch.profiler) of the dispatcher's launches, warm L2.
+    prof_rows = []
+    for case in [c for c in args.profile.split(",") if c]:
+        n, k, m = (int(v) for v in case.split("x"))
+        L = LattqLayer(lib, n, k, gen)
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+        y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+        L.workspace(m, 0)
+        for _ in range(5):
+            L(x, y, 0)
+        torch.cuda.synchronize()
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(20):
+                L(x, y, 0)
+            torch.cuda.synchronize()
+        for ev in prof.key_averages():
+            if ev.device_type.name == "CUDA" or getattr(ev, "device_time_total", 0) > 0:
+                dt = getattr(ev, "device_time", None) or getattr(ev, "cuda_time", 0)
+                prof_rows.append(dict(n=n, k=k, m=m, kernel=ev.key[:90], count=ev.count, avg_us=round(dt, 2)))
+                print(f"profile {n}x{k} m={m}: {ev.key[:70]:70s} x{ev.count} avg {dt:.2f} us", flush=True)
+        del L
+
+    try:
+        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                capture_output=True, text=True).stdout.strip()
+    except Exception:  # noqa: BLE001
+        driver = "unknown"
+    meta = dict(device=props.name, sm_count=props.multi_processor_count, l2_bytes=props.L2_cache_size, driver=driver,
+                cuda=torch.version.cuda, torch=torch.__version__, python=platform.python_version(), git_rev=args.git_rev,
+                read_bw_Bps=bw, reps=args.reps, warmup=args.warmup, cold_l2=True, act_dtype="bf16",
+                lattq_layer="bits=2 dim=4 had_in=had_out=128, bias none; times include input/output transforms",
+                time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=" ".join(sys.argv))
+    with open(os.path.join(args.out, "bench_gemm.json"), "w") as f:
+        json.dump(dict(meta=meta, rows=rows, checks=checks, kernel_profile=prof_rows, split_sweep=sweep_rows), f, indent=1)
+
+    # Markdown table: one line per (shape, m): times and speed-ups over bf16
+    impls = ["bf16", "int4", "floor", "lattq"] + [f"lattq:{v}" for v in VARIANTS]
+    md = [f"# lattq GEMM benchmark ({props.name}, torch {torch.__version__}, CUDA {torch.version.cuda}, rev {args.git_rev})",
+          "", f"Median of {args.reps} cold-L2 repetitions, microseconds; measured read bandwidth {bw / 1e12:.3f} TB/s. "
+          "`x bf16` = speed-up of the dispatcher (lattq) over cuBLAS bf16; `vs int4` likewise over torch int4; "
+          "`floor %` = floor time / lattq time.", "",
+          "| N x K | m | " + " | ".join(impls) + " | x bf16 | vs int4 | floor % |",
+          "|" + "---|" * (len(impls) + 5)]
+    for (n, k) in shapes:
+        for m in batches:
+            r = {x["impl"]: x["median_us"] for x in rows if x["n"] == n and x["k"] == k and x["m"] == m}
+            cells = [f"{r[i]:.1f}" if i in r else "-" for i in impls]
+            lq = r.get("lattq")
+            sp = f"{r['bf16'] / lq:.2f}" if lq else "-"
+            si = f"{r['int4'] / lq:.2f}" if lq and "int4" in r else "-"
+            fl = f"{100 * r['floor'] / lq:.0f}" if lq else "-"
+            md.append(f"| {n}x{k} | {m} | " + " | ".join(cells) + f" | {sp} | {si} | {fl} |")
+    if checks:
+        md += ["", "Consistency (relative Frobenius difference of each fast variant vs the reference variant, bf16 output):",
+               "", "| N x K | m | impl | rel diff |", "|---|---|---|---|"]
+        md += [f"| {c['n']}x{c['k']} | {c['m']} | {c['impl']} | {c['rel_diff_vs_reference']:.2e} |" for c in checks]
+    with open(os.path.join(args.out, "bench_gemm.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        cols = min(4, len(shapes))
+        rws = -(-len(shapes) // cols)
+        fig, axes = plt.subplots(rws, cols, figsize=(4.2 * cols, 3.4 * rws), squeeze=False)
+        for ax, (n, k) in zip(axes.flat, shapes):
+            for impl in ["int4", "floor", "lattq"] + [f"lattq:{v}" for v in VARIANTS]:
+                xs, ys = [], []
+                for m in batches:
+                    r = {x["impl"]: x["median_us"] for x in rows if x["n"] == n and x["k"] == k and x["m"] == m}
+                    if impl in r and "bf16" in r:
+                        xs.append(m)
+                        ys.append(r["bf16"] / r[impl])
+                if xs:
+                    ax.plot(xs, ys, marker="o", ms=3, label=impl, ls="--" if impl == "floor" else "-")
+            ax.axhline(1.0, color="gray", lw=0.8)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log", base=2)
+            ax.set_title(f"{n}x{k}")
+            ax.set_xlabel("batch m")
+            ax.set_ylabel("speed-up over cuBLAS bf16")
+        for ax in list(axes.flat)[len(shapes):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle(f"lattq 2-bit vs bf16 / int4 on {props.name}")
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, "bench_gemm.png"), dpi=110)
+    except Exception as e:  # noqa: BLE001
+        print(f"plot failed: {e}")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+// lattq CUDA C API entry points: argument checks, workspace sizing, dispatch.
+#include "kernels.cuh"
+
+using namespace lattq_cuda;
+
+extern "C" {
+
+int32_t lattq_cuda_device_count(void) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t dtype, int64_t m, int32_t variant) {
+  if (variant != LATTQ_VARIANT_AUTO) return variant;
+  if (layout != LATTQ_LAYOUT_TILED) return LATTQ_VARIANT_REFERENCE;
+  if (imma_unsupported_reason(d, dtype, LATTQ_VARIANT_IMMA)[0] != 0) return LATTQ_VARIANT_REFERENCE;
+  return LATTQ_VARIANT_IMMA;  // measured faster than IMMA_WIDE at every m (bench/results/bench_gemm.md)
+}
+
+static lattq_status check_variant(const char* fn, int32_t variant) {
+  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_IMMA_WIDE)
+    return LQ_ERR(InvalidArgument, "%s: argument 'variant' = %d is not a lattq_cuda_variant", fn, variant);
+  return LATTQ_OK;
+}
+
+lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int64_t m, int32_t variant,
+                                               size_t* bytes) {
+  const char* fn = "lattq_cuda_forward_workspace_size";
+  lattq_status s;
+  if (bytes == nullptr) return LQ_ERR(InvalidArgument, "%s: argument 'bytes' is NULL", fn);
+  if (desc == nullptr) return LQ_ERR(InvalidArgument, "%s: argument 'desc' is NULL", fn);
+  if ((s = st(lattq::detail::check_desc(fn, "desc", reinterpret_cast<const lattq::LayerDesc*>(desc))))) return s;
+  if (m < 0) return LQ_ERR(Shape, "%s: argument 'm' = %lld is negative", fn, (long long)m);
+  if ((s = check_variant(fn, variant))) return s;
+  // The size must cover whatever the dispatcher picks for any dtype: take the maximum.
+  size_t need = ref_workspace_bytes(desc, m);
+  const int32_t dts[3] = {LATTQ_F32, LATTQ_F16, LATTQ_BF16};
+  for (int32_t dt : dts) {
+    for (int32_t v = LATTQ_VARIANT_IMMA; v <= LATTQ_VARIANT_IMMA_WIDE; ++v) {
+      if (variant != LATTQ_VARIANT_AUTO && variant != v) continue;
+      if (imma_unsupported_reason(desc, dt, v)[0] == 0) need = std::max(need, imma_workspace_bytes(desc, m, dt, v));
+    }
+  }
+  *bytes = need;
+  return LATTQ_OK;
+}
+
+lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t dtype, int64_t m, void* y,
+                                void* workspace, size_t workspace_bytes, int32_t variant, void* stream) {
+  const char* fn = "lattq_cuda_forward";
+  lattq_status s;
+  if ((s = check_layer_cuda(fn, layer, false))) return s;
+  if ((s = check_variant(fn, variant))) return s;
+  if (dtype != LATTQ_F32 && dtype != LATTQ_F16 && dtype != LATTQ_BF16)
+    return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not LATTQ_F32 (0), LATTQ_F16 (1) or LATTQ_BF16 (2)", fn, dtype);
+  if (m < 0) return LQ_ERR(Shape, "%s: argument 'm' = %lld is negative", fn, (long long)m);
+  if (m > 65535) return LQ_ERR(Shape, "%s: argument 'm' = %lld exceeds the supported maximum 65535", fn, (long long)m);
+  const lattq_layer_desc* d = &layer->desc;
+  if ((s = check_device_ptr(fn, "layer.su", layer->su))) return s;
+  if ((s = check_align(fn, "layer.su", layer->su, 4))) return s;
+  if ((s = check_device_ptr(fn, "layer.sv", layer->sv))) return s;
+  if ((s = check_align(fn, "layer.sv", layer->sv, 4))) return s;
+  if ((s = check_device_ptr(fn, "layer.bias", layer->bias, true))) return s;
+  if ((s = check_align(fn, "layer.bias", layer->bias, 4))) return s;
+  if (m == 0) return LATTQ_OK;
+  if ((s = check_device_ptr(fn, "x", x))) return s;
+  if ((s = check_align(fn, "x", x, 16))) return s;
+  if ((s = check_device_ptr(fn, "y", y))) return s;
+  if ((s = check_align(fn, "y", y, 16))) return s;
+  if ((s = check_device_ptr(fn, "workspace", workspace, true))) return s;
+  if ((s = check_align(fn, "workspace", workspace, 256))) return s;
+  int32_t v = pick_variant(d, layer->layout, dtype, m, variant);
+  size_t need = 0;
+  if (v == LATTQ_VARIANT_REFERENCE) {
+    need = ref_workspace_bytes(d, m);
+  } else {
+    if (layer->layout != LATTQ_LAYOUT_TILED)
+      return LQ_ERR(Layout, "%s: variant %d needs 'layer.layout' = LATTQ_LAYOUT_TILED", fn, v);
+    const char* why = imma_unsupported_reason(d, dtype, v);
+    if (why[0]) return LQ_ERR(Unsupported, "%s: variant %d cannot run this layer: %s", fn, v, why);
+    need = imma_workspace_bytes(d, m, dtype, v);
+  }
+  if (workspace == nullptr || workspace_bytes < need)
+    return LQ_ERR(Workspace, "%s: argument 'workspace' has %zu bytes, %zu needed (see lattq_cuda_forward_workspace_size)",
+                  fn, workspace == nullptr ? (size_t)0 : workspace_bytes, need);
+  cudaStream_t cs = static_cast<cudaStream_t>(stream);
+  if (v == LATTQ_VARIANT_REFERENCE) return ref_forward(fn, layer, x, dtype, m, y, workspace, cs);
+  return imma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, v, cs);
+}
+
+lattq_status lattq_cuda_decode(const lattq_layer* layer, float* out, void* stream) {
+  const char* fn = "lattq_cuda_decode";
+  lattq_status s;
+  if ((s = check_layer_cuda(fn, layer, false))) return s;
+  if ((s = check_device_ptr(fn, "out", out))) return s;
+  if ((s = check_align(fn, "out", out, 4))) return s;
+  return decode_launch(fn, layer, out, static_cast<cudaStream_t>(stream));
+}
+
+lattq_status lattq_cuda_fwht(void* data, int32_t dtype, int64_t rows, int64_t len, int32_t block, void* stream) {
+  const char* fn = "lattq_cuda_fwht";
+  lattq_status s;
+  if (dtype != LATTQ_F32 && dtype != LATTQ_F16 && dtype != LATTQ_BF16)
+    return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not LATTQ_F32 (0), LATTQ_F16 (1) or LATTQ_BF16 (2)", fn, dtype);
+  if (rows < 0) return LQ_ERR(Shape, "%s: argument 'rows' = %lld is negative", fn, (long long)rows);
+  if (len <= 0) return LQ_ERR(Shape, "%s: argument 'len' = %lld must be positive", fn, (long long)len);
+  if (!is_pow2(block)) return LQ_ERR(Shape, "%s: argument 'block' = %d is not a power of two", fn, block);
+  if (len % block) return LQ_ERR(Shape, "%s: argument 'block' = %d does not divide 'len' = %lld", fn, block, (long long)len);
+  if (rows > 65535) return LQ_ERR(Shape, "%s: argument 'rows' = %lld exceeds 65535", fn, (long long)rows);
+  if (rows == 0) return LATTQ_OK;
+  if ((s = check_device_ptr(fn, "data", data))) return s;
+  if ((s = check_align(fn, "data", data, dtype_size(dtype)))) return s;
+  return fwht_launch(fn, data, dtype, rows, len, block, static_cast<cudaStream_t>(stream));
+}
+
+}  // extern "C"

@@ -1,0 +1,649 @@
+// lattq CUDA tests: decode bit-exact vs the CPU core, FWHT and layer forward vs float64 oracles written
+// from docs/format.md §2 (never from the code under test), every variant and dtype, error paths,
+// non-default stream and CUDA-graph replay.  No GoogleTest: exit 0 = pass, 1 = failure, 77 = no GPU.
+//
+// Usage: lattq_cuda_tests [--quick] [--seed N]
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lattq/lattq.h"
+#include "lattq/lattq.hpp"
+#include "lattq/lattq_cuda.h"
+
+namespace {
+
+int g_fail = 0, g_pass = 0;
+std::mt19937_64 rng;
+
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    if (cond) {                                            \
+      ++g_pass;                                            \
+    } else {                                               \
+      ++g_fail;                                            \
+      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
+      std::printf(__VA_ARGS__);                            \
+      std::printf("\n");                                   \
+    }                                                      \
+  } while (0)
+
+#define CUDA_OK(x)                                                                          \
+  do {                                                                                      \
+    cudaError_t e_ = (x);                                                                   \
+    if (e_ != cudaSuccess) {                                                                \
+      std::printf("CUDA error %s at %s:%d: %s\n", cudaGetErrorString(e_), __FILE__, __LINE__, #x); \
+      std::exit(1);                                                                         \
+    }                                                                                       \
+  } while (0)
+
+// Parallel loop over [0, n) with std::thread (the float64 oracles of the large shapes).
+template <typename F>
+void parallel_for(int64_t n, F f) {
+  int nt = (int)std::max(1u, std::min(32u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> th;
+  for (int t = 0; t < nt; ++t)
+    th.emplace_back([=, &f] {
+      for (int64_t i = t; i < n; i += nt) f(i);
+    });
+  for (auto& x : th) x.join();
+}
+
+double randn() { return std::normal_distribution<double>(0.0, 1.0)(rng); }
+double randu(double a, double b) { return std::uniform_real_distribution<double>(a, b)(rng); }
+int64_t randi(int64_t a, int64_t b) { return std::uniform_int_distribution<int64_t>(a, b)(rng); }
+
+template <typename T>
+struct DevBuf {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit DevBuf(size_t count) : n(count) { CUDA_OK(cudaMalloc(&p, std::max<size_t>(1, count) * sizeof(T))); }
+  ~DevBuf() { cudaFree(p); }
+  void put(const std::vector<T>& h) { CUDA_OK(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice)); }
+  std::vector<T> get() const {
+    std::vector<T> h(n);
+    CUDA_OK(cudaMemcpy(h.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+  }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+};
+
+// ---- independent float64 oracle (docs/format.md §2) ----------------------------------------
+uint32_t field(const std::vector<uint8_t>& canon, int64_t R, int bits, int64_t n, int64_t j) {
+  uint32_t v = 0;
+  for (int b = 0; b < bits; ++b) {
+    int64_t bit = (int64_t)bits * j + b;
+    v |= ((canon[n * R + bit / 8] >> (bit % 8)) & 1u) << b;
+  }
+  return v;
+}
+
+void fwht64(double* x, int64_t len, int64_t block) {
+  if (block <= 1) return;
+  const double s = 1.0 / std::sqrt((double)block);
+  for (int64_t base = 0; base < len; base += block) {
+    double* p = x + base;
+    for (int64_t h = 1; h < block; h *= 2)
+      for (int64_t i = 0; i < block; i += 2 * h)
+        for (int64_t j = i; j < i + h; ++j) {
+          double a = p[j], b = p[j + h];
+          p[j] = a + b;
+          p[j + h] = a - b;
+        }
+    for (int64_t i = 0; i < block; ++i) p[i] *= s;
+  }
+}
+
+struct HostLayer {
+  lattq_layer_desc d;
+  std::vector<uint8_t> canon, tiled;
+  std::vector<float> A, b, su, sv, bias;
+  bool has_bias;
+};
+
+HostLayer make_layer(int bits, int dim, int64_t n, int64_t k, int had_in, int had_out, bool bias) {
+  HostLayer L;
+  L.d = {bits, dim, n, k, had_in, had_out};
+  int64_t R = k * bits / 8;
+  L.canon.resize(n * R);
+  for (auto& c : L.canon) c = (uint8_t)randi(0, 255);
+  int64_t pb = lattq_packed_bytes(&L.d);
+  L.tiled.assign(pb > 0 ? pb : 0, 0xEE);
+  if (pb <= 0 || lattq_pack(&L.d, L.canon.data(), L.tiled.data()) != LATTQ_OK) {
+    std::printf("lattq_pack failed: %s\n", lattq_last_error());
+    std::exit(1);
+  }
+  double s = 1.0 / std::sqrt(1.25);
+  L.A.resize(dim * dim);
+  for (int i = 0; i < dim; ++i)
+    for (int j = 0; j < dim; ++j) L.A[i * dim + j] = (float)((i == j ? s : 0.0) + 0.2 * randn());
+  L.b.resize(dim);
+  for (auto& v : L.b) v = (float)(-1.5 * s + 0.3 * randn());
+  L.su.resize(k);
+  for (auto& v : L.su) v = (float)((randi(0, 1) ? 1 : -1) * randu(0.5, 1.5));
+  L.sv.resize(n);
+  for (auto& v : L.sv) v = (float)((randi(0, 1) ? 1 : -1) * randu(0.01, 0.03));
+  L.has_bias = bias;
+  L.bias.resize(n);
+  for (auto& v : L.bias) v = (float)(0.1 * randn());
+  return L;
+}
+
+// y64[m][n] for activations x64 (already rounded to the activation dtype), folded math in float64.
+std::vector<double> oracle_forward(const HostLayer& L, const std::vector<double>& x, int64_t m) {
+  const int64_t n = L.d.n, k = L.d.k, R = k * L.d.bits / 8;
+  const int dim = L.d.dim;
+  std::vector<double> v(m * k), c(m, 0.0), y(m * n);
+  for (int64_t t = 0; t < m; ++t) {
+    double* u = &v[t * k];
+    for (int64_t j = 0; j < k; ++j) u[j] = x[t * k + j] * (double)L.su[j];
+    fwht64(u, k, L.d.had_in);
+    for (int64_t g = 0; g < k / dim; ++g) {
+      double ug[8], vg[8];
+      for (int j = 0; j < dim; ++j) ug[j] = u[g * dim + j];
+      for (int i = 0; i < dim; ++i) {
+        vg[i] = 0;
+        for (int j = 0; j < dim; ++j) vg[i] += (double)L.A[j * dim + i] * ug[j];
+        c[t] += (double)L.b[i] * ug[i];
+      }
+      for (int i = 0; i < dim; ++i) u[g * dim + i] = vg[i];
+    }
+  }
+  std::vector<double> tt(m * n);
+  parallel_for(n, [&](int64_t r) {
+    std::vector<double> zrow(k);
+    for (int64_t j = 0; j < k; ++j) zrow[j] = field(L.canon, R, L.d.bits, r, j);
+    for (int64_t t = 0; t < m; ++t) {
+      const double* vv = &v[t * k];
+      double acc = 0;
+      for (int64_t j = 0; j < k; ++j) acc += zrow[j] * vv[j];
+      tt[t * n + r] = acc + c[t];
+    }
+  });
+  for (int64_t t = 0; t < m; ++t) {
+    fwht64(&tt[t * n], n, L.d.had_out);
+    for (int64_t r = 0; r < n; ++r)
+      y[t * n + r] = (double)L.sv[r] * tt[t * n + r] + (L.has_bias ? (double)L.bias[r] : 0.0);
+  }
+  return y;
+}
+
+// Effective dense weight W (n x k) in float64: W = diag(SV) H_out^T What H_in diag(SU).
+std::vector<double> dense_weight(const HostLayer& L) {
+  const int64_t n = L.d.n, k = L.d.k, R = k * L.d.bits / 8;
+  const int dim = L.d.dim;
+  std::vector<double> W(n * k);
+  for (int64_t r = 0; r < n; ++r) {
+    double* w = &W[r * k];
+    for (int64_t g = 0; g < k / dim; ++g) {
+      double z[8];
+      for (int j = 0; j < dim; ++j) z[j] = field(L.canon, R, L.d.bits, r, g * dim + j);
+      for (int i = 0; i < dim; ++i) {
+        double a = L.b[i];
+        for (int j = 0; j < dim; ++j) a += (double)L.A[i * dim + j] * z[j];
+        w[g * dim + i] = a;
+      }
+    }
+    fwht64(w, k, L.d.had_in);
+  }
+  if (L.d.had_out > 1) {
+    std::vector<double> col(n);
+    for (int64_t j = 0; j < k; ++j) {
+      for (int64_t r = 0; r < n; ++r) col[r] = W[r * k + j];
+      fwht64(col.data(), n, L.d.had_out);
+      for (int64_t r = 0; r < n; ++r) W[r * k + j] = col[r];
+    }
+  }
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t j = 0; j < k; ++j) W[r * k + j] *= (double)L.sv[r] * (double)L.su[j];
+  return W;
+}
+
+double round_to(int32_t dt, double v) {
+  float f = (float)v;
+  if (dt == LATTQ_F16) return lattq::half_to_float(lattq::float_to_half(f));
+  if (dt == LATTQ_BF16) return lattq::bfloat16_to_float(lattq::float_to_bfloat16(f));
+  return f;
+}
+
+double rel_err(const std::vector<double>& a, const std::vector<double>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    double d = a[i] - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return std::sqrt(num / (den > 0 ? den : 1));
+}
+
+const char* dt_name(int32_t dt) { return dt == LATTQ_F32 ? "f32" : dt == LATTQ_F16 ? "f16" : "bf16"; }
+const char* var_name(int32_t v) {
+  switch (v) {
+    case LATTQ_VARIANT_AUTO: return "auto";
+    case LATTQ_VARIANT_REFERENCE: return "reference";
+    case LATTQ_VARIANT_IMMA: return "imma";
+    case LATTQ_VARIANT_IMMA_WIDE: return "imma_wide";
+  }
+  return "?";
+}
+
+// Device copy of a host layer.
+struct DevLayer {
+  DevBuf<uint8_t> codes, canon;
+  DevBuf<float> A, b, su, sv, bias;
+  lattq_layer L;
+  lattq_layer Lc;
+  explicit DevLayer(const HostLayer& h)
+      : codes(h.tiled.size()), canon(h.canon.size()), A(h.A.size()), b(h.b.size()), su(h.su.size()),
+        sv(h.sv.size()), bias(h.bias.size()) {
+    codes.put(h.tiled);
+    canon.put(h.canon);
+    A.put(h.A);
+    b.put(h.b);
+    su.put(h.su);
+    sv.put(h.sv);
+    bias.put(h.bias);
+    L.desc = h.d;
+    L.layout = LATTQ_LAYOUT_TILED;
+    L.codes = codes.p;
+    L.A = A.p;
+    L.b = b.p;
+    L.su = su.p;
+    L.sv = sv.p;
+    L.bias = h.has_bias ? bias.p : nullptr;
+    Lc = L;
+    Lc.layout = LATTQ_LAYOUT_CANONICAL;
+    Lc.codes = canon.p;
+  }
+};
+
+std::vector<uint16_t> to16(int32_t dt, const std::vector<double>& x) {
+  std::vector<uint16_t> r(x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    r[i] = dt == LATTQ_F16 ? lattq::float_to_half((float)x[i]) : lattq::float_to_bfloat16((float)x[i]);
+  return r;
+}
+
+// Runs lattq_cuda_forward and returns y as float64 (NaN-poisoned output first).
+bool run_forward(const DevLayer& D, const lattq_layer& L, const std::vector<double>& x, int32_t dt, int64_t m,
+                 int32_t variant, std::vector<double>& y, cudaStream_t stream, lattq_status* status = nullptr) {
+  const int64_t n = L.desc.n, k = L.desc.k;
+  size_t es = dt == LATTQ_F32 ? 4 : 2;
+  DevBuf<uint8_t> dx(m * k * es), dy(m * n * es);
+  if (dt == LATTQ_F32) {
+    std::vector<float> xf(x.begin(), x.end());
+    CUDA_OK(cudaMemcpy(dx.p, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
+  } else {
+    std::vector<uint16_t> xh = to16(dt, x);
+    CUDA_OK(cudaMemcpy(dx.p, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+  }
+  CUDA_OK(cudaMemset(dy.p, 0xFF, m * n * es));  // NaN poison
+  size_t wsb = 0;
+  lattq_status s = lattq_cuda_forward_workspace_size(&L.desc, m, variant, &wsb);
+  if (s != LATTQ_OK) {
+    std::printf("workspace_size failed: %s\n", lattq_last_error());
+    return false;
+  }
+  DevBuf<uint8_t> ws(wsb);
+  CUDA_OK(cudaMemset(ws.p, 0xA5, wsb));  // garbage: kernels must not rely on a zeroed workspace
+  s = lattq_cuda_forward(&L, dx.p, dt, m, dy.p, ws.p, wsb, variant, stream);
+  if (status) *status = s;
+  if (s != LATTQ_OK) {
+    if (!status) std::printf("forward failed: %s\n", lattq_last_error());
+    return false;
+  }
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaGetLastError());
+  y.resize(m * n);
+  if (dt == LATTQ_F32) {
+    std::vector<float> yf(m * n);
+    CUDA_OK(cudaMemcpy(yf.data(), dy.p, m * n * 4, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < yf.size(); ++i) y[i] = yf[i];
+  } else {
+    std::vector<uint16_t> yh(m * n);
+    CUDA_OK(cudaMemcpy(yh.data(), dy.p, m * n * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < yh.size(); ++i)
+      y[i] = dt == LATTQ_F16 ? lattq::half_to_float(yh[i]) : lattq::bfloat16_to_float(yh[i]);
+  }
+  (void)D;
+  return true;
+}
+
+// ---- tests ----------------------------------------------------------------------------------
+void test_decode(bool quick) {
+  const int bitss[4] = {1, 2, 3, 4}, dims[4] = {1, 2, 4, 8};
+  for (int bits : bitss)
+    for (int dim : dims) {
+      if (bits * dim > 16) continue;
+      int64_t step = std::lcm((int64_t)dim, (int64_t)(8 / std::gcd(8, bits)));  // k % dim == 0, k*bits % 8 == 0
+      int64_t k = step * randi(1, quick ? 12 : 40);
+      int64_t n = randi(1, quick ? 40 : 70);
+      HostLayer h = make_layer(bits, dim, n, k, 1, 1, false);
+      DevLayer D(h);
+      std::vector<float> cpu(n * k);
+      lattq_layer hl = {h.d, LATTQ_LAYOUT_CANONICAL, h.canon.data(), h.A.data(), h.b.data(), h.su.data(), h.sv.data(), nullptr};
+      lattq_status s = lattq_decode(&hl, 0, cpu.data());
+      CHECK(s == LATTQ_OK, "cpu decode bits=%d dim=%d: %s", bits, dim, lattq_last_error());
+      for (int layout = 0; layout < 2; ++layout) {
+        DevBuf<float> out(n * k);
+        CUDA_OK(cudaMemset(out.p, 0xFF, n * k * 4));
+        s = lattq_cuda_decode(layout ? &D.L : &D.Lc, out.p, nullptr);
+        CUDA_OK(cudaDeviceSynchronize());
+        CHECK(s == LATTQ_OK, "cuda decode: %s", lattq_last_error());
+        std::vector<float> g = out.get();
+        CHECK(std::memcmp(g.data(), cpu.data(), n * k * 4) == 0, "decode bits=%d dim=%d layout=%d n=%lld k=%lld not bit-exact",
+              bits, dim, layout, (long long)n, (long long)k);
+      }
+    }
+  std::printf("decode: all (bits, dim), TILED and CANONICAL checked\n");
+}
+
+void test_fwht(bool quick) {
+  const int blocks[] = {1, 2, 8, 64, 128, 1024, 4096, 16384, 65536};
+  for (int block : blocks) {
+    if (quick && block > 4096) continue;
+    for (int32_t dt : {LATTQ_F32, LATTQ_F16, LATTQ_BF16}) {
+      int64_t rows = randi(1, 3), len = (int64_t)block * randi(1, 3);
+      std::vector<double> x(rows * len);
+      for (auto& v : x) v = round_to(dt, randn());
+      std::vector<double> ref = x;
+      for (int64_t r = 0; r < rows; ++r) fwht64(&ref[r * len], len, block);
+      size_t es = dt == LATTQ_F32 ? 4 : 2;
+      DevBuf<uint8_t> d(rows * len * es);
+      if (dt == LATTQ_F32) {
+        std::vector<float> f(x.begin(), x.end());
+        CUDA_OK(cudaMemcpy(d.p, f.data(), f.size() * 4, cudaMemcpyHostToDevice));
+      } else {
+        auto h = to16(dt, x);
+        CUDA_OK(cudaMemcpy(d.p, h.data(), h.size() * 2, cudaMemcpyHostToDevice));
+      }
+      lattq_status s = lattq_cuda_fwht(d.p, dt, rows, len, block, nullptr);
+      if (dt != LATTQ_F32 && block == 65536 && s == LATTQ_ERR_UNSUPPORTED) {
+        CHECK(std::strstr(lattq_last_error(), "block") != nullptr, "message should name the block: %s", lattq_last_error());
+        continue;
+      }
+      CHECK(s == LATTQ_OK, "fwht %s block %d: %s", dt_name(dt), block, lattq_last_error());
+      CUDA_OK(cudaDeviceSynchronize());
+      std::vector<double> got(rows * len);
+      if (dt == LATTQ_F32) {
+        std::vector<float> f(rows * len);
+        CUDA_OK(cudaMemcpy(f.data(), d.p, f.size() * 4, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < f.size(); ++i) got[i] = f[i];
+      } else {
+        std::vector<uint16_t> h(rows * len);
+        CUDA_OK(cudaMemcpy(h.data(), d.p, h.size() * 2, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < h.size(); ++i)
+          got[i] = dt == LATTQ_F16 ? lattq::half_to_float(h[i]) : lattq::bfloat16_to_float(h[i]);
+      }
+      double e = rel_err(got, ref);
+      // fp32 math: ~log2(block) roundings of 2^-24; 16-bit dtypes: output rounding (2^-11 / 2^-8 relative).
+      double tol = dt == LATTQ_F32 ? 1e-6 : dt == LATTQ_F16 ? 1e-3 : 8e-3;
+      CHECK(e <= tol, "fwht %s block %d rel err %.3g > %.3g", dt_name(dt), block, e, tol);
+    }
+  }
+  std::printf("fwht: blocks 1..65536, f32/f16/bf16 checked\n");
+}
+
+struct Shape {
+  int64_t n, k;
+  int had_in, had_out;
+  bool bias;
+};
+
+void test_forward(bool quick) {
+  std::vector<Shape> shapes = {
+      {24, 40, 8, 8, true},        // tiny, partial quad and slice
+      {136, 1088, 64, 8, false},   // K = 64*17: partial quads; N not a multiple of 128
+      {576, 1536, 64, 64, true},   // SmolLM2-like
+      {1536, 576, 64, 64, false},
+      {200, 2048, 2048, 8, true},  // full-dimension had_in (> 1024: unfused prologue)
+      {256, 512, 128, 256, false}, // had_out > 128: unfused epilogue
+      {4096, 4096, 128, 128, false},
+      {11008, 4096, 128, 128, true},
+  };
+  if (quick) shapes.resize(6);
+  for (const Shape& S : shapes) {
+    HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
+    DevLayer D(h);
+    std::vector<double> Wd[3];  // dense weight rounded to f16 / bf16
+    {
+      std::vector<double> W = dense_weight(h);
+      for (int32_t dt : {LATTQ_F16, LATTQ_BF16}) {
+        Wd[dt].resize(W.size());
+        parallel_for((int64_t)W.size() / S.k, [&](int64_t r) {
+          for (int64_t j = 0; j < S.k; ++j) Wd[dt][r * S.k + j] = round_to(dt, W[r * S.k + j]);
+        });
+      }
+    }
+    bool big = S.n * S.k > 4000000;
+    std::vector<int64_t> ms;
+    if (big) ms = {1, 7, 16, 33};
+    else if (quick) ms = {1, 2, 5, 8, 9, 17, 33};
+    else for (int64_t m = 1; m <= 33; ++m) ms.push_back(m);
+    if (!big && !quick) ms.push_back(129);
+    cudaStream_t stream;
+    CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    for (int64_t m : ms) {
+      std::vector<double> x0(m * S.k);
+      for (auto& v : x0) v = randn();
+      for (int64_t j = 0; j < S.k; j += 97) x0[j] *= 50.0;  // outliers in token 0
+      double worst[3][4] = {};
+      for (int32_t dt : {LATTQ_F32, LATTQ_F16, LATTQ_BF16}) {
+        std::vector<double> x(x0.size());
+        for (size_t i = 0; i < x.size(); ++i) x[i] = round_to(dt, x0[i]);
+        std::vector<double> ref = oracle_forward(h, x, m);
+        // the same layer computed densely in dtype: W and x in dtype, fp32-style accumulation, output rounded
+        double dense_err = 0;
+        if (dt != LATTQ_F32) {
+          std::vector<double> yd(m * S.n);
+          parallel_for(S.n, [&](int64_t r) {
+            const double* w = &Wd[dt][r * S.k];
+            for (int64_t t = 0; t < m; ++t) {
+              double acc = 0;
+              for (int64_t j = 0; j < S.k; ++j) acc += w[j] * x[t * S.k + j];
+              yd[t * S.n + r] = round_to(dt, acc + (S.bias ? (double)h.bias[r] : 0.0));
+            }
+          });
+          dense_err = rel_err(yd, ref);
+        }
+        for (int32_t var : {LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_AUTO}) {
+          std::vector<double> y;
+          bool ok = run_forward(D, D.L, x, dt, m, var, y, stream);
+          CHECK(ok, "forward %s %s n=%lld k=%lld m=%lld failed", var_name(var), dt_name(dt), (long long)S.n,
+                (long long)S.k, (long long)m);
+          if (!ok) continue;
+          bool finite = true;
+          for (double v : y) finite = finite && std::isfinite(v);
+          CHECK(finite, "forward %s %s n=%lld k=%lld m=%lld: non-finite output (unwritten?)", var_name(var),
+                dt_name(dt), (long long)S.n, (long long)S.k, (long long)m);
+          double e = rel_err(y, ref);
+          double tol = dt == LATTQ_F32 ? 1e-5 : 2.0 * dense_err;
+          CHECK(e <= tol, "forward %s %s n=%lld k=%lld m=%lld: rel err %.3g > tol %.3g", var_name(var), dt_name(dt),
+                (long long)S.n, (long long)S.k, (long long)m, e, tol);
+          worst[dt][var] = std::max(worst[dt][var], dt == LATTQ_F32 ? e : e / dense_err);
+        }
+        if (m == ms.back() || m == 1) {
+          std::printf("  n=%-6lld k=%-6lld m=%-4lld %-4s dense-in-dtype err %.3g | ", (long long)S.n, (long long)S.k,
+                      (long long)m, dt_name(dt), dense_err);
+          for (int v = 0; v < 4; ++v)
+            std::printf("%s %.3g%s  ", var_name(v), worst[dt][v], dt == LATTQ_F32 ? "" : "x");
+          std::printf("\n");
+        }
+      }
+    }
+    // CANONICAL codes through the reference (and AUTO) path
+    {
+      int64_t m = 3;
+      std::vector<double> x(m * S.k);
+      for (auto& v : x) v = randn();
+      std::vector<double> ref = oracle_forward(h, x, m), y;
+      for (int32_t var : {LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_AUTO}) {
+        bool ok = run_forward(D, D.Lc, x, LATTQ_F32, m, var, y, stream);
+        CHECK(ok && rel_err(y, ref) <= 1e-5, "canonical forward %s rel err %.3g", var_name(var), ok ? rel_err(y, ref) : -1.0);
+      }
+    }
+    CUDA_OK(cudaStreamDestroy(stream));
+  }
+  std::printf("forward: shapes, m, dtypes, variants checked\n");
+}
+
+// Other (bits, dim): reference and AUTO paths (fast variants must refuse cleanly).
+void test_forward_generic() {
+  struct C { int bits, dim; int64_t n, k; };
+  const C cs[] = {{1, 1, 40, 64}, {1, 8, 33, 128}, {3, 1, 20, 64}, {3, 4, 24, 96}, {4, 2, 17, 64}, {2, 2, 30, 80}, {4, 4, 16, 32}, {2, 8, 9, 64}};
+  for (const C& c : cs) {
+    HostLayer h = make_layer(c.bits, c.dim, c.n, c.k, 16, 1, true);
+    DevLayer D(h);
+    int64_t m = randi(1, 9);
+    std::vector<double> x(m * c.k);
+    for (auto& v : x) v = randn();
+    std::vector<double> ref = oracle_forward(h, x, m), y;
+    for (int32_t var : {LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_AUTO}) {
+      bool ok = run_forward(D, D.L, x, LATTQ_F32, m, var, y, nullptr);
+      double e = ok ? rel_err(y, ref) : -1;
+      CHECK(ok && e <= 1e-5, "generic bits=%d dim=%d %s rel err %.3g", c.bits, c.dim, var_name(var), e);
+    }
+    lattq_status st = LATTQ_OK;
+    bool ok = run_forward(D, D.L, x, LATTQ_F32, m, LATTQ_VARIANT_IMMA, y, nullptr, &st);
+    CHECK(!ok && st == LATTQ_ERR_UNSUPPORTED && std::strstr(lattq_last_error(), "bits"),
+          "imma on bits=%d dim=%d should be UNSUPPORTED naming bits, got %d: %s", c.bits, c.dim, (int)st, lattq_last_error());
+  }
+  std::printf("forward: generic (bits, dim) via reference path checked\n");
+}
+
+void test_errors() {
+  HostLayer h = make_layer(2, 4, 64, 256, 64, 64, false);
+  DevLayer D(h);
+  int64_t m = 2;
+  size_t wsb = 0;
+  CHECK(lattq_cuda_forward_workspace_size(&h.d, m, 0, &wsb) == LATTQ_OK, "ws size");
+  DevBuf<uint8_t> ws(wsb + 512), x(m * 256 * 4 + 64), y(m * 64 * 4 + 64);
+  std::vector<float> hx(m * 256, 1.0f);
+  auto expect = [&](lattq_status got, lattq_status want, const char* needle, const char* what) {
+    CHECK(got == want, "%s: status %d, expected %d (%s)", what, (int)got, (int)want, lattq_last_error());
+    CHECK(std::strstr(lattq_last_error(), needle) != nullptr, "%s: message '%s' should mention '%s'", what,
+          lattq_last_error(), needle);
+  };
+  expect(lattq_cuda_forward(&D.L, hx.data(), LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_DEVICE, "'x'", "host x");
+  expect(lattq_cuda_forward(&D.L, x.p + 4, LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_ALIGNMENT, "'x'", "misaligned x");
+  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p + 2, ws.p, wsb, 0, nullptr), LATTQ_ERR_ALIGNMENT, "'y'", "misaligned y");
+  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p + 16, wsb, 0, nullptr), LATTQ_ERR_ALIGNMENT, "'workspace'", "misaligned ws");
+  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, 16, 0, nullptr), LATTQ_ERR_WORKSPACE, "workspace", "small ws");
+  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, nullptr, 0, 0, nullptr), LATTQ_ERR_WORKSPACE, "workspace", "null ws");
+  expect(lattq_cuda_forward(&D.L, x.p, 7, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_DTYPE, "dtype", "bad dtype");
+  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, -1, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_SHAPE, "'m'", "negative m");
+  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 99, nullptr), LATTQ_ERR_INVALID_ARGUMENT, "variant", "bad variant");
+  expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_IMMA, nullptr), LATTQ_ERR_LAYOUT, "layout", "canonical imma");
+  lattq_layer bad = D.L;
+  bad.desc.bits = 5;
+  CHECK(lattq_cuda_forward(&bad, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr) != LATTQ_OK &&
+            std::strstr(lattq_last_error(), "bits"), "bad bits: %s", lattq_last_error());
+  bad = D.L;
+  bad.desc.had_in = 48;
+  CHECK(lattq_cuda_forward(&bad, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr) != LATTQ_OK &&
+            std::strstr(lattq_last_error(), "had_in"), "bad had_in: %s", lattq_last_error());
+  bad = D.L;
+  bad.layout = 9;
+  expect(lattq_cuda_forward(&bad, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_LAYOUT, "layout", "bad layout");
+  bad = D.L;
+  bad.su = h.su.data();
+  expect(lattq_cuda_forward(&bad, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_DEVICE, "su", "host su");
+  bad = D.L;
+  bad.codes = D.codes.p + 8;
+  expect(lattq_cuda_forward(&bad, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_ALIGNMENT, "codes", "misaligned codes");
+  bad = D.L;
+  bad.A = nullptr;
+  expect(lattq_cuda_forward(&bad, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_INVALID_ARGUMENT, "layer.A", "null A");
+  expect(lattq_cuda_forward(nullptr, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_INVALID_ARGUMENT, "layer", "null layer");
+  std::vector<float> hout(64 * 256);
+  expect(lattq_cuda_decode(&D.L, hout.data(), nullptr), LATTQ_ERR_DEVICE, "'out'", "decode host out");
+  expect(lattq_cuda_fwht(x.p, LATTQ_F32, 1, 96, 64, nullptr), LATTQ_ERR_SHAPE, "block", "fwht block not dividing");
+  expect(lattq_cuda_fwht(x.p, LATTQ_F32, 1, 96, 3, nullptr), LATTQ_ERR_SHAPE, "power of two", "fwht block not pow2");
+  expect(lattq_cuda_fwht(hx.data(), LATTQ_F32, 1, 64, 64, nullptr), LATTQ_ERR_DEVICE, "'data'", "fwht host data");
+  expect(lattq_cuda_fwht(x.p + 2, LATTQ_F32, 1, 64, 64, nullptr), LATTQ_ERR_ALIGNMENT, "'data'", "fwht misaligned");
+  CHECK(lattq_cuda_forward_workspace_size(&h.d, 1, 0, nullptr) == LATTQ_ERR_INVALID_ARGUMENT, "ws null bytes");
+  CUDA_OK(cudaDeviceSynchronize());
+  CUDA_OK(cudaGetLastError());
+  std::printf("error paths checked\n");
+}
+
+// Non-default stream + CUDA graph capture and replays: identical results, and graph-replay safe counters.
+void test_graph() {
+  HostLayer h = make_layer(2, 4, 1024, 4096, 128, 128, true);
+  DevLayer D(h);
+  for (int32_t var : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_REFERENCE}) {
+    int64_t m = var == LATTQ_VARIANT_IMMA_WIDE ? 24 : 3;
+    std::vector<double> x(m * h.d.k);
+    for (auto& v : x) v = round_to(LATTQ_BF16, randn());
+    std::vector<double> y0;
+    cudaStream_t s;
+    CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CHECK(run_forward(D, D.L, x, LATTQ_BF16, m, var, y0, s), "direct run");
+    auto xh = to16(LATTQ_BF16, x);
+    DevBuf<uint16_t> dx(xh.size()), dy(m * h.d.n);
+    dx.put(xh);
+    size_t wsb = 0;
+    lattq_cuda_forward_workspace_size(&h.d, m, var, &wsb);
+    DevBuf<uint8_t> ws(wsb);
+    CUDA_OK(cudaMemset(ws.p, 0x5A, wsb));
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    CUDA_OK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    lattq_status st = lattq_cuda_forward(&D.L, dx.p, LATTQ_BF16, m, dy.p, ws.p, wsb, var, s);
+    CUDA_OK(cudaStreamEndCapture(s, &graph));
+    CHECK(st == LATTQ_OK, "capture: %s", lattq_last_error());
+    CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int rep = 0; rep < 5; ++rep) {
+      CUDA_OK(cudaMemsetAsync(dy.p, 0xFF, m * h.d.n * 2, s));
+      CUDA_OK(cudaGraphLaunch(exec, s));
+      CUDA_OK(cudaStreamSynchronize(s));
+      std::vector<uint16_t> yh = dy.get();
+      bool same = true;
+      for (size_t i = 0; i < yh.size(); ++i) same = same && (lattq::bfloat16_to_float(yh[i]) == (float)y0[i]);
+      CHECK(same, "graph replay %d of %s differs from the direct run", rep, var_name(var));
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    CUDA_OK(cudaStreamDestroy(s));
+  }
+  std::printf("stream + graph replay checked\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  uint64_t seed = (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
+  }
+  if (const char* e = std::getenv("LATTQ_TEST_SEED")) seed = std::strtoull(e, nullptr, 10);
+  if (lattq_cuda_device_count() <= 0) {
+    std::printf("SKIP: no CUDA device\n");
+    return 77;
+  }
+  rng.seed(seed);
+  cudaDeviceProp prop;
+  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("lattq_cuda_tests on %s (sm_%d%d), seed %llu%s\n", prop.name, prop.major, prop.minor,
+              (unsigned long long)seed, quick ? ", quick" : "");
+  test_errors();
+  test_decode(quick);
+  test_fwht(quick);
+  test_forward_generic();
+  test_graph();
+  test_forward(quick);
+  std::printf("%d checks passed, %d failed\n", g_pass, g_fail);
+  return g_fail ? 1 : 0;
+}
