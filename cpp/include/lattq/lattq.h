@@ -140,6 +140,21 @@ LATTQ_API lattq_status lattq_forward(const lattq_layer* layer, const void* x, in
 LATTQ_API void lattq_set_num_threads(int32_t n);
 LATTQ_API int32_t lattq_get_num_threads(void);
 
+/* CPU kernel family used by lattq_forward.  AUTO (default) picks the best one the CPU supports (cpuid);
+ * forcing one is for tests and benchmarks.  Setting a kernel this CPU/build cannot run returns
+ * LATTQ_ERR_UNSUPPORTED and leaves the setting unchanged.  The setting is process-wide. */
+typedef enum lattq_cpu_kernel {
+  LATTQ_CPU_KERNEL_AUTO = 0,
+  LATTQ_CPU_KERNEL_SCALAR = 1, /* portable C++, any architecture        */
+  LATTQ_CPU_KERNEL_AVX2 = 2,   /* x86-64 AVX2 + FMA                     */
+  LATTQ_CPU_KERNEL_AVX512 = 3  /* x86-64 AVX-512 F/BW/VL                */
+} lattq_cpu_kernel;
+LATTQ_API lattq_status lattq_set_cpu_kernel(int32_t kernel);
+/* The kernel lattq_forward uses now (never AUTO). */
+LATTQ_API int32_t lattq_get_cpu_kernel(void);
+/* "auto", "scalar", "avx2", "avx512", or "unknown". */
+LATTQ_API const char* lattq_cpu_kernel_name(int32_t kernel);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

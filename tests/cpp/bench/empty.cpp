@@ -1,0 +1,1 @@
+// Intentionally empty: lattq_core_shared_bench only re-exports the static core (whole archive).
