@@ -19,11 +19,13 @@ def _check(fmt: str) -> None:
 
 
 def _scale_of(v: torch.Tensor, fmt: str) -> torch.Tensor:
-    v = v.detach().to(torch.float32)
+    # float64 arithmetic so that recomputing the scale from a projected vector gives it back exactly
+    # (a float32 mean of L copies of s is not always s).
+    v = v.detach().to(torch.float64)
     if fmt == "q8":
-        s = v.abs().max() / 127.0
+        s = (v.abs().max() / 127.0).to(torch.float32)
     else:  # sign
-        s = v.abs().mean()
+        s = v.abs().mean().to(torch.float32)
     return torch.where(s > 0, s, torch.ones_like(s))
 
 

@@ -1,0 +1,199 @@
+"""The numeric checks of test_ops.py on CUDA, plus CUDA-only properties.
+
+Skipped (with a message) when no CUDA device is visible.  When a device is visible the CUDA kernels
+must be compiled in: a CPU-only build on a GPU machine fails here rather than silently testing the
+pure-torch fallback.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import lattq
+from lattq.nn import LatticeLinear
+
+from conftest import dense_dtype_error, make_layer, np_block_hadamard, np_layer_forward, np_w_hat, op_args, rel_err, to_device
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible: GPU tests skipped"),
+]
+
+FP32_TOL = 1e-5
+LOW_PREC_FACTOR = 2.0
+DEV = "cuda"
+
+
+@pytest.fixture
+def cuda_native(native):
+    if not native.cuda_compiled():
+        pytest.fail(f"a CUDA device is visible but lattq was built without CUDA kernels: {lattq.native_status()}")
+    assert native.cuda_device_count() >= 1
+    return native
+
+
+SHAPES = [(576, 1536), (1536, 576), (4096, 4096)]
+
+
+@pytest.mark.parametrize("n,k", SHAPES)
+@pytest.mark.parametrize("m", [1, 2, 3, 7, 9, 16, 17, 33])
+def test_linear_fp32_cuda(cuda_native, gen, n, k, m):
+    layer = make_layer(n, k, gen)
+    x = torch.randn(m, k, generator=gen)
+    y = torch.ops.lattq.linear(x.to(DEV), *op_args(to_device(layer, DEV)))
+    assert y.device.type == "cuda" and y.shape == (m, n)
+    assert rel_err(y, np_layer_forward(layer, x.double().numpy())) <= FP32_TOL
+
+
+def test_linear_every_m_cuda(cuda_native, gen):
+    layer = make_layer(96, 320, gen, had_in=64, had_out=32)
+    lay = to_device(layer, DEV)
+    for m in range(1, 34):
+        x = torch.randn(m, 320, generator=gen)
+        y = torch.ops.lattq.linear(x.to(DEV), *op_args(lay))
+        assert rel_err(y, np_layer_forward(layer, x.double().numpy())) <= FP32_TOL, f"m={m}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("n,k,m", [(576, 1536, 1), (1536, 576, 33), (4096, 4096, 16), (11008, 4096, 1), (4096, 4096, 129)])
+def test_linear_dtypes_cuda(cuda_native, gen, dtype, n, k, m):
+    layer = make_layer(n, k, gen)
+    x = torch.randn(m, k, generator=gen).to(dtype)
+    y = torch.ops.lattq.linear(x.to(DEV), *op_args(to_device(layer, DEV)))
+    assert y.dtype == dtype
+    y_ref = np_layer_forward(layer, x.double().numpy())
+    err = rel_err(y, y_ref)
+    if dtype == torch.float32:
+        assert err <= FP32_TOL
+    else:
+        dense = dense_dtype_error(layer, x.to(DEV), y_ref)
+        assert err <= LOW_PREC_FACTOR * dense, f"lattq {err:.3g} vs dense {dtype} {dense:.3g}"
+
+
+@pytest.mark.parametrize("n,k", [(576, 1536), (11008, 4096), (37, 40)])
+def test_decode_cuda_bit_exact_vs_cpu(cuda_native, gen, n, k):
+    layer = make_layer(n, k, gen, had_in=8 if k == 40 else None, had_out=1 if n == 37 else None)
+    args = op_args(layer)[:5]
+    meta = (layer["bits"], layer["dim"], layer["had_in"], layer["had_out"], n, k)
+    cpu = torch.ops.lattq.decode(*args, *meta, False)
+    gpu = torch.ops.lattq.decode(*[t.to(DEV) for t in args], *meta, False)
+    assert torch.equal(gpu.cpu(), cpu)  # bit-exact
+    np.testing.assert_allclose(cpu.double().numpy(), np_w_hat(layer["codes64"], layer["A64"], layer["b64"], 2, 4, k),
+                               rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_hadamard_cuda(cuda_native, gen, dtype):
+    x = torch.randn(5, 2048, generator=gen).to(dtype)
+    for block in (1, 16, 128, 2048):
+        y = torch.ops.lattq.hadamard(x.to(DEV), block)
+        y_ref = np_block_hadamard(x.double().numpy(), block)
+        if dtype == torch.float32:
+            assert rel_err(y, y_ref) <= FP32_TOL
+        else:
+            # the fp16 / bf16 kernel may keep its arithmetic in that dtype: compare with torch doing the
+            # same transform as a matmul in that dtype
+            h = torch.from_numpy(np_block_hadamard(np.eye(block), block)).to(DEV, dtype) if block > 1 else None
+            yt = x.to(DEV) if h is None else (x.to(DEV).reshape(5, -1, block) @ h).reshape(5, 2048)
+            assert rel_err(y, y_ref) <= LOW_PREC_FACTOR * max(rel_err(yt, y_ref), 2.0**-12)
+
+
+def test_module_cuda_matches_cpu(cuda_native, gen):
+    mod = LatticeLinear.from_float(torch.nn.Linear(1536, 576, bias=True), seed=3)
+    x = torch.randn(4, 1536, generator=gen)
+    y_cpu = mod(x)
+    mod_gpu = copy.deepcopy(mod).to(DEV)
+    assert mod_gpu.codes.device.type == "cuda" and mod.codes.device.type == "cpu"
+    assert torch.equal(mod_gpu.codes.cpu(), mod.codes)  # same TILED layout on both devices
+    y_gpu = mod_gpu(x.to(DEV))
+    assert rel_err(y_gpu, y_cpu.double().numpy()) <= 2 * FP32_TOL  # both within 1e-5 of the truth
+    assert torch.equal(mod_gpu.canonical_codes().cpu(), mod.canonical_codes())
+    w = mod_gpu.dense_weight()
+    assert w.device.type == "cuda"
+    assert rel_err(w, mod.dense_weight().double().numpy()) <= 2 * FP32_TOL
+
+
+def test_state_dict_roundtrip_cuda(cuda_native):
+    mod = LatticeLinear.from_float(torch.nn.Linear(256, 128, bias=True), seed=1).to(DEV)
+    sd = mod.state_dict()
+    back = LatticeLinear(256, 128, bias=True, device=DEV)
+    back.load_state_dict(sd)
+    for name in ("codes", "A", "b", "su", "sv", "bias"):
+        assert torch.equal(getattr(back, name), getattr(mod, name))
+
+
+def test_non_default_stream(cuda_native, gen):
+    layer = make_layer(4096, 4096, gen)
+    lay = to_device(layer, DEV)
+    x = torch.randn(8, 4096, generator=gen).to(DEV)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            y = torch.ops.lattq.linear(x, *op_args(lay))
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    assert rel_err(y, np_layer_forward(layer, x.double().cpu().numpy())) <= FP32_TOL
+
+
+def test_cuda_graph_capture(cuda_native, gen):
+    layer = make_layer(1536, 576, gen)
+    lay = to_device(layer, DEV)
+    static_x = torch.zeros(4, 576, device=DEV, dtype=torch.bfloat16)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):  # warm-up outside capture
+            torch.ops.lattq.linear(static_x, *op_args(lay))
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = torch.ops.lattq.linear(static_x, *op_args(lay))
+    for _ in range(2):
+        x = torch.randn(4, 576, generator=gen).to(torch.bfloat16)
+        static_x.copy_(x.to(DEV))
+        graph.replay()
+        torch.cuda.synchronize()
+        y_ref = np_layer_forward(layer, x.double().numpy())
+        assert rel_err(static_y, y_ref) <= LOW_PREC_FACTOR * dense_dtype_error(layer, x.to(DEV), y_ref)
+
+
+def test_opcheck_cuda(cuda_native, gen):
+    layer = to_device(make_layer(48, 128, gen, had_in=32, had_out=16), DEV)
+    x = torch.randn(2, 3, 128, generator=gen).to(DEV)
+    torch.library.opcheck(torch.ops.lattq.linear.default, (x, *op_args(layer)))
+    torch.library.opcheck(torch.ops.lattq.decode.default, (*op_args(layer)[:5], 2, 4, 32, 16, 48, 128, True))
+    torch.library.opcheck(torch.ops.lattq.hadamard.default, (x.to(torch.float16), 64))
+
+
+def test_compile_cuda(cuda_native, gen):
+    mod = LatticeLinear.from_float(torch.nn.Linear(256, 128, bias=True), seed=0).to(DEV)
+    x = torch.randn(3, 256, generator=gen).to(DEV, torch.bfloat16)
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(mod, fullgraph=True)(x), mod(x))
+
+
+def test_wrong_device_mix_cuda(cuda_native, gen):
+    layer = make_layer(64, 128, gen, had_in=32, had_out=16)
+    with pytest.raises(RuntimeError, match="cuda|cpu"):
+        torch.ops.lattq.linear(torch.zeros(2, 128, device=DEV), *op_args(layer))  # layer on the CPU
+    lay = to_device(layer, DEV)
+    with pytest.raises(RuntimeError, match="'x' is on cpu"):
+        cuda_native.cuda_forward(layer["desc"], *op_args(lay)[:6], torch.zeros(2, 128))
+
+
+def test_misaligned_cuda(cuda_native, gen):
+    layer = to_device(make_layer(64, 128, gen, had_in=32, had_out=16), DEV)
+    buf = torch.zeros(2 * 128 + 8, device=DEV)
+    x = buf[1 : 1 + 256].view(2, 128)  # 4-byte aligned, not 16-byte aligned
+    with pytest.raises(ValueError, match="'x'.*aligned"):
+        cuda_native.cuda_forward(layer["desc"], *op_args(layer)[:6], x)
+    # documented: the op wrapper copies such a view, so the module-level call works
+    x.copy_(torch.randn(2, 128, generator=gen).to(DEV))
+    y = torch.ops.lattq.linear(x, *op_args(layer))
+    y_ref = torch.ops.lattq.linear(x.clone(), *op_args(layer))
+    assert torch.equal(y, y_ref)
