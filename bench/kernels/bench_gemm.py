@@ -31,7 +31,10 @@ import torch.nn.functional as F
 
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 14336), (28672, 8192), (8192, 28672)]
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 512, 2048]
-VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3}
+# fused_gemv (4) and tiled_gemm (5) are EXPERIMENTAL, not yet validated on a GPU (docs/kernels.md); fused_gemv is
+# timed only for m <= --fused-max-m, tiled_gemm only for m >= --gemm-min-m
+VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3, "fused_gemv": 4, "tiled_gemm": 5}
+EXPERIMENTAL = ("fused_gemv", "tiled_gemm")
 LATTQ_BF16 = 2
 
 
@@ -160,6 +163,9 @@ def main():
     ap.add_argument("--shapes", default="all", help="'all' or a list like 4096x4096,28672x8192")
     ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
     ap.add_argument("--ref-limit", type=float, default=2e10, help="skip the reference variant above m*N*K")
+    ap.add_argument("--fused-max-m", type=int, default=64,
+                    help="time the (decode-path) fused_gemv variant only up to this batch")
+    ap.add_argument("--gemm-min-m", type=int, default=16, help="time the tiled_gemm variant only from this batch on")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     ap.add_argument("--sweep", default="4096x4096,11008x4096,28672x8192,8192x28672",
                     help="shapes for a split-K sweep (LATTQ_IMMA_CTAS_PER_SM = 1,2,4,8) at m = 1 and 16; '' = none")
@@ -208,8 +214,18 @@ def main():
             for name, vid in [("auto", 0)] + list(VARIANTS.items()):
                 if name == "reference" and m * n * k > args.ref_limit:
                     continue
+                if name == "fused_gemv" and m > args.fused_max_m:
+                    continue
+                if name == "tiled_gemm" and m < args.gemm_min_m:
+                    continue
                 L.workspace(m, vid)
-                t = timer(lambda: L(x, y, vid))
+                try:
+                    t = timer(lambda: L(x, y, vid))
+                except RuntimeError as e:  # an experimental variant must not abort the whole benchmark
+                    if name not in EXPERIMENTAL:
+                        raise
+                    print(f"{name} failed {n}x{k} m={m}: {e}", flush=True)
+                    continue
                 add(n, k, m, "lattq" if name == "auto" else f"lattq:{name}", t)
                 outs[name] = y.float().clone()
             if "reference" in outs:

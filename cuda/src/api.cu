@@ -3,6 +3,18 @@
 
 using namespace lattq_cuda;
 
+// Experimental next-generation variants (cuda/src/fast_v2_*.cu): dispatched by explicit id only, never by AUTO.
+namespace lattq_cuda {
+const char* fused_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
+size_t fused_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype);
+lattq_status fused_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                           void* ws, size_t ws_bytes, cudaStream_t s);
+const char* gemm_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
+size_t gemm_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype);
+lattq_status gemm_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                          void* ws, size_t ws_bytes, cudaStream_t s);
+}  // namespace lattq_cuda
+
 extern "C" {
 
 int32_t lattq_cuda_device_count(void) {
@@ -22,7 +34,7 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
 }
 
 static lattq_status check_variant(const char* fn, int32_t variant) {
-  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_IMMA_WIDE)
+  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_TILED_GEMM)
     return LQ_ERR(InvalidArgument, "%s: argument 'variant' = %d is not a lattq_cuda_variant", fn, variant);
   return LATTQ_OK;
 }
@@ -44,6 +56,10 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
       if (variant != LATTQ_VARIANT_AUTO && variant != v) continue;
       if (imma_unsupported_reason(desc, dt, v)[0] == 0) need = std::max(need, imma_workspace_bytes(desc, m, dt, v));
     }
+    if (variant == LATTQ_VARIANT_FUSED_GEMV && fused_unsupported_reason(desc, dt)[0] == 0)
+      need = std::max(need, fused_workspace_bytes(desc, m, dt));
+    if (variant == LATTQ_VARIANT_TILED_GEMM && gemm_unsupported_reason(desc, dt)[0] == 0)
+      need = std::max(need, gemm_workspace_bytes(desc, m, dt));
   }
   *bytes = need;
   return LATTQ_OK;
@@ -80,15 +96,22 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
   } else {
     if (layer->layout != LATTQ_LAYOUT_TILED)
       return LQ_ERR(Layout, "%s: variant %d needs 'layer.layout' = LATTQ_LAYOUT_TILED", fn, v);
-    const char* why = imma_unsupported_reason(d, dtype, v);
+    const char* why = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_unsupported_reason(d, dtype)
+                      : v == LATTQ_VARIANT_TILED_GEMM ? gemm_unsupported_reason(d, dtype)
+                                                      : imma_unsupported_reason(d, dtype, v);
     if (why[0]) return LQ_ERR(Unsupported, "%s: variant %d cannot run this layer: %s", fn, v, why);
-    need = imma_workspace_bytes(d, m, dtype, v);
+    need = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_workspace_bytes(d, m, dtype)
+           : v == LATTQ_VARIANT_TILED_GEMM ? gemm_workspace_bytes(d, m, dtype)
+                                           : imma_workspace_bytes(d, m, dtype, v);
   }
-  if (workspace == nullptr || workspace_bytes < need)
+  // a variant that needs no workspace (FUSED_GEMV with fused transforms) accepts workspace == NULL
+  if ((need > 0 && workspace == nullptr) || workspace_bytes < need)
     return LQ_ERR(Workspace, "%s: argument 'workspace' has %zu bytes, %zu needed (see lattq_cuda_forward_workspace_size)",
                   fn, workspace == nullptr ? (size_t)0 : workspace_bytes, need);
   cudaStream_t cs = static_cast<cudaStream_t>(stream);
   if (v == LATTQ_VARIANT_REFERENCE) return ref_forward(fn, layer, x, dtype, m, y, workspace, cs);
+  if (v == LATTQ_VARIANT_FUSED_GEMV) return fused_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
+  if (v == LATTQ_VARIANT_TILED_GEMM) return gemm_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   return imma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, v, cs);
 }
 

@@ -233,6 +233,8 @@ const char* var_name(int32_t v) {
     case LATTQ_VARIANT_REFERENCE: return "reference";
     case LATTQ_VARIANT_IMMA: return "imma";
     case LATTQ_VARIANT_IMMA_WIDE: return "imma_wide";
+    case LATTQ_VARIANT_FUSED_GEMV: return "fused_gemv";  // experimental (docs/kernels.md)
+    case LATTQ_VARIANT_TILED_GEMM: return "tiled_gemm";  // experimental (docs/kernels.md)
   }
   return "?";
 }
@@ -410,6 +412,7 @@ void test_forward(bool quick) {
       {256, 512, 128, 256, false}, // had_out > 128: unfused epilogue
       {4096, 4096, 128, 128, false},
       {11008, 4096, 128, 128, true},
+      {128, 32768, 1024, 128, true},  // long K, one row group: fused_gemv walks several digit chunks per CTA
   };
   if (quick) shapes.resize(6);
   for (const Shape& S : shapes) {
@@ -437,7 +440,7 @@ void test_forward(bool quick) {
       std::vector<double> x0(m * S.k);
       for (auto& v : x0) v = randn();
       for (int64_t j = 0; j < S.k; j += 97) x0[j] *= 50.0;  // outliers in token 0
-      double worst[3][4] = {};
+      double worst[3][6] = {};
       for (int32_t dt : {LATTQ_F32, LATTQ_F16, LATTQ_BF16}) {
         std::vector<double> x(x0.size());
         for (size_t i = 0; i < x.size(); ++i) x[i] = round_to(dt, x0[i]);
@@ -456,7 +459,8 @@ void test_forward(bool quick) {
           });
           dense_err = rel_err(yd, ref);
         }
-        for (int32_t var : {LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_AUTO}) {
+        for (int32_t var : {LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_AUTO,
+                            LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM}) {
           std::vector<double> y;
           bool ok = run_forward(D, D.L, x, dt, m, var, y, stream);
           CHECK(ok, "forward %s %s n=%lld k=%lld m=%lld failed", var_name(var), dt_name(dt), (long long)S.n,
@@ -475,7 +479,7 @@ void test_forward(bool quick) {
         if (m == ms.back() || m == 1) {
           std::printf("  n=%-6lld k=%-6lld m=%-4lld %-4s dense-in-dtype err %.3g | ", (long long)S.n, (long long)S.k,
                       (long long)m, dt_name(dt), dense_err);
-          for (int v = 0; v < 4; ++v)
+          for (int v = 0; v < 6; ++v)
             std::printf("%s %.3g%s  ", var_name(v), worst[dt][v], dt == LATTQ_F32 ? "" : "x");
           std::printf("\n");
         }
@@ -497,6 +501,50 @@ void test_forward(bool quick) {
   std::printf("forward: shapes, m, dtypes, variants checked\n");
 }
 
+// Experimental fused_gemv: every K-split count (cluster size 1 = the sm_80 code path, 2, 3, 8) against the
+// float64 oracle, f32 (tol 1e-5) and bf16 (2x the dense-in-bf16 error is checked in test_forward; here the
+// split count must not change the result beyond fp32 summation order: compared with split 1).
+void test_fused_splits() {
+  const Shape cases[] = {{128, 32768, 1024, 128, true}, {576, 1536, 64, 64, false}, {300, 9216, 256, 4, true}};
+  for (const Shape& S : cases) {
+    HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
+    DevLayer D(h);
+    for (int64_t m : {1, 3, 8, 11}) {
+      std::vector<double> x(m * S.k);
+      for (auto& v : x) v = randn();
+      std::vector<double> ref = oracle_forward(h, x, m), y1;
+      for (const char* cap : {"1", "2", "3", "8"}) {
+        setenv("LATTQ_FUSED_MAX_SPLITS", cap, 1);
+        std::vector<double> y;
+        bool ok = run_forward(D, D.L, x, LATTQ_F32, m, LATTQ_VARIANT_FUSED_GEMV, y, nullptr);
+        double e = ok ? rel_err(y, ref) : -1;
+        CHECK(ok && e <= 1e-5, "fused_gemv f32 n=%lld k=%lld m=%lld max_splits=%s: rel err %.3g", (long long)S.n,
+              (long long)S.k, (long long)m, cap, e);
+        std::vector<double> xb(x.size());
+        for (size_t i = 0; i < x.size(); ++i) xb[i] = round_to(LATTQ_BF16, x[i]);
+        ok = run_forward(D, D.L, xb, LATTQ_BF16, m, LATTQ_VARIANT_FUSED_GEMV, y, nullptr);
+        CHECK(ok, "fused_gemv bf16 max_splits=%s failed", cap);
+        if (!ok) continue;
+        if (cap[0] == '1') {
+          y1 = y;
+        } else {
+          // different split counts sum the same fp32 partials in a different grouping: bf16 outputs may differ
+          // by one rounding step, plus the fp32 reassociation error near cancellations (1e-5 of the largest output)
+          double ymax = 0;
+          for (double v : y1) ymax = std::max(ymax, std::fabs(v));
+          bool close = true;
+          for (size_t i = 0; i < y.size(); ++i)
+            close = close && std::fabs(y[i] - y1[i]) <= std::ldexp(std::fabs(y1[i]), -7) + 1e-5 * ymax;
+          CHECK(close, "fused_gemv bf16 n=%lld k=%lld m=%lld: max_splits=%s differs from max_splits=1 by more than one bf16 step",
+                (long long)S.n, (long long)S.k, (long long)m, cap);
+        }
+      }
+      unsetenv("LATTQ_FUSED_MAX_SPLITS");
+    }
+  }
+  std::printf("forward: fused_gemv split counts checked\n");
+}
+
 // Other (bits, dim): reference and AUTO paths (fast variants must refuse cleanly).
 void test_forward_generic() {
   struct C { int bits, dim; int64_t n, k; };
@@ -513,10 +561,13 @@ void test_forward_generic() {
       double e = ok ? rel_err(y, ref) : -1;
       CHECK(ok && e <= 1e-5, "generic bits=%d dim=%d %s rel err %.3g", c.bits, c.dim, var_name(var), e);
     }
-    lattq_status st = LATTQ_OK;
-    bool ok = run_forward(D, D.L, x, LATTQ_F32, m, LATTQ_VARIANT_IMMA, y, nullptr, &st);
-    CHECK(!ok && st == LATTQ_ERR_UNSUPPORTED && std::strstr(lattq_last_error(), "bits"),
-          "imma on bits=%d dim=%d should be UNSUPPORTED naming bits, got %d: %s", c.bits, c.dim, (int)st, lattq_last_error());
+    for (int32_t fv : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM}) {
+      lattq_status st = LATTQ_OK;
+      bool ok = run_forward(D, D.L, x, LATTQ_F32, m, fv, y, nullptr, &st);
+      CHECK(!ok && st == LATTQ_ERR_UNSUPPORTED && std::strstr(lattq_last_error(), "bits"),
+            "%s on bits=%d dim=%d should be UNSUPPORTED naming bits, got %d: %s", var_name(fv), c.bits, c.dim, (int)st,
+            lattq_last_error());
+    }
   }
   std::printf("forward: generic (bits, dim) via reference path checked\n");
 }
@@ -544,6 +595,16 @@ void test_errors() {
   expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, -1, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_SHAPE, "'m'", "negative m");
   expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 99, nullptr), LATTQ_ERR_INVALID_ARGUMENT, "variant", "bad variant");
   expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_IMMA, nullptr), LATTQ_ERR_LAYOUT, "layout", "canonical imma");
+  expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_FUSED_GEMV, nullptr), LATTQ_ERR_LAYOUT, "layout",
+         "canonical fused_gemv");
+  {  // fused_gemv with fused transforms (had_in <= 1024, had_out <= 128) needs no workspace at all
+    size_t fb = 1;
+    CHECK(lattq_cuda_forward_workspace_size(&h.d, m, LATTQ_VARIANT_FUSED_GEMV, &fb) == LATTQ_OK && fb == 0,
+          "fused_gemv workspace for fused transforms: %zu bytes, expected 0", fb);
+    CHECK(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, nullptr, 0, LATTQ_VARIANT_FUSED_GEMV, nullptr) == LATTQ_OK,
+          "fused_gemv with workspace NULL (0 bytes needed): %s", lattq_last_error());
+    CUDA_OK(cudaDeviceSynchronize());
+  }
   lattq_layer bad = D.L;
   bad.desc.bits = 5;
   CHECK(lattq_cuda_forward(&bad, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 0, nullptr) != LATTQ_OK &&
@@ -581,8 +642,9 @@ void test_errors() {
 void test_graph() {
   HostLayer h = make_layer(2, 4, 1024, 4096, 128, 128, true);
   DevLayer D(h);
-  for (int32_t var : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_REFERENCE}) {
-    int64_t m = var == LATTQ_VARIANT_IMMA_WIDE ? 24 : 3;
+  for (int32_t var : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_FUSED_GEMV,
+                      LATTQ_VARIANT_TILED_GEMM}) {
+    int64_t m = var == LATTQ_VARIANT_IMMA_WIDE ? 24 : var == LATTQ_VARIANT_TILED_GEMM ? 70 : 3;
     std::vector<double> x(m * h.d.k);
     for (auto& v : x) v = round_to(LATTQ_BF16, randn());
     std::vector<double> y0;
@@ -644,6 +706,7 @@ int main(int argc, char** argv) {
   test_forward_generic();
   test_graph();
   test_forward(quick);
+  test_fused_splits();
   std::printf("%d checks passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

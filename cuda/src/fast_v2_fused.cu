@@ -1,0 +1,1040 @@
+// EXPERIMENTAL (compiled and statically analysed, NOT yet validated on a GPU): variant
+// LATTQ_VARIANT_FUSED_GEMV, the single-launch k=2, d=4 decode-path kernel (docs/kernels.md, "Next
+// generation").  Never picked by LATTQ_VARIANT_AUTO until a GPU run has validated and measured it.
+//
+// Same arithmetic as fast_imma.cu (masked code words are u8 A fragments of mma.m16n8k32.u8.s8; the
+// activations v = A^T H_in(SU x) are 16-bit (f16/bf16) or 24-bit (f32) fixed point per (token, 1024-wide
+// K slice), split into 2 / 3 exact int8 digits), but one launch does everything:
+//
+//   grid (token columns of 8, 128-row groups, K splits); on sm_90 the K splits of one (column, row group)
+//   form a thread-block cluster (1, 1, splits <= 8).
+//   1. each thread issues the 16-byte code loads of its first K slice (weights do not depend on the
+//      previous kernel), then griddepcontrol.wait (programmatic dependent launch on sm_90);
+//   2. per chunk of up to SB slices of the CTA's K range, a per-CTA prologue: one warp per (token, slice)
+//      loads x, scales by SU, runs the block Hadamard (had_in <= 1024) as a warp-level FWHT (5 in-register
+//      stages + 5 shuffle stages, no barriers), folds v = A^T u and c = b.u, takes the slice maximum and
+//      writes the digits straight into shared memory in mma-fragment order (8-byte stores);
+//   3. the mma main loop over the chunk (codes: register ring one slice ahead, 16-byte L1::no_allocate
+//      loads; digits: LDS.128), int32 -> fp32 flush per slice;
+//   4. split-K reduction through distributed shared memory inside the cluster (each rank reduces the
+//      tokens t with t % splits == rank, in a fixed rank order: deterministic), then the fused epilogue
+//      (+c, block Hadamard over the 128 rows when had_out <= 128, SV, bias, cast).
+//   No global workspace, no counters, no zeroing: graph-replay safe by construction.  sm_80 (no clusters):
+//   splits = 1, the CTA walks the whole K range chunk by chunk.
+//   had_in > 1024 / had_out > 128: the reference FWHT stages run before / after (as in fast_imma.cu).
+//
+// The file also holds the EXPERIMENTAL tiled GEMM for m >= 64 (LATTQ_VARIANT_TILED_GEMM, further below); it
+// shares the warp-level prologue (prologue_pair) with the fused kernel.
+#include <cooperative_groups.h>
+
+#include <cstdlib>
+
+#include "kernels.cuh"
+
+namespace lattq_cuda {
+
+namespace {
+
+namespace cg = cooperative_groups;
+
+constexpr int SK = 1024;        // K slice (one activation scale per (token, slice))
+constexpr int WARPS = 8;        // warps per CTA, one 16-row tile each
+constexpr int TN = WARPS * 16;  // rows per CTA
+constexpr int MAX_SPLITS = 8;   // portable cluster size
+
+template <int PARTS> struct QF;
+template <> struct QF<2> { static constexpr float QMAX = 32639.f; };
+template <> struct QF<3> { static constexpr float QMAX = 8355711.f; };
+
+// digit bytes of one K slice for 8 tokens: 4 quads x 8 steps x 32 lanes x PARTS x 8 bytes
+template <int PARTS> constexpr int slice_bytes() { return 4 * 8 * 32 * PARTS * 8; }
+// slices of digits resident in shared memory at once (48 KB: two CTAs per SM)
+template <int PARTS> constexpr int chunk_slices() { return PARTS == 2 ? 3 : 2; }
+
+struct FusedParams {
+  const uint8_t* codes;
+  const float* A;
+  const float* b;
+  const float* su;
+  const float* sv;
+  const float* bias;
+  const void* x;   // activations (dtype) or, if u_pre, the fp32 u = H_in(SU x)
+  int u_pre;
+  int64_t n, k, m;
+  int64_t C;       // 16-byte chunks per row
+  int64_t T;       // 16-row tiles
+  int nslices, nq; // K slices, quads (256 weights)
+  int had_in, had_out;
+  int splits, sps; // K splits (= cluster size), slices per split
+  float* tout;     // [m][n] fp32 t when had_out is not fused, else nullptr
+  void* y;
+  // tiled GEMM only (prologue output in the workspace)
+  uint8_t* vq;     // digits [mpad / 8][nq4][QB]
+  float* scale;    // [mpad][nslices]
+  float* cpart;    // [mpad][nslices]
+  int nq4;         // quads rounded up to whole slices
+};
+
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ uint4 ldg_stream(const void* ptr) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(ptr));
+  return r;
+}
+
+__device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// 4 consecutive activations of token row `row` starting at element kk (kk % 4 == 0, row length k % 4 == 0,
+// so a 4-element group is entirely inside or outside the row; x is 16-byte aligned, so the 8-byte (16-bit
+// types) or 16-byte (f32) vector is aligned).
+template <typename T> __device__ __forceinline__ float4 load4(const void* x, int64_t off);
+template <> __device__ __forceinline__ float4 load4<float>(const void* x, int64_t off) {
+  return __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(x) + off));
+}
+template <> __device__ __forceinline__ float4 load4<__half>(const void* x, int64_t off) {
+  uint2 r = __ldg(reinterpret_cast<const uint2*>(static_cast<const __half*>(x) + off));
+  __half2 a = *reinterpret_cast<__half2*>(&r.x), b = *reinterpret_cast<__half2*>(&r.y);
+  float2 fa = __half22float2(a), fb = __half22float2(b);
+  return make_float4(fa.x, fa.y, fb.x, fb.y);
+}
+template <> __device__ __forceinline__ float4 load4<__nv_bfloat16>(const void* x, int64_t off) {
+  uint2 r = __ldg(reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(x) + off));
+  __nv_bfloat162 a = *reinterpret_cast<__nv_bfloat162*>(&r.x), b = *reinterpret_cast<__nv_bfloat162*>(&r.y);
+  float2 fa = __bfloat1622float2(a), fb = __bfloat1622float2(b);
+  return make_float4(fa.x, fa.y, fb.x, fb.y);
+}
+
+// Per-CTA prologue for one (token, slice) pair, executed by one warp.  Lane l owns the 32 contiguous
+// elements 32 l .. 32 l + 31 of the slice (= groups 8 l .. 8 l + 7).  Writes the digits of this token into
+// `dig` (the slice's digit block, fragment order) and returns (lane 0) the scale and the c part.
+template <typename T, int PARTS>
+__device__ __forceinline__ void prologue_pair(const FusedParams& p, int64_t tok, int sl, int tk, uint8_t* dig,
+                                              float* scale_out, float* c_out, const float* Ar,
+                                              const float* br) {
+  const int lane = threadIdx.x & 31;
+  const int64_t k0 = (int64_t)sl * SK + lane * 32;
+  float u[32];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int64_t kk = k0 + 4 * j;
+    float4 v4 = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (kk < p.k && tok < p.m) {  // padding tokens (GEMM prologue): zero digits, scale 1, c 0
+      if (p.u_pre) {
+        v4 = load4<float>(p.x, tok * p.k + kk);
+      } else {
+        v4 = load4<T>(p.x, tok * p.k + kk);
+        v4.x *= __ldg(p.su + kk);
+        v4.y *= __ldg(p.su + kk + 1);
+        v4.z *= __ldg(p.su + kk + 2);
+        v4.w *= __ldg(p.su + kk + 3);
+      }
+    }
+    u[4 * j] = v4.x;
+    u[4 * j + 1] = v4.y;
+    u[4 * j + 2] = v4.z;
+    u[4 * j + 3] = v4.w;
+  }
+  if (!p.u_pre && p.had_in > 1) {
+    // in-register stages (h = 1..16): partner index i ^ h inside the lane
+#pragma unroll
+    for (int h = 1; h < 32; h <<= 1) {
+      if (h < p.had_in) {
+#pragma unroll
+        for (int i = 0; i < 32; ++i) {
+          if ((i & h) == 0) {
+            const float a = u[i], b = u[i + h];
+            u[i] = a + b;
+            u[i + h] = a - b;
+          }
+        }
+      }
+    }
+    // cross-lane stages (h = 32..512): partner lane l ^ (h / 32); the lower lane keeps a + b
+#pragma unroll
+    for (int hl = 1; hl < 32; hl <<= 1) {
+      if (hl * 32 < p.had_in) {
+        const bool upper = (lane & hl) != 0;
+#pragma unroll
+        for (int i = 0; i < 32; ++i) {
+          const float o = __shfl_xor_sync(0xffffffffu, u[i], hl);
+          u[i] = upper ? o - u[i] : u[i] + o;
+        }
+      }
+    }
+    const float sc = rsqrtf((float)p.had_in);
+#pragma unroll
+    for (int i = 0; i < 32; ++i) u[i] *= sc;
+  }
+  // fold: v = A^T u and c = b . u per group, slice maximum of |v|
+  float mx = 0.f, cp = 0.f;
+#pragma unroll
+  for (int g = 0; g < 8; ++g) {
+    float v[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float acc = 0.f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc = fmaf(Ar[j * 4 + i], u[4 * g + j], acc);
+      v[i] = acc;
+      mx = fmaxf(mx, fabsf(acc));
+      cp = fmaf(br[i], u[4 * g + i], cp);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) u[4 * g + i] = v[i];
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    cp += __shfl_xor_sync(0xffffffffu, cp, o);
+  }
+  const float inv = mx > 0.f ? QF<PARTS>::QMAX / mx : 0.f;
+  if (lane == 0) {
+    *scale_out = mx > 0.f ? mx / QF<PARTS>::QMAX : 1.f;
+    *c_out = cp;
+  }
+  // Fragment order (as fast_imma.cu): group t of the slice -> quad ql = t >> 6, chunk tig = (t >> 4) & 3,
+  // gi = t & 15, step st = (gi >> 3) * 4 + s, byte (gi >> 2 & 1) * 4 + (gi & 3) of the 8-byte unit
+  // (((ql * 8 + st) * 32 + token * 4 + tig) * PARTS + part).  Lane l holds t = 8 l .. 8 l + 7: one quad,
+  // one chunk, one half (pp = l & 1) of the 16 groups, i.e. both 4-byte words of the unit.
+  const int ql = lane >> 3, tig = (lane >> 1) & 3, pp = lane & 1;
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    uint32_t w[PARTS][2];
+#pragma unroll
+    for (int pt = 0; pt < PARTS; ++pt) w[pt][0] = w[pt][1] = 0u;
+#pragma unroll
+    for (int g = 0; g < 8; ++g) {
+      // clamp: v*inv can round one unit above QMAX, which would overflow the top int8 digit
+      int q = max(-(int)QF<PARTS>::QMAX, min((int)QF<PARTS>::QMAX, __float2int_rn(u[4 * g + s] * inv)));
+#pragma unroll
+      for (int pt = 0; pt < PARTS; ++pt) {
+        const int dgt = pt == PARTS - 1 ? q : (((q + 128) & 255) - 128);
+        q = (q - dgt) >> 8;
+        w[pt][g >> 2] |= ((uint32_t)(uint8_t)(int8_t)dgt) << (8 * (g & 3));
+      }
+    }
+    const int st = pp * 4 + s;
+#pragma unroll
+    for (int pt = 0; pt < PARTS; ++pt)
+      *reinterpret_cast<uint2*>(dig + ((((ql * 8 + st) * 32 + tk * 4 + tig) * PARTS + pt) * 8)) =
+          make_uint2(w[pt][0], w[pt][1]);
+  }
+}
+
+template <typename T, int PARTS>
+__global__ void __launch_bounds__(256, PARTS == 2 ? 2 : 1) fused_gemv_kernel(FusedParams p) {
+  constexpr int SB = chunk_slices<PARTS>();
+  constexpr int QB = slice_bytes<PARTS>() / 4;  // digit bytes per quad
+  extern __shared__ __align__(16) uint8_t dsm[];  // [SB slices][4 quads][QB]
+  __shared__ float part_tile[8][TN + 1];  // this CTA's partial t (+ its c part), read by the cluster
+  __shared__ float fin[8][TN + 1];        // reduced tile of the tokens this CTA finishes
+  __shared__ float ssc[8][SB];
+  __shared__ float scp[8][SB];
+  __shared__ float csum[8];
+  __shared__ float sAb[20];
+  __shared__ float s_svb[2][TN];
+
+  // warp index through a shuffle: the compiler then knows it is warp-uniform, so the prologue's shuffles
+  // (inside warp-uniform branches) need no WARPSYNC.COLLECTIVE wrapping
+  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
+  const int g = lane >> 2, tig = lane & 3;
+  const int col = blockIdx.x, rg = blockIdx.y, split = blockIdx.z;
+  const int64_t tileI = (int64_t)rg * WARPS + warp;
+  const bool tile_ok = tileI < p.T;
+  const int sl0 = split * p.sps;
+  const int sl1 = min(p.nslices, sl0 + p.sps);
+  const int q1 = min(p.nq, sl1 * 4);
+  const int64_t n0 = (int64_t)rg * TN;
+  const int64_t tok0 = (int64_t)col * 8;
+  const int ntok = (int)(p.m - tok0 < 8 ? p.m - tok0 : 8);
+  const int nrow = (int)(p.n - n0 < TN ? p.n - n0 : TN);
+
+  // 1. codes of the first slice in flight before anything else (they do not depend on earlier kernels)
+  const uint8_t* cbase = p.codes + (tileI * p.C) * 256 + g * 16;
+  auto load_quad = [&](int q, uint4& lo, uint4& hi) {
+    const int64_t chunk = (int64_t)q * 4 + tig;
+    if (tile_ok && q < q1 && chunk < p.C) {
+      const uint8_t* ptr = cbase + chunk * 256;
+      lo = ldg_stream(ptr);
+      hi = ldg_stream(ptr + 128);
+    } else {
+      lo = make_uint4(0, 0, 0, 0);
+      hi = lo;
+    }
+  };
+  uint4 cb[4][2];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) load_quad(sl0 * 4 + i, cb[i][0], cb[i][1]);
+  // SV and bias of the CTA's rows into shared memory now (latency hidden behind the prologue), not registers
+  if (threadIdx.x < TN) {
+    const int rr = threadIdx.x;
+    s_svb[0][rr] = rr < nrow ? __ldg(p.sv + n0 + rr) : 0.f;
+    s_svb[1][rr] = (p.bias != nullptr && rr < nrow) ? __ldg(p.bias + n0 + rr) : 0.f;
+  }
+  // A and b in shared memory (broadcast reads in the prologue; keeps 20 registers free for the code ring)
+  if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
+  else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
+
+  // padding tokens keep zero digits for the whole kernel (their scale is 0 as well)
+  {
+    uint4* z = reinterpret_cast<uint4*>(dsm);
+    for (int i = threadIdx.x; i < SB * slice_bytes<PARTS>() / 16; i += 256) z[i] = make_uint4(0, 0, 0, 0);
+  }
+  if (threadIdx.x < 8) csum[threadIdx.x] = 0.f;
+  pdl_wait();  // x (and u / the previous layer's output) is ready from here on
+  pdl_launch_dependents();
+
+  float accf[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int cs = sl0; cs < sl1; cs += SB) {
+    const int ce = min(sl1, cs + SB);
+    const int nsl = ce - cs;
+    __syncthreads();  // previous chunk's digits fully consumed (and the zero fill done)
+    // 2. prologue of this chunk: one warp per real (token, slice) pair, spread over all warps (m = 1 with 3
+    //    slices uses 3 warps); padding tokens get scale 0 and c part 0 (their digits stay zero)
+    {
+      // pair index pr = sj * ntok + tk, pr = warp, warp + 8, ... (no integer division by the runtime ntok)
+      int tk = warp, sj = 0;
+      while (tk >= ntok) {
+        tk -= ntok;
+        ++sj;
+      }
+      while (sj < nsl) {
+        prologue_pair<T, PARTS>(p, tok0 + tk, cs + sj, tk, dsm + (size_t)sj * slice_bytes<PARTS>(), &ssc[tk][sj],
+                                &scp[tk][sj], sAb, sAb + 16);
+        tk += WARPS;
+        while (tk >= ntok) {
+          tk -= ntok;
+          ++sj;
+        }
+      }
+    }
+    for (int i = threadIdx.x; i < 8 * nsl; i += 256) {
+      const int tk = i % 8, sj = i / 8;
+      if (tk >= ntok) {
+        ssc[tk][sj] = 0.f;
+        scp[tk][sj] = 0.f;
+      }
+    }
+    __syncthreads();
+    if (threadIdx.x < 8) {  // fixed order: deterministic
+      float c = csum[threadIdx.x];
+      for (int j = 0; j < nsl; ++j) c += scp[threadIdx.x][j];
+      csum[threadIdx.x] = c;
+    }
+    // 3. main loop over the chunk's slices
+    for (int sl = cs; sl < ce; ++sl) {
+      int acc[4][PARTS][4];
+#pragma unroll
+      for (int s = 0; s < 4; ++s)
+#pragma unroll
+        for (int pt = 0; pt < PARTS; ++pt)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) acc[s][pt][c] = 0;
+      const uint8_t* sdig = dsm + (size_t)(sl - cs) * slice_bytes<PARTS>();
+#pragma unroll
+      for (int qi = 0; qi < 4; ++qi) {
+        const int q = sl * 4 + qi;
+        const uint4 lo = cb[qi][0], hi = cb[qi][1];
+        load_quad(q + 4, cb[qi][0], cb[qi][1]);  // next slice (may belong to the next chunk)
+        if (q < q1) {
+          const uint32_t wl[4] = {lo.x, lo.y, lo.z, lo.w};
+          const uint32_t wh[4] = {hi.x, hi.y, hi.z, hi.w};
+#pragma unroll
+          for (int pp = 0; pp < 2; ++pp) {
+#pragma unroll
+            for (int s = 0; s < 4; ++s) {
+              const uint32_t M = 0x03030303u << (2 * s);
+              const uint32_t a0 = wl[2 * pp] & M, a1 = wh[2 * pp] & M;
+              const uint32_t a2 = wl[2 * pp + 1] & M, a3 = wh[2 * pp + 1] & M;
+              const int st = pp * 4 + s;
+              const uint8_t* bp = sdig + (size_t)qi * QB + (st * 32 + lane) * PARTS * 8;
+              if (PARTS == 2) {
+                const uint4 bv = *reinterpret_cast<const uint4*>(bp);
+                mma_u8s8(acc[s][0], a0, a1, a2, a3, bv.x, bv.y);
+                mma_u8s8(acc[s][1], a0, a1, a2, a3, bv.z, bv.w);
+              } else {
+#pragma unroll
+                for (int pt = 0; pt < PARTS; ++pt) {
+                  const uint2 bv = *reinterpret_cast<const uint2*>(bp + pt * 8);
+                  mma_u8s8(acc[s][pt], a0, a1, a2, a3, bv.x, bv.y);
+                }
+              }
+            }
+          }
+        }
+      }
+      // flush: sum_s 4^-s sum_part 256^part acc, times the (token, slice) scale (0 for padding tokens)
+      const float sc0 = ssc[2 * tig][sl - cs];
+      const float sc1 = ssc[2 * tig + 1][sl - cs];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        float v = 0.f;
+#pragma unroll
+        for (int s = 0; s < 4; ++s) {
+          float vs = 0.f;
+#pragma unroll
+          for (int pt = PARTS - 1; pt >= 0; --pt) vs = vs * 256.f + (float)acc[s][pt][c];
+          v = fmaf(vs, 1.f / (float)(1 << (2 * s)), v);
+        }
+        accf[c] = fmaf(v, (c & 1) ? sc1 : sc0, accf[c]);
+      }
+    }
+  }
+  __syncthreads();  // csum complete
+
+  // 4. partial tile (+ this split's c part, so that the cluster sum carries the whole c)
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    const int tk = 2 * tig + (c & 1);
+    part_tile[tk][warp * 16 + g + ((c & 2) ? 8 : 0)] = accf[c] + csum[tk];
+  }
+  int rank = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (p.splits > 1) {
+    cg::cluster_group cl = cg::this_cluster();
+    rank = (int)cl.block_rank();
+    cl.sync();  // every partial tile of the cluster is written
+    for (int i = threadIdx.x; i < 8 * TN; i += 256) {
+      const int tk = i / TN, rr = i % TN;
+      if (tk % p.splits != rank || tk >= ntok) continue;
+      float sum = 0.f;
+      for (int r = 0; r < p.splits; ++r) sum += cl.map_shared_rank(&part_tile[0][0], r)[tk * (TN + 1) + rr];
+      fin[tk][rr] = rr < nrow ? sum : 0.f;
+    }
+    cl.sync();  // no CTA leaves while its shared memory may still be read
+  } else
+#endif
+  {
+    __syncthreads();
+    for (int i = threadIdx.x; i < 8 * TN; i += 256) {
+      const int tk = i / TN, rr = i % TN;
+      fin[tk][rr] = rr < nrow ? part_tile[tk][rr] : 0.f;
+    }
+  }
+  __syncthreads();
+  const int nsp = p.splits > 1 ? p.splits : 1;
+  if (p.tout != nullptr) {  // had_out not fused: hand t to the separate epilogue stages
+    for (int i = threadIdx.x; i < 8 * TN; i += 256) {
+      const int tk = i / TN, rr = i % TN;
+      if (tk % nsp == rank && tk < ntok && rr < nrow) p.tout[(tok0 + tk) * p.n + n0 + rr] = fin[tk][rr];
+    }
+    return;
+  }
+  for (int h = 1; h < p.had_out; h <<= 1) {
+    for (int i = threadIdx.x; i < 8 * (TN / 2); i += 256) {
+      const int tk = i / (TN / 2), j = i % (TN / 2);
+      if (tk % nsp != rank || tk >= ntok) continue;
+      const int lo = (j / h) * 2 * h + (j % h);
+      const float a = fin[tk][lo], b = fin[tk][lo + h];
+      fin[tk][lo] = a + b;
+      fin[tk][lo + h] = a - b;
+    }
+    __syncthreads();
+  }
+  const float hs = rsqrtf((float)p.had_out);
+  T* y = static_cast<T*>(p.y);
+  for (int i = threadIdx.x; i < 8 * TN; i += 256) {
+    const int tk = i / TN, rr = i % TN;
+    if (tk % nsp == rank && tk < ntok && rr < nrow)
+      y[(tok0 + tk) * p.n + n0 + rr] = from_f<T>(fmaf(fin[tk][rr] * hs, s_svb[0][rr], s_svb[1][rr]));
+  }
+}
+
+
+// =============================================================================================
+// EXPERIMENTAL tiled GEMM for m >= 64 (LATTQ_VARIANT_TILED_GEMM), not yet validated on a GPU.
+//
+// prologue kernel: grid (K slices, mpad / 8), 8 warps, warp w = token 8 * blockIdx.y + w: the same
+//   prologue_pair as the fused kernel, digits written to the workspace in fragment order
+//   ([m-tile][quad][step][lane][digit][8 B], the IMMA layout), per-(token, slice) scale and c part;
+//   padding tokens get zero digits.
+// main kernel: CTA = 128 rows x 64 tokens, 8 warps as 4 (rows: 32 = 2 tiles of 16) x 2 (tokens: 32 =
+//   4 tiles of 8).  B digits of one quad (64 tokens: 8 x QB bytes) per stage, 3-stage cp.async ring;
+//   codes straight from global memory into registers (TILED layout: lane (g, tig) loads rows g and g + 8
+//   of chunk 4q + tig of each of its 2 row tiles), one quad ahead.  Each code word is decoded once per
+//   warp with SHF + LOP ((w >> 2s) & 0x03030303 = four u8 z values, no 4^s factor, so one int32
+//   accumulator set per digit) and used by 4 token tiles x 2 digits = 8 IMMA; each LDS.128 of B digits
+//   feeds 2 row tiles x 2 digits = 4 IMMA.  Per-slice int32 -> fp32 flush with the (token, slice) scale;
+//   epilogue in shared memory (reusing the ring): + c, block Hadamard over the 128 rows (had_out <= 128),
+//   SV, bias, cast.
+// =============================================================================================
+constexpr int GM_TOK = 64;      // tokens per CTA
+// cp.async ring stages: 3 x 32 KB (f16/bf16), 2 x 48 KB (f32): 96 KB either way, under the 99 KB opt-in
+// limit of sm_86 / sm_89
+template <int PARTS> constexpr int gm_stages() { return PARTS == 2 ? 3 : 2; }
+
+template <typename T, int PARTS>
+__global__ void __launch_bounds__(256) gemm_prologue_kernel(FusedParams p) {
+  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0);
+  __shared__ float sAb[20];
+  if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
+  else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
+  pdl_wait();
+  pdl_launch_dependents();
+  __syncthreads();
+  const int sl = blockIdx.x;
+  const int64_t mt = blockIdx.y;
+  const int64_t tok = mt * 8 + warp;
+  constexpr int QB = slice_bytes<PARTS>() / 4;
+  uint8_t* dig = p.vq + ((mt * p.nq4) + (int64_t)sl * 4) * QB;
+  float sc = 0.f, cp = 0.f;
+  prologue_pair<T, PARTS>(p, tok, sl, warp, dig, &sc, &cp, sAb, sAb + 16);
+  if ((threadIdx.x & 31) == 0) {
+    p.scale[tok * p.nslices + sl] = tok < p.m ? sc : 0.f;
+    p.cpart[tok * p.nslices + sl] = tok < p.m ? cp : 0.f;
+  }
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
+template <typename T, int PARTS>
+__global__ void __launch_bounds__(256, 1) gemm_main_kernel(FusedParams p) {
+  constexpr int QB = slice_bytes<PARTS>() / 4;  // digit bytes per (quad, 8-token tile)
+  constexpr int STAGE = 8 * QB;                   // 64 tokens
+  constexpr int GM_STAGES = gm_stages<PARTS>();
+  extern __shared__ __align__(16) uint8_t gsm[];  // [GM_STAGES][8 token tiles][QB]; epilogue: tile[64][TN+1]
+  __shared__ float csum[GM_TOK];
+
+  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
+  const int g = lane >> 2, tig = lane & 3;
+  const int wr = warp & 3, wt = warp >> 2;  // row warp (2 tiles of 16 rows), token warp (4 tiles of 8)
+  const int col = blockIdx.x, rg = blockIdx.y;
+  const int64_t n0 = (int64_t)rg * TN;
+  const int64_t tok0 = (int64_t)col * GM_TOK;
+  const int ntok = (int)(p.m - tok0 < GM_TOK ? p.m - tok0 : GM_TOK);
+  const int nrow = (int)(p.n - n0 < TN ? p.n - n0 : TN);
+  const int64_t mt0 = tok0 / 8;
+  const int nq = p.nq;
+
+  const uint8_t* cbase[2];
+  bool row_ok[2];
+#pragma unroll
+  for (int rt = 0; rt < 2; ++rt) {
+    const int64_t tileI = (int64_t)rg * WARPS + wr * 2 + rt;
+    row_ok[rt] = tileI < p.T;
+    cbase[rt] = p.codes + (row_ok[rt] ? tileI : 0) * p.C * 256 + g * 16;
+  }
+  auto load_codes = [&](int q, uint4 (&c)[2][2]) {
+    const int64_t chunk = (int64_t)q * 4 + tig;
+#pragma unroll
+    for (int rt = 0; rt < 2; ++rt) {
+      if (row_ok[rt] && q < nq && chunk < p.C) {
+        const uint8_t* ptr = cbase[rt] + chunk * 256;
+        c[rt][0] = ldg_stream(ptr);
+        c[rt][1] = ldg_stream(ptr + 128);
+      } else {
+        c[rt][0] = make_uint4(0, 0, 0, 0);
+        c[rt][1] = c[rt][0];
+      }
+    }
+  };
+  auto issue_b = [&](int q) {  // B digits of quad q for the CTA's 8 token tiles -> stage q % GM_STAGES
+    if (q < nq) {
+      uint8_t* dst = gsm + (size_t)(q % GM_STAGES) * STAGE;
+      for (int i = threadIdx.x; i < STAGE / 16; i += 256) {
+        const int nt = i / (QB / 16), u = i % (QB / 16);
+        cp_async16(dst + (size_t)nt * QB + u * 16, p.vq + ((mt0 + nt) * p.nq4 + q) * (int64_t)QB + (int64_t)u * 16);
+      }
+    }
+    cp_async_commit();  // always commit (possibly empty) so that the group count stays uniform
+  };
+
+  uint4 cn[2][2];
+  load_codes(0, cn);
+  const int my_row = threadIdx.x % TN;
+  const float sv_r = my_row < nrow ? __ldg(p.sv + n0 + my_row) : 0.f;
+  const float bias_r = (p.bias != nullptr && my_row < nrow) ? __ldg(p.bias + n0 + my_row) : 0.f;
+  pdl_wait();  // the prologue's digits, scales and c parts are visible from here on
+  if (threadIdx.x < GM_TOK) {
+    float c = 0.f;
+    if ((int)threadIdx.x < ntok)
+      for (int j = 0; j < p.nslices; ++j) c += p.cpart[(tok0 + threadIdx.x) * p.nslices + j];
+    csum[threadIdx.x] = c;
+  }
+#pragma unroll
+  for (int i = 0; i < GM_STAGES - 1; ++i) issue_b(i);
+
+  float accf[2][4][4];
+  int acc[2][4][PARTS][4];
+#pragma unroll
+  for (int rt = 0; rt < 2; ++rt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        accf[rt][nt][c] = 0.f;
+#pragma unroll
+        for (int pt = 0; pt < PARTS; ++pt) acc[rt][nt][pt][c] = 0;
+      }
+
+  for (int q = 0; q < nq; ++q) {
+    cp_async_wait<GM_STAGES - 2>();
+    __syncthreads();           // stage q % GM_STAGES complete for all threads; stage (q - 1) free
+    issue_b(q + GM_STAGES - 1);
+    uint4 cc[2][2];
+#pragma unroll
+    for (int rt = 0; rt < 2; ++rt) {
+      cc[rt][0] = cn[rt][0];
+      cc[rt][1] = cn[rt][1];
+    }
+    load_codes(q + 1, cn);
+    const uint8_t* sb = gsm + (size_t)(q % GM_STAGES) * STAGE;
+#pragma unroll
+    for (int pp = 0; pp < 2; ++pp) {
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        uint32_t a[2][4];
+#pragma unroll
+        for (int rt = 0; rt < 2; ++rt) {
+          const uint32_t wl0 = pp ? cc[rt][0].z : cc[rt][0].x, wl1 = pp ? cc[rt][0].w : cc[rt][0].y;
+          const uint32_t wh0 = pp ? cc[rt][1].z : cc[rt][1].x, wh1 = pp ? cc[rt][1].w : cc[rt][1].y;
+          a[rt][0] = (wl0 >> (2 * s)) & 0x03030303u;
+          a[rt][1] = (wh0 >> (2 * s)) & 0x03030303u;
+          a[rt][2] = (wl1 >> (2 * s)) & 0x03030303u;
+          a[rt][3] = (wh1 >> (2 * s)) & 0x03030303u;
+        }
+        const int st = pp * 4 + s;
+#pragma unroll
+        for (int nt = 0; nt < 4; ++nt) {
+          const uint8_t* bp = sb + (size_t)(wt * 4 + nt) * QB + (st * 32 + lane) * PARTS * 8;
+          if (PARTS == 2) {
+            const uint4 bv = *reinterpret_cast<const uint4*>(bp);
+#pragma unroll
+            for (int rt = 0; rt < 2; ++rt) {
+              mma_u8s8(acc[rt][nt][0], a[rt][0], a[rt][1], a[rt][2], a[rt][3], bv.x, bv.y);
+              mma_u8s8(acc[rt][nt][1], a[rt][0], a[rt][1], a[rt][2], a[rt][3], bv.z, bv.w);
+            }
+          } else {
+#pragma unroll
+            for (int pt = 0; pt < PARTS; ++pt) {
+              const uint2 bv = *reinterpret_cast<const uint2*>(bp + pt * 8);
+#pragma unroll
+              for (int rt = 0; rt < 2; ++rt)
+                mma_u8s8(acc[rt][nt][pt], a[rt][0], a[rt][1], a[rt][2], a[rt][3], bv.x, bv.y);
+            }
+          }
+        }
+      }
+    }
+    if ((q & 3) == 3 || q == nq - 1) {  // end of a K slice: flush with the (token, slice) scales
+      const int sl = q >> 2;
+#pragma unroll
+      for (int nt = 0; nt < 4; ++nt) {
+        const int64_t t0 = tok0 + (wt * 4 + nt) * 8 + 2 * tig;  // rows < mpad: scales of padding tokens are 0
+        const float sc0 = __ldg(p.scale + t0 * p.nslices + sl);
+        const float sc1 = __ldg(p.scale + (t0 + 1) * p.nslices + sl);
+#pragma unroll
+        for (int rt = 0; rt < 2; ++rt)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            float v = 0.f;
+#pragma unroll
+            for (int pt = PARTS - 1; pt >= 0; --pt) {
+              v = v * 256.f + (float)acc[rt][nt][pt][c];
+              acc[rt][nt][pt][c] = 0;
+            }
+            accf[rt][nt][c] = fmaf(v, (c & 1) ? sc1 : sc0, accf[rt][nt][c]);
+          }
+      }
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // ring no longer read: reuse it for the output tile
+
+  float (*tile)[TN + 1] = reinterpret_cast<float (*)[TN + 1]>(gsm);
+#pragma unroll
+  for (int rt = 0; rt < 2; ++rt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int tk = (wt * 4 + nt) * 8 + 2 * tig + (c & 1);
+        const int rr = (wr * 2 + rt) * 16 + g + ((c & 2) ? 8 : 0);
+        tile[tk][rr] = rr < nrow ? accf[rt][nt][c] + csum[tk] : 0.f;
+      }
+  __syncthreads();
+  if (p.tout != nullptr) {
+    for (int i = threadIdx.x; i < ntok * TN; i += 256) {
+      const int tk = i / TN, rr = i % TN;
+      if (rr < nrow) p.tout[(tok0 + tk) * p.n + n0 + rr] = tile[tk][rr];
+    }
+    return;
+  }
+  for (int h = 1; h < p.had_out; h <<= 1) {
+    for (int i = threadIdx.x; i < ntok * (TN / 2); i += 256) {
+      const int tk = i / (TN / 2), j = i % (TN / 2);
+      const int lo = (j / h) * 2 * h + (j % h);
+      const float a = tile[tk][lo], b = tile[tk][lo + h];
+      tile[tk][lo] = a + b;
+      tile[tk][lo + h] = a - b;
+    }
+    __syncthreads();
+  }
+  const float hs = rsqrtf((float)p.had_out);
+  T* y = static_cast<T*>(p.y);
+  for (int i = threadIdx.x; i < ntok * TN; i += 256) {
+    const int tk = i / TN, rr = i % TN;  // rr == threadIdx.x % TN
+    if (rr < nrow) y[(tok0 + tk) * p.n + n0 + rr] = from_f<T>(fmaf(tile[tk][rr] * hs, sv_r, bias_r));
+  }
+}
+
+struct FusedPlan {
+  int parts;
+  int64_t nslices, nq, ncols, rgroups, splits, sps;
+  bool fuse_in, fuse_out;
+  size_t smem;
+  size_t off_u, off_t, total;
+};
+
+struct Dev2 {
+  int sm = 0, major = 0, smem_optin = 0;
+};
+Dev2& dev2() {
+  static Dev2 cache[16];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    dev = 0;
+  }
+  Dev2& d = cache[dev & 15];
+  if (d.sm == 0) {
+    if (cudaDeviceGetAttribute(&d.sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&d.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+      cudaGetLastError();
+      d.sm = 108;
+      d.major = 8;
+      d.smem_optin = 99 * 1024;
+    }
+  }
+  return d;
+}
+
+// with_device = false: only the workspace part (device independent), for lattq_cuda_forward_workspace_size
+FusedPlan make_fused_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, bool with_device) {
+  FusedPlan P;
+  P.parts = dtype == LATTQ_F32 ? 3 : 2;
+  P.nslices = cdiv(d->k, SK);
+  P.nq = cdiv(d->k, 256);
+  P.ncols = cdiv(std::max<int64_t>(m, 1), 8);
+  P.rgroups = cdiv(d->n, TN);
+  P.fuse_in = d->had_in <= SK;
+  P.fuse_out = d->had_out <= TN;
+  P.splits = 1;
+  P.sps = P.nslices;
+  if (with_device && dev2().major >= 9) {
+    // K splits (cluster size <= 8): aim at about two CTAs per SM (LATTQ_FUSED_CTAS_PER_SM overrides)
+    int ctas_per_sm = 2;
+    if (const char* e = std::getenv("LATTQ_FUSED_CTAS_PER_SM")) {
+      const int v = std::atoi(e);
+      if (v >= 1 && v <= 64) ctas_per_sm = v;
+    }
+    const int64_t base = P.rgroups * P.ncols;
+    const int64_t want = cdiv((int64_t)ctas_per_sm * dev2().sm, base);
+    // LATTQ_FUSED_MAX_SPLITS (1..8) caps the cluster size: 1 runs the sm_80 code path (whole K per CTA) on sm_90
+    int64_t cap = MAX_SPLITS;
+    if (const char* e = std::getenv("LATTQ_FUSED_MAX_SPLITS")) {
+      const int v = std::atoi(e);
+      if (v >= 1 && v <= MAX_SPLITS) cap = v;
+    }
+    const int64_t s = std::max<int64_t>(1, std::min<int64_t>({want, cap, P.nslices}));
+    P.sps = cdiv(P.nslices, s);
+    P.splits = cdiv(P.nslices, P.sps);
+  }
+  const int sb = P.parts == 2 ? chunk_slices<2>() : chunk_slices<3>();
+  const int sbytes = P.parts == 2 ? slice_bytes<2>() : slice_bytes<3>();
+  P.smem = (size_t)sb * sbytes;
+  size_t o = 0;
+  auto take = [&](size_t bytes) { size_t at = o; o += align256(bytes); return at; };
+  P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
+  P.off_t = take(P.fuse_out ? 0 : (size_t)m * d->n * 4);
+  P.total = o;
+  return P;
+}
+
+template <typename T, int PARTS>
+lattq_status fused_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
+                            const FusedPlan& P, cudaStream_t s) {
+  const lattq_layer_desc& d = L->desc;
+  const int32_t dt = std::is_same<T, float>::value ? LATTQ_F32 : std::is_same<T, __half>::value ? LATTQ_F16 : LATTQ_BF16;
+  FusedParams p = {};
+  p.codes = L->codes;
+  p.A = L->A;
+  p.b = L->b;
+  p.su = L->su;
+  p.sv = L->sv;
+  p.bias = L->bias;
+  p.x = x;
+  p.u_pre = P.fuse_in ? 0 : 1;
+  p.n = d.n;
+  p.k = d.k;
+  p.m = m;
+  p.C = cdiv(d.k / 4, 16);
+  p.T = cdiv(d.n, 16);
+  p.nslices = (int)P.nslices;
+  p.nq = (int)P.nq;
+  p.had_in = d.had_in;
+  p.had_out = d.had_out;
+  p.splits = (int)P.splits;
+  p.sps = (int)P.sps;
+  p.tout = P.fuse_out ? nullptr : reinterpret_cast<float*>(ws + P.off_t);
+  p.y = y;
+  lattq_status r;
+  if (!P.fuse_in) {  // u = H_in(SU x) by the reference stages (fp32)
+    float* u = reinterpret_cast<float*>(ws + P.off_u);
+    const int nb = (int)std::max<int64_t>(1, std::min<int64_t>(cdiv(m * d.k, 256), 65536));
+    if ((r = ref_scale_in_launch(fn, x, dt, L->su, u, m, d.k, nb, s))) return r;
+    if ((r = fwht_launch(fn, u, LATTQ_F32, m, d.k, d.had_in, s))) return r;
+    p.x = u;
+  }
+  static int smem_set[16] = {};  // per template instance and device
+  int cur = 0;
+  if (cudaGetDevice(&cur) != cudaSuccess) {
+    cudaGetLastError();
+    cur = 0;
+  }
+  if (!smem_set[cur & 15]) {
+    if (cudaFuncSetAttribute(fused_gemv_kernel<T, PARTS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) !=
+        cudaSuccess) {
+      cudaGetLastError();
+      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of fused_gemv_kernel to %zu bytes", fn, P.smem);
+    }
+    smem_set[cur & 15] = 1;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
+  cfg.blockDim = dim3(256);
+  cfg.dynamicSmemBytes = P.smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[2];
+  int na = 0;
+  if (dev2().major >= 9) {
+    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[na].val.programmaticStreamSerializationAllowed = 1;
+    ++na;
+    if (P.splits > 1) {
+      attr[na].id = cudaLaunchAttributeClusterDimension;
+      attr[na].val.clusterDim.x = 1;
+      attr[na].val.clusterDim.y = 1;
+      attr[na].val.clusterDim.z = (unsigned)P.splits;
+      ++na;
+    }
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = na;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, fused_gemv_kernel<T, PARTS>, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return LQ_ERR(Device, "%s: launching fused_gemv_kernel (grid %lld x %lld x %lld, cluster %lld) failed: %s", fn,
+                  (long long)P.ncols, (long long)P.rgroups, (long long)P.splits, (long long)P.splits,
+                  cudaGetErrorString(e));
+  }
+  if ((r = check_launch(fn, "fused_gemv_kernel"))) return r;
+  if (!P.fuse_out) {
+    float* t = reinterpret_cast<float*>(ws + P.off_t);
+    if ((r = fwht_launch(fn, t, LATTQ_F32, m, d.n, d.had_out, s))) return r;
+    if ((r = ref_epilogue_launch(fn, t, L->sv, L->bias, y, dt, m, d.n, s))) return r;
+  }
+  return LATTQ_OK;
+}
+
+// ---- tiled GEMM host side -------------------------------------------------------------------
+struct GemmPlan {
+  int parts;
+  int64_t nslices, nq, nq4, mpad, ncols, rgroups;
+  bool fuse_in, fuse_out;
+  size_t smem;
+  size_t off_vq, off_scale, off_cpart, off_u, off_t, total;
+};
+
+GemmPlan make_gemm_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype) {
+  GemmPlan P;
+  P.parts = dtype == LATTQ_F32 ? 3 : 2;
+  P.nslices = cdiv(d->k, SK);
+  P.nq = cdiv(d->k, 256);
+  P.nq4 = P.nslices * 4;
+  P.ncols = cdiv(std::max<int64_t>(m, 1), GM_TOK);
+  P.mpad = P.ncols * GM_TOK;
+  P.rgroups = cdiv(d->n, TN);
+  P.fuse_in = d->had_in <= SK;
+  P.fuse_out = d->had_out <= TN;
+  const size_t qb = (size_t)(P.parts == 2 ? slice_bytes<2>() : slice_bytes<3>()) / 4;
+  P.smem = (size_t)(P.parts == 2 ? gm_stages<2>() : gm_stages<3>()) * 8 * qb;  // >= the 64 x 129 fp32 epilogue tile
+  size_t o = 0;
+  auto take = [&](size_t bytes) { size_t at = o; o += align256(bytes); return at; };
+  P.off_vq = take((size_t)(P.mpad / 8) * P.nq4 * qb);
+  P.off_scale = take((size_t)P.mpad * P.nslices * 4);
+  P.off_cpart = take((size_t)P.mpad * P.nslices * 4);
+  P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
+  P.off_t = take(P.fuse_out ? 0 : (size_t)m * d->n * 4);
+  P.total = o;
+  return P;
+}
+
+template <typename T, int PARTS>
+lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
+                           const GemmPlan& P, cudaStream_t s) {
+  const lattq_layer_desc& d = L->desc;
+  const int32_t dt = std::is_same<T, float>::value ? LATTQ_F32 : std::is_same<T, __half>::value ? LATTQ_F16 : LATTQ_BF16;
+  static_assert(sizeof(float) * GM_TOK * (TN + 1) <= gm_stages<PARTS>() * 8 * (slice_bytes<PARTS>() / 4),
+                "the epilogue tile fits the ring");
+  FusedParams p = {};
+  p.codes = L->codes;
+  p.A = L->A;
+  p.b = L->b;
+  p.su = L->su;
+  p.sv = L->sv;
+  p.bias = L->bias;
+  p.x = x;
+  p.u_pre = P.fuse_in ? 0 : 1;
+  p.n = d.n;
+  p.k = d.k;
+  p.m = m;
+  p.C = cdiv(d.k / 4, 16);
+  p.T = cdiv(d.n, 16);
+  p.nslices = (int)P.nslices;
+  p.nq = (int)P.nq;
+  p.nq4 = (int)P.nq4;
+  p.had_in = d.had_in;
+  p.had_out = d.had_out;
+  p.splits = 1;
+  p.sps = (int)P.nslices;
+  p.tout = P.fuse_out ? nullptr : reinterpret_cast<float*>(ws + P.off_t);
+  p.y = y;
+  p.vq = reinterpret_cast<uint8_t*>(ws + P.off_vq);
+  p.scale = reinterpret_cast<float*>(ws + P.off_scale);
+  p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
+  const size_t static_smem = GM_TOK * 4;
+  if ((size_t)dev2().smem_optin < P.smem + static_smem)
+    return LQ_ERR(Unsupported, "%s: variant tiled_gemm needs %zu bytes of shared memory per block, this device allows %d",
+                  fn, P.smem + static_smem, dev2().smem_optin);
+  lattq_status r;
+  if (!P.fuse_in) {
+    float* u = reinterpret_cast<float*>(ws + P.off_u);
+    const int nb = (int)std::max<int64_t>(1, std::min<int64_t>(cdiv(m * d.k, 256), 65536));
+    if ((r = ref_scale_in_launch(fn, x, dt, L->su, u, m, d.k, nb, s))) return r;
+    if ((r = fwht_launch(fn, u, LATTQ_F32, m, d.k, d.had_in, s))) return r;
+    p.x = u;
+  }
+  gemm_prologue_kernel<T, PARTS><<<dim3((unsigned)P.nslices, (unsigned)(P.mpad / 8)), 256, 0, s>>>(p);
+  if ((r = check_launch(fn, "gemm_prologue_kernel"))) return r;
+  static int smem_set[16] = {};
+  int cur = 0;
+  if (cudaGetDevice(&cur) != cudaSuccess) {
+    cudaGetLastError();
+    cur = 0;
+  }
+  if (!smem_set[cur & 15]) {
+    if (cudaFuncSetAttribute(gemm_main_kernel<T, PARTS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) !=
+        cudaSuccess) {
+      cudaGetLastError();
+      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of gemm_main_kernel to %zu bytes", fn, P.smem);
+    }
+    smem_set[cur & 15] = 1;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3((unsigned)P.ncols, (unsigned)P.rgroups, 1);
+  cfg.blockDim = dim3(256);
+  cfg.dynamicSmemBytes = P.smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = dev2().major >= 9 ? 1 : 0;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_main_kernel<T, PARTS>, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return LQ_ERR(Device, "%s: launching gemm_main_kernel failed: %s", fn, cudaGetErrorString(e));
+  }
+  if ((r = check_launch(fn, "gemm_main_kernel"))) return r;
+  if (!P.fuse_out) {
+    float* t = reinterpret_cast<float*>(ws + P.off_t);
+    if ((r = fwht_launch(fn, t, LATTQ_F32, m, d.n, d.had_out, s))) return r;
+    if ((r = ref_epilogue_launch(fn, t, L->sv, L->bias, y, dt, m, d.n, s))) return r;
+  }
+  return LATTQ_OK;
+}
+
+}  // namespace
+
+const char* fused_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
+  (void)dtype;
+  if (d->bits != 2 || d->dim != 4) return "needs bits = 2 and dim = 4";
+  if (d->n > (int64_t)65535 * TN) return "n too large";
+  if (cdiv(d->k, SK) > 2147483647 / 4) return "k too large";
+  return "";
+}
+
+size_t fused_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype) {
+  return make_fused_plan(d, m, dtype, false).total;
+}
+
+lattq_status fused_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                           void* ws, size_t ws_bytes, cudaStream_t s) {
+  const FusedPlan P = make_fused_plan(&L->desc, m, dtype, true);
+  if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
+  if (P.ncols > 2147483647 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
+  char* w = static_cast<char*>(ws);
+  switch (dtype) {
+    case LATTQ_F32: return fused_launch_t<float, 3>(fn, L, x, m, y, w, P, s);
+    case LATTQ_F16: return fused_launch_t<__half, 2>(fn, L, x, m, y, w, P, s);
+    case LATTQ_BF16: return fused_launch_t<__nv_bfloat16, 2>(fn, L, x, m, y, w, P, s);
+  }
+  return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not supported", fn, dtype);
+}
+
+}  // namespace lattq_cuda
+
+namespace lattq_cuda {
+
+const char* gemm_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
+  (void)dtype;
+  if (d->bits != 2 || d->dim != 4) return "needs bits = 2 and dim = 4";
+  if (d->n > (int64_t)65535 * TN) return "n too large";
+  if (cdiv(d->k, SK) > 65535) return "k too large";
+  return "";
+}
+
+size_t gemm_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype) {
+  return make_gemm_plan(d, m, dtype).total;
+}
+
+lattq_status gemm_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                          void* ws, size_t ws_bytes, cudaStream_t s) {
+  const GemmPlan P = make_gemm_plan(&L->desc, m, dtype);
+  if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
+  if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
+  char* w = static_cast<char*>(ws);
+  switch (dtype) {
+    case LATTQ_F32: return gemm_launch_t<float, 3>(fn, L, x, m, y, w, P, s);
+    case LATTQ_F16: return gemm_launch_t<__half, 2>(fn, L, x, m, y, w, P, s);
+    case LATTQ_BF16: return gemm_launch_t<__nv_bfloat16, 2>(fn, L, x, m, y, w, P, s);
+  }
+  return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not supported", fn, dtype);
+}
+
+}  // namespace lattq_cuda
