@@ -54,6 +54,12 @@ def cmake_dir() -> str:
 # not import transformers eagerly if that is heavy, and must not initialise CUDA).
 # ---- BEGIN pipeline exports ----
 _LAZY = {"quantize": ("lattq.quantize", "quantize"), "LattqConfig": ("lattq.quantize", "LattqConfig")}
+
+from .io import install_hf_registration as _install_hf_registration  # noqa: E402
+
+# quant_method "lattq" for transformers: registered when transformers' quantizer registry loads, so
+# `import lattq` neither imports transformers nor initialises CUDA.
+_install_hf_registration()
 # ---- END pipeline exports ----
 
 
