@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Ablations of the lattq PTQ pipeline and peer methods, side by side in one harness.
 
-Each mode is a LattqConfig of the same pipeline (lattq.quantize.quantize); peers (group-wise 2-bit
+Each mode is a LattqConfig of the same pipeline (lattq.ptq.quantize); peers (group-wise 2-bit
 RTN and GPTQ) run through the same layer-streaming harness.  For each mode: load the model fresh,
 quantize with the same calibration tokens, measure perplexity under the fixed protocol (DESIGN.md §6;
 ``--max-windows`` for a quick subset), write JSON (``rows``: model, method, bpw, ppl, ctx,
@@ -30,7 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
-from lattq.quantize import LattqConfig, quantize  # noqa: E402
+from lattq.ptq import LattqConfig, quantize  # noqa: E402
 from lattq.data import calibration_tokens  # noqa: E402
 
 # name -> LattqConfig overrides (cumulative stages, then the full method, then peers)

@@ -20,7 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
-from lattq.quantize import LattqConfig, quantize  # noqa: E402
+from lattq.ptq import LattqConfig, quantize  # noqa: E402
 
 PRESETS = {
     "smollm2": dict(hidden_size=576, intermediate_size=1536, num_attention_heads=9, num_key_value_heads=3),

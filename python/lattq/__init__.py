@@ -48,12 +48,11 @@ def cmake_dir() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Quantization pipeline exports (owned by the PTQ pipeline, python/lattq/quantize/).
-# `quantize` and `LattqConfig` are resolved lazily from lattq.quantize so that `import lattq` stays light.
-# The transformers quantizer registration is added HERE by the pipeline engineer (keep it lazy: it must
-# not import transformers eagerly if that is heavy, and must not initialise CUDA).
+# Quantization pipeline exports (owned by the PTQ pipeline, python/lattq/ptq/).
+# `quantize(model, config, calibration)` and `LattqConfig` come lazily from the PTQ subpackage lattq.ptq so
+# that `import lattq` stays light (no transformers, no CUDA initialisation).
 # ---- BEGIN pipeline exports ----
-_LAZY = {"quantize": ("lattq.quantize", "quantize"), "LattqConfig": ("lattq.quantize", "LattqConfig")}
+_LAZY = {"quantize": ("lattq.ptq", "quantize"), "LattqConfig": ("lattq.ptq", "LattqConfig")}
 
 from .io import install_hf_registration as _install_hf_registration  # noqa: E402
 
@@ -64,11 +63,6 @@ _install_hf_registration()
 
 
 def __getattr__(name: str):
-    # Note: `quantize` is also the name of the subpackage lattq.quantize.  Once that subpackage is
-    # imported, Python's import system sets lattq.quantize to the *module* and this hook is no longer
-    # consulted; if the subpackage makes its module object callable (forwarding to its `quantize`
-    # function), `lattq.quantize(model, config, calibration)` works in every import order and
-    # `lattq.quantize.LattqConfig` keeps working too.
     if name in _LAZY:
         import importlib
 
@@ -78,8 +72,6 @@ def __getattr__(name: str):
             value = getattr(module, attr)
         except (ImportError, AttributeError) as exc:
             raise AttributeError(f"lattq.{name} is not available: {mod_name}.{attr} could not be loaded ({exc})") from exc
-        if name == "quantize" and callable(module):
-            value = module  # the callable subpackage: both lattq.quantize(...) and lattq.quantize.X work
         globals()[name] = value
         return value
     raise AttributeError(f"module 'lattq' has no attribute {name!r}")

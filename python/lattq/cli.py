@@ -193,7 +193,7 @@ def _parse_set(items: list[str]) -> dict:
 def build_config(a) -> "object":
     import dataclasses
 
-    from .quantize import LattqConfig
+    from .ptq import LattqConfig
 
     if a.preset == "auto":
         a.preset = AUTO_PRESET["cuda" if a.device_resolved.startswith("cuda") else "cpu"]
@@ -291,7 +291,7 @@ def cmd_quantize(a) -> int:
             timings["eval_fp"] = evals["full precision"]["seconds"]
         model.to("cpu")
 
-    from .quantize import quantize
+    from .ptq import quantize
 
     _log(f"quantizing with preset {a.preset!r}: {config.bits} bits, dim {config.dim}, {config.n_calib}x{config.seq_len} calibration tokens, device {device}")
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Tests of the UniSVQ PTQ algorithm (lattq.quantize).
+"""Tests of the UniSVQ PTQ algorithm (lattq.ptq).
 
 Oracles: float64 NumPy/SciPy computations written from the math in DESIGN.md §2.1/§2.3 (brute-force
 codeword search, explicit least squares, scipy's Sylvester Hadamard), never lattq's own output.
@@ -16,11 +16,11 @@ import pytest
 import scipy.linalg
 import torch
 
-from lattq.quantize import LattqConfig, quantize_weight
-from lattq.quantize.lattice_fit import objective, refit_lattice, refit_scales
-from lattq.quantize.layer import init_lattice
-from lattq.quantize.ldlq import block_ldlq, nearest_codes
-from lattq.quantize.incoherence import rotate_hessian, rotate_weight
+from lattq.ptq import LattqConfig, quantize_weight
+from lattq.ptq.lattice_fit import objective, refit_lattice, refit_scales
+from lattq.ptq.layer import init_lattice
+from lattq.ptq.ldlq import block_ldlq, nearest_codes
+from lattq.ptq.incoherence import rotate_hessian, rotate_weight
 
 NUMERIC = 1e-9  # numeric tolerance: float64 vs float64
 
@@ -240,7 +240,7 @@ def test_quantize_weight_stages_improve_over_plain_rtn():
 
 
 def test_quantize_weight_rejects_nonfinite_naming_layer():
-    from lattq.quantize import NonFiniteError
+    from lattq.ptq import NonFiniteError
 
     W = torch.randn(8, 16, dtype=torch.float64)
     W[2, 3] = float("nan")

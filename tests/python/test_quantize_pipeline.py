@@ -1,4 +1,4 @@
-"""Pipeline tests of lattq.quantize.quantize on tiny random LLaMA models (and, when present, SmolLM2 shapes).
+"""Pipeline tests of lattq.ptq.quantize on tiny random LLaMA models (and, when present, SmolLM2 shapes).
 
 Quality tolerances are orderings (a stage never worse than where it started); structural checks are
 exact (module types, bpw from the format spec, one block resident at a time).
@@ -15,7 +15,7 @@ transformers = pytest.importorskip("transformers")
 
 from lattq.format import LayerDesc, default_hadamard_block, layer_bits  # noqa: E402
 from lattq.nn import LatticeLinear  # noqa: E402
-from lattq.quantize import LattqConfig, NonFiniteError, UnsupportedModelError, quantize  # noqa: E402
+from lattq.ptq import LattqConfig, NonFiniteError, UnsupportedModelError, quantize  # noqa: E402
 
 
 def tiny_llama(seed=0, hidden=64, inter=128, layers=2, vocab=96):
@@ -181,7 +181,7 @@ def test_peer_methods_run_in_the_same_harness(method):
 
 
 def test_gptq_beats_rtn_on_layer_objective():
-    from lattq.quantize.peers import gptq_groupwise, rtn_groupwise
+    from lattq.ptq.peers import gptq_groupwise, rtn_groupwise
 
     g = torch.Generator().manual_seed(7)
     X = torch.randn(1024, 128, generator=g, dtype=torch.float64) @ (torch.eye(128, dtype=torch.float64) + 0.3 * torch.randn(128, 128, generator=g, dtype=torch.float64) / 11)

@@ -18,7 +18,7 @@ METHODS = LATTICE_METHODS + PEER_METHODS
 
 @dataclass
 class LattqConfig:
-    """Settings of ``lattq.quantize.quantize``.
+    """Settings of ``lattq.quantize``.
 
     The lattice family is ``bits``/``dim`` (UniSVQ: 2 bits, 4-dimensional codewords).  Each stage of
     the method can be switched off for ablations: ``incoherence`` (random signs + block Hadamard on
