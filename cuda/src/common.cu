@@ -65,4 +65,25 @@ lattq_status check_layer_cuda(const char* fn, const lattq_layer* L, bool tiled_o
   return LATTQ_OK;
 }
 
+const DeviceProps& device_props() {
+  static DeviceProps cache[16];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
+    dev = 0;
+  }
+  DeviceProps& d = cache[dev & 15];
+  if (d.sm == 0) {
+    if (cudaDeviceGetAttribute(&d.sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&d.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+      cudaGetLastError();  // no usable answer: assume an H100-sized part at the sm_80 feature level
+      d.sm = 132;
+      d.major = 8;
+      d.smem_optin = 99 * 1024;
+    }
+  }
+  return d;
+}
+
 }  // namespace lattq_cuda

@@ -53,4 +53,10 @@ lattq_status check_launch(const char* fn, const char* what);
 lattq_status check_desc_cuda(const char* fn, const lattq_layer_desc* d);
 lattq_status check_layer_cuda(const char* fn, const lattq_layer* L, bool tiled_only);
 
+// Properties of the current device, queried once per device (host overhead matters at batch 1).
+struct DeviceProps {
+  int sm = 0, major = 0, smem_optin = 0;
+};
+const DeviceProps& device_props();
+
 }  // namespace lattq_cuda

@@ -448,33 +448,9 @@ struct Plan {
   size_t off_vq, off_scale, off_cpart, off_partial, off_counters, off_u, off_t, total;
 };
 
-// Device properties queried once per device (host overhead matters at batch 1).
-struct DevInfo {
-  int sm = 0, major = 0, smem_optin = 0;
-};
-DevInfo& dev_info() {
-  static DevInfo cache[16];
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) {
-    cudaGetLastError();
-    dev = 0;
-  }
-  DevInfo& d = cache[dev & 15];
-  if (d.sm == 0) {
-    if (cudaDeviceGetAttribute(&d.sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&d.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
-      cudaGetLastError();
-      d.sm = 132;
-      d.major = 8;
-      d.smem_optin = 99 * 1024;
-    }
-  }
-  return d;
-}
-int cc_major() { return dev_info().major; }
+int cc_major() { return device_props().major; }
 // dynamic shared memory for the B digits: 96 KB, less where the opt-in limit is small (sm_86/89: 99 KB)
-int64_t dyn_smem_limit() { return std::min<int64_t>(96 * 1024, (int64_t)dev_info().smem_optin - 10 * 1024); }
+int64_t dyn_smem_limit() { return std::min<int64_t>(96 * 1024, (int64_t)device_props().smem_optin - 10 * 1024); }
 
 
 Plan make_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, int32_t variant) {
@@ -493,7 +469,7 @@ Plan make_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, int32_t vari
     int v = std::atoi(e);
     if (v >= 1 && v <= 64) ctas_per_sm = v;
   }
-  int64_t target = std::max<int64_t>(1, cdiv((int64_t)ctas_per_sm * dev_info().sm, base));
+  int64_t target = std::max<int64_t>(1, cdiv((int64_t)ctas_per_sm * device_props().sm, base));
   P.sps = cdiv(P.nslices, std::min<int64_t>(target, P.nslices));
   // the B digits of a whole split live in shared memory: at most ~96 KB per CTA
   const int64_t per_slice = (int64_t)P.nt * 4 * 8 * 32 * P.parts * 8;

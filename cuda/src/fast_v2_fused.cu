@@ -709,29 +709,6 @@ struct FusedPlan {
   size_t off_u, off_t, total;
 };
 
-struct Dev2 {
-  int sm = 0, major = 0, smem_optin = 0;
-};
-Dev2& dev2() {
-  static Dev2 cache[16];
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) {
-    cudaGetLastError();
-    dev = 0;
-  }
-  Dev2& d = cache[dev & 15];
-  if (d.sm == 0) {
-    if (cudaDeviceGetAttribute(&d.sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&d.major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&d.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
-      cudaGetLastError();
-      d.sm = 108;
-      d.major = 8;
-      d.smem_optin = 99 * 1024;
-    }
-  }
-  return d;
-}
 
 // with_device = false: only the workspace part (device independent), for lattq_cuda_forward_workspace_size
 FusedPlan make_fused_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, bool with_device) {
@@ -745,7 +722,7 @@ FusedPlan make_fused_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, b
   P.fuse_out = d->had_out <= TN;
   P.splits = 1;
   P.sps = P.nslices;
-  if (with_device && dev2().major >= 9) {
+  if (with_device && device_props().major >= 9) {
     // K splits (cluster size <= 8): aim at about two CTAs per SM (LATTQ_FUSED_CTAS_PER_SM overrides)
     int ctas_per_sm = 2;
     if (const char* e = std::getenv("LATTQ_FUSED_CTAS_PER_SM")) {
@@ -753,7 +730,7 @@ FusedPlan make_fused_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, b
       if (v >= 1 && v <= 64) ctas_per_sm = v;
     }
     const int64_t base = P.rgroups * P.ncols;
-    const int64_t want = cdiv((int64_t)ctas_per_sm * dev2().sm, base);
+    const int64_t want = cdiv((int64_t)ctas_per_sm * device_props().sm, base);
     // LATTQ_FUSED_MAX_SPLITS (1..8) caps the cluster size: 1 runs the sm_80 code path (whole K per CTA) on sm_90
     int64_t cap = MAX_SPLITS;
     if (const char* e = std::getenv("LATTQ_FUSED_MAX_SPLITS")) {
@@ -831,7 +808,7 @@ lattq_status fused_launch_t(const char* fn, const lattq_layer* L, const void* x,
   cfg.stream = s;
   cudaLaunchAttribute attr[2];
   int na = 0;
-  if (dev2().major >= 9) {
+  if (device_props().major >= 9) {
     attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[na].val.programmaticStreamSerializationAllowed = 1;
     ++na;
@@ -928,9 +905,9 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   p.scale = reinterpret_cast<float*>(ws + P.off_scale);
   p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
   const size_t static_smem = GM_TOK * 4;
-  if ((size_t)dev2().smem_optin < P.smem + static_smem)
+  if ((size_t)device_props().smem_optin < P.smem + static_smem)
     return LQ_ERR(Unsupported, "%s: variant tiled_gemm needs %zu bytes of shared memory per block, this device allows %d",
-                  fn, P.smem + static_smem, dev2().smem_optin);
+                  fn, P.smem + static_smem, device_props().smem_optin);
   lattq_status r;
   if (!P.fuse_in) {
     float* u = reinterpret_cast<float*>(ws + P.off_u);
@@ -964,7 +941,7 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = dev2().major >= 9 ? 1 : 0;
+  cfg.numAttrs = device_props().major >= 9 ? 1 : 0;
   const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_main_kernel<T, PARTS>, p);
   if (e != cudaSuccess) {
     cudaGetLastError();
