@@ -24,7 +24,8 @@ class LattqConfig:
     the method can be switched off for ablations: ``incoherence`` (random signs + block Hadamard on
     both sides), ``ldlq`` (BlockLDLQ error feedback; off = nearest codeword), ``refit_lattice``
     (number of alternating least-squares refits of A, b and the row scales), ``finetune`` (block-wise
-    fine-tuning of SU/SV/A/b/norms with frozen codes).
+    fine-tuning of SU/SV/A/b/norms with frozen codes), ``e2e_epochs`` (end-to-end fine-tuning of the
+    same parameters against the full-precision model's logits; 0 = off).
     """
 
     config_version: int = CONFIG_VERSION
@@ -44,6 +45,13 @@ class LattqConfig:
     finetune_heldout: float = 0.125  # fraction of calibration sequences held out for early stopping
     finetune_target: str = "fp_stream"  # "fp_stream" (output of the FP model) | "block" (FP block on the same input)
     finetune_norms: bool = True
+    # end-to-end stage after the blocks (lattq.ptq.e2e): KL to the full-precision model over the whole
+    # network, same parameters as the block-wise stage, codes frozen.  Holds a full-precision copy of
+    # the model (teacher) next to the quantized one, so it is for models that fit on the device.
+    e2e_epochs: int = 0
+    e2e_lr: float = 1e-3  # relative, like finetune_lr
+    e2e_batch: int = 4
+    e2e_autocast: str | None = "bfloat16"  # matrix products of the e2e stage; None = compute dtype
     n_calib: int = 128
     seq_len: int = 2048
     propagate_quantized: bool = True
@@ -85,6 +93,10 @@ class LattqConfig:
             raise ValueError(f"finetune_heldout must be in (0, 1), got {self.finetune_heldout}")
         if self.finetune_target not in ("fp_stream", "block"):
             raise ValueError(f"finetune_target must be 'fp_stream' or 'block', got {self.finetune_target!r}")
+        if self.e2e_epochs < 0 or self.e2e_lr < 0 or self.e2e_batch < 1:
+            raise ValueError("e2e_epochs and e2e_lr must be >= 0 and e2e_batch >= 1")
+        if self.e2e_autocast not in (None, "bfloat16", "float16"):
+            raise ValueError(f"e2e_autocast must be None, 'bfloat16' or 'float16', got {self.e2e_autocast!r}")
         if self.n_calib < 1 or self.seq_len < 2:
             raise ValueError(f"n_calib must be >= 1 and seq_len >= 2, got {self.n_calib}, {self.seq_len}")
         for name in ("su_format", "sv_format"):

@@ -95,6 +95,37 @@ def _trainable_params(block: nn.Module, norms: bool) -> list[nn.Parameter]:
     return out
 
 
+def relative_adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
+    """Adam with each parameter's learning rate ``lr`` times its own RMS.
+
+    Adam steps are absolute; the parameters live on very different scales (SV ~ weight row norms,
+    A ~ 1, norms ~ 1): one absolute rate either does nothing to A or wrecks SV.
+    """
+    groups = [{"params": [p], "lr": lr * float(p.detach().float().pow(2).mean().sqrt().clamp_min(1e-8))} for p in params]
+    return torch.optim.Adam(groups, lr=lr)
+
+
+class HeldoutStopper:
+    """Held-out early stopping that keeps the best state seen, the starting one included."""
+
+    def __init__(self, start_loss: float, snapshot, patience: int, info: dict):
+        self.best, self.bad, self.patience = start_loss, 0, patience
+        self.snapshot, self.state, self.info = snapshot, snapshot(), info
+
+    def update(self, loss: float, epoch: int) -> bool:
+        """Record the held-out loss after ``epoch``; False when training should stop."""
+        self.info["epochs_run"] = epoch
+        if not math.isfinite(loss):
+            return False
+        if loss < self.best:
+            self.best, self.bad = loss, 0
+            self.state = self.snapshot()
+            self.info["best_epoch"] = epoch
+            return True
+        self.bad += 1
+        return self.bad < self.patience
+
+
 def finetune_block(
     block: nn.Module,
     run_block,
@@ -143,14 +174,10 @@ def finetune_block(
                 cnt += targets[idx].numel()
         return tot / cnt
 
-    best = heldout_loss()
-    info["start_heldout"] = best
-    best_state = copy.deepcopy(block.state_dict())
-    # Adam steps are absolute; the parameters live on very different scales (SV ~ weight row norms,
-    # A ~ 1, norms ~ 1), so each gets the learning rate relative to its own RMS.
-    groups = [{"params": [p], "lr": lr * float(p.detach().float().pow(2).mean().sqrt().clamp_min(1e-8))} for p in params]
-    opt = torch.optim.Adam(groups, lr=lr)
-    bad = 0
+    start = heldout_loss()
+    info["start_heldout"] = start
+    stop = HeldoutStopper(start, lambda: copy.deepcopy(block.state_dict()), patience, info)
+    opt = relative_adam(params, lr)
     try:
         for ep in range(epochs):
             order = train[torch.randperm(train.numel(), generator=generator)]
@@ -163,21 +190,12 @@ def finetune_block(
                 opt.step()
                 if progress is not None:
                     progress.set_postfix(loss=f"{loss.item():.3g}", refresh=False)
-            cur = heldout_loss()
-            info["epochs_run"] = ep + 1
-            if not math.isfinite(cur):
+            if not stop.update(heldout_loss(), ep + 1):
                 break
-            if cur < best:
-                best, bad = cur, 0
-                best_state = copy.deepcopy(block.state_dict())
-                info["best_epoch"] = ep + 1
-            else:
-                bad += 1
-                if bad >= patience:
-                    break
     finally:
-        block.load_state_dict(best_state)
+        block.load_state_dict(stop.state)
         for p, f in zip(block.parameters(), saved_flags):
             p.requires_grad_(f)
+    best = stop.best
     info["best_heldout"] = best
     return info

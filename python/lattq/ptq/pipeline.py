@@ -9,6 +9,7 @@ one block is on the compute device (in the compute dtype) at a time.
 
 from __future__ import annotations
 
+import copy
 import resource
 import sys
 import time
@@ -135,7 +136,8 @@ def quantize(model: nn.Module, config: LattqConfig | None = None, calibration=No
     ``calibration``: LongTensor [N, L] of token ids, or a text source (plain text file, JSONL with a
     "text" field, or a Hugging Face dataset name) resolved with ``lattq.data.calibration_tokens`` and
     ``tokenizer`` using ``config.n_calib`` x ``config.seq_len``.
-    ``callback(event, index, model)`` is called with ("block_start"|"block_end", block index) (used by tests).
+    ``callback(event, index, model)`` is called with ("block_start"|"block_end", block index) and, before
+the end-to-end stage, ("e2e_start", number of blocks) (used by tests and the ablation harness).
     """
     config = LattqConfig() if config is None else config
     if not isinstance(config, LattqConfig):
@@ -151,6 +153,9 @@ def quantize(model: nn.Module, config: LattqConfig | None = None, calibration=No
     report = QuantReport(method=config.method, config=config.to_dict())
     inner = model.model
     n_seq, seq_len = tokens.shape
+    run_e2e = config.e2e_epochs > 0 and not peer
+    # the end-to-end stage needs the full-precision model as its teacher: copied before any block changes
+    teacher = copy.deepcopy(model) if run_e2e else None
 
     # --- calibration stream entering block 0 -------------------------------------------------------
     emb = inner.embed_tokens
@@ -309,6 +314,26 @@ def quantize(model: nn.Module, config: LattqConfig | None = None, calibration=No
             _write(msg)
         if device.type == "cuda":
             torch.cuda.empty_cache()
+    if run_e2e:
+        from .e2e import finetune_e2e
+
+        if callback is not None:
+            callback("e2e_start", len(layers), model)
+
+        home = next(model.parameters()).device
+        model.to(device)
+        teacher.to(device)
+        report.e2e = finetune_e2e(
+            model, teacher, tokens, epochs=config.e2e_epochs, lr=config.e2e_lr, batch=config.e2e_batch,
+            heldout=config.finetune_heldout, norms=config.finetune_norms, generator=gen, progress=config.progress,
+            autocast_dtype=None if config.e2e_autocast is None else getattr(torch, config.e2e_autocast),
+        )
+        del teacher
+        model.to(home)
+        if config.progress:
+            e = report.e2e
+            if e.get("best_heldout_kl") is not None:
+                _write(f"end-to-end: held-out KL {e['start_heldout_kl']:.4g} -> {e['best_heldout_kl']:.4g} ({e['epochs_run']} epochs, {e['seconds']:.0f}s)")
     report.wall_seconds = time.time() - t_start
     report.peak_rss_mb = _peak_rss_mb()
     model.lattq_report = report

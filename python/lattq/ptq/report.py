@@ -34,6 +34,7 @@ class QuantReport:
     skipped: list = field(default_factory=list)  # (name, reason)
     wall_seconds: float = 0.0
     peak_rss_mb: float | None = None
+    e2e: dict | None = None  # summary of the end-to-end stage (lattq.ptq.e2e.finetune_e2e), if it ran
 
     @property
     def total_bits(self) -> int:
@@ -60,6 +61,7 @@ class QuantReport:
             "layers": [asdict(r) for r in self.layers],
             "blocks": [asdict(b) for b in self.blocks],
             "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
+            "e2e": self.e2e,
         }
 
     def to_json(self, **kw) -> str:
@@ -87,6 +89,13 @@ class QuantReport:
                 else:
                     s = ft.get("skipped") or "-"
                 lines.append(f"| {b.index} | {b.seconds:.1f} | {s} |")
+        if self.e2e:
+            e = self.e2e
+            if e.get("start_heldout_kl") is not None and e.get("best_heldout_kl") is not None:
+                lines += ["", f"End-to-end fine-tuning: held-out KL {e['start_heldout_kl']:.4g} → {e['best_heldout_kl']:.4g} "
+                          f"({e.get('epochs_run', 0)} epochs, {e.get('seconds', 0.0):.0f} s)"]
+            else:
+                lines += ["", f"End-to-end fine-tuning: skipped ({e.get('skipped')})"]
         if self.skipped:
             lines += ["", "Skipped (left in full precision):", ""]
             lines += [f"- {n}: {r}" for n, r in self.skipped]
