@@ -16,6 +16,7 @@ Example (CPU, quick):
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -35,12 +36,15 @@ from lattq.data import calibration_tokens  # noqa: E402
 
 # name -> LattqConfig overrides (cumulative stages, then the full method, then peers)
 MODES = {
-    "lattice_rtn": dict(incoherence=False, ldlq=False, refit_lattice=0, finetune=False),
-    "+hadamard": dict(incoherence=True, ldlq=False, refit_lattice=0, finetune=False),
-    "+ldlq": dict(incoherence=True, ldlq=True, refit_lattice=0, finetune=False),
-    "+learned_A": dict(incoherence=True, ldlq=True, refit_lattice=2, finetune=False),
-    "+orthogonal_A": dict(incoherence=True, ldlq=True, refit_lattice=2, a_init="orthogonal", finetune=False),
-    "lattq": dict(incoherence=True, ldlq=True, refit_lattice=2, finetune=True),
+    "lattice_rtn": dict(incoherence=False, ldlq=False, refit_lattice=0, finetune=False, e2e_epochs=0),
+    "+hadamard": dict(incoherence=True, ldlq=False, refit_lattice=0, finetune=False, e2e_epochs=0),
+    "+ldlq": dict(incoherence=True, ldlq=True, refit_lattice=0, finetune=False, e2e_epochs=0),
+    "+learned_A": dict(incoherence=True, ldlq=True, refit_lattice=2, finetune=False, e2e_epochs=0),
+    "+orthogonal_A": dict(incoherence=True, ldlq=True, refit_lattice=2, a_init="orthogonal", finetune=False, e2e_epochs=0),
+    "lattq": dict(incoherence=True, ldlq=True, finetune=True, e2e_epochs=0),
+    # the full method with the end-to-end stage; with --stage-windows the same run also yields the
+    # "+block_ft" row (the model evaluated just before the end-to-end stage starts)
+    "+e2e": dict(incoherence=True, ldlq=True, finetune=True),
     "rtn_g64": dict(method="rtn_g64", finetune=False),
     "rtn_g128": dict(method="rtn_g128", finetune=False),
     "gptq_g64": dict(method="gptq_g64", finetune=False),
@@ -96,7 +100,7 @@ def private_perplexity(model, tok, path, ctx, max_windows, device):
             lp = torch.log_softmax(logits[0, :-1], -1)
             nll += float(-lp.gather(1, x[0, 1:, None]).sum())
             cnt += ctx - 1
-    return math.exp(nll / cnt), cnt, nw
+    return math.exp(nll / cnt), cnt, nw, None
 
 
 def perplexity(model, tok, path, ctx, max_windows, device):
@@ -104,7 +108,7 @@ def perplexity(model, tok, path, ctx, max_windows, device):
         from lattq.eval import perplexity as lp
 
         r = lp(model, tok, path, ctx=ctx, max_windows=max_windows, device=device, progress=False)
-        return float(r.ppl), int(r.tokens), int(r.windows)
+        return float(r.ppl), int(r.tokens), int(r.windows), list(r.per_window_nll)
     except ImportError:
         return private_perplexity(model, tok, path, ctx, max_windows, device)
 
@@ -137,6 +141,11 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--ctx", type=int, default=2048)
     ap.add_argument("--max-windows", type=int, default=None, help="evaluate only the first windows (quick; not the full protocol)")
+    ap.add_argument("--preset", default=None, help="start every lattice mode from this `lattq quantize` preset (lattq.cli.PRESETS)")
+    ap.add_argument("--stage-windows", type=int, default=None,
+                    help="+e2e mode: also evaluate the model before the end-to-end stage on this many windows (row +block_ft)")
+    ap.add_argument("--save", default=None, help="save the last lattice model (checkpoint directory) here")
+    ap.add_argument("--e2e-epochs", type=int, default=None)
     ap.add_argument("--finetune-epochs", type=int, default=None)
     ap.add_argument("--finetune-lr", type=float, default=None)
     ap.add_argument("--refit", type=int, default=None)
@@ -170,8 +179,15 @@ def main(argv=None):
         if mode == "fp":
             row.update(bpw=16.0, quantize_seconds=0.0)
         else:
-            kw = dict(MODES[mode])
+            kw = {}
+            if args.preset and not MODES[mode].get("method"):
+                from lattq.cli import PRESETS
+
+                kw.update(PRESETS[args.preset])
+            kw.update(MODES[mode])
             kw.update(n_calib=args.n_calib, seq_len=args.seq_len, device=device, seed=args.seed)
+            if mode == "+e2e" and args.e2e_epochs is not None:
+                kw["e2e_epochs"] = args.e2e_epochs
             if args.finetune_epochs is not None:
                 kw["finetune_epochs"] = args.finetune_epochs
             if args.refit is not None and kw.get("refit_lattice", 0):
@@ -181,10 +197,30 @@ def main(argv=None):
             if args.su_format_unnormed:
                 kw["su_format_unnormed"] = args.su_format_unnormed
             cfg = LattqConfig(**kw)
+            stage_rows, paused = [], [0.0]
+
+            def callback(event, index, m, _mode=mode):
+                if event != "e2e_start" or not args.stage_windows:
+                    return
+                t_p = time.time()
+                snap = densify(copy.deepcopy(m))
+                ppl_s, ntok_s, nwin_s, _ = perplexity(snap, tok, args.eval_text, args.ctx, args.stage_windows, device)
+                del snap
+                rep_s = m.lattq_report if hasattr(m, "lattq_report") else None
+                stage_rows.append({"model": args.model_name, "method": "+block_ft", "ppl": ppl_s, "ctx": args.ctx,
+                                   "eval_tokens": ntok_s, "eval_windows": nwin_s, "quantize_seconds": t_p - t0,
+                                   "full_protocol": False, "note": f"the {_mode} run evaluated before its end-to-end stage"})
+                print(f"[+block_ft] ppl={ppl_s:.3f} on {nwin_s} windows, {t_p - t0:.1f}s into the run", flush=True)
+                paused[0] += time.time() - t_p
+
             t0 = time.time()
-            quantize(model, cfg, tokens)
+            quantize(model, cfg, tokens, callback=callback)
             rep = model.lattq_report
-            row.update(bpw=rep.total_bpw, quantize_seconds=time.time() - t0, config=cfg.to_dict(),
+            for r in stage_rows:
+                r["bpw"] = rep.total_bpw
+            rows.extend(stage_rows)
+            row.update(bpw=rep.total_bpw, quantize_seconds=time.time() - t0 - paused[0], config=cfg.to_dict(),
+                       e2e=rep.e2e,
                        mean_rel_err=sum(r.rel_err for r in rep.layers) / max(1, len(rep.layers)),
                        peak_rss_mb=rep.peak_rss_mb,
                        block_out_rel_err=[b.out_rel_err for b in rep.blocks])
@@ -192,11 +228,21 @@ def main(argv=None):
             (out / f"{stem}.md").write_text(rep.to_markdown())
             (out / f"{stem}.json").write_text(rep.to_json(indent=1))
             if cfg.method == "lattq":
+                if args.save:
+                    from lattq.io import save_quantized
+
+                    save_quantized(model, args.save, tok, cfg, overwrite=True,
+                                   extra_files={"quantization_report.md": rep.to_markdown()})
+                    print(f"[{mode}] checkpoint saved to {args.save}", flush=True)
                 densify(model)
         t0 = time.time()
-        ppl, ntok, nwin = perplexity(model, tok, args.eval_text, args.ctx, args.max_windows, device)
+        ppl, ntok, nwin, per_window = perplexity(model, tok, args.eval_text, args.ctx, args.max_windows, device)
         row.update(ppl=ppl, ctx=args.ctx, eval_tokens=ntok, eval_windows=nwin, eval_seconds=time.time() - t0,
                    full_protocol=args.max_windows is None)
+        if args.stage_windows and per_window and len(per_window) > args.stage_windows:
+            # the same windows as the +block_ft row, from this evaluation's per-window NLL
+            k = args.stage_windows
+            row[f"ppl_first_{k}_windows"] = math.exp(math.fsum(per_window[:k]) / (k * (args.ctx - 1)))
         rows.append(row)
         print(f"[{mode}] bpw={row['bpw']:.4f} ppl={ppl:.3f} quantize={row['quantize_seconds']:.1f}s eval={row['eval_seconds']:.1f}s", flush=True)
         del model
