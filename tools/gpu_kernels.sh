@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-call GPU run for the lattq CUDA kernels (device machine): configure + build (sm_90a), CUDA tests,
 # compute-sanitizer memcheck (+ racecheck) on the quick test subset, GEMM benchmark.  Logs go to $OUT
-# (at most 8 files).  Usage: tools/gpu_kernels.sh [all|test|bench|sanitize|e2e] [extra bench args...]
+# (at most 8 files).  Usage: tools/gpu_kernels.sh [all|build|test|bench|sanitize|e2e] [extra bench args...]
 #   env: GIT_REV (recorded in the benchmark JSON), BUILD_DIR (default build-gpu), JOBS (default 16),
 #        FRESH=1 (rebuild from scratch), RACECHECK=0 (skip racecheck)
 set -uo pipefail
@@ -99,6 +99,7 @@ run_e2e() {
 
 build || exit 1
 case "$MODE" in
+  build) ;;
   test) run_tests ;;
   sanitize) run_sanitize ;;
   bench) run_bench "$@" ;;

@@ -36,6 +36,7 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--finetune-epochs", type=int, default=4)
     ap.add_argument("--no-finetune", action="store_true")
+    ap.add_argument("--refit", type=int, default=None, help="LattqConfig.refit_lattice (default: its default)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -48,14 +49,15 @@ def main(argv=None):
     model = LlamaForCausalLM(cfg).eval()
     toks = torch.randint(0, 1024, (args.n_calib, args.seq_len))
     qc = LattqConfig(n_calib=args.n_calib, seq_len=args.seq_len, device=device, dtype=args.dtype,
-                     finetune=not args.no_finetune, finetune_epochs=args.finetune_epochs, progress=True)
+                     finetune=not args.no_finetune, finetune_epochs=args.finetune_epochs, progress=True,
+                     **({} if args.refit is None else {"refit_lattice": args.refit}))
     t0 = time.time()
     quantize(model, qc, toks)
     rep = model.lattq_report
     res = {
         "preset": args.preset, "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         "torch": torch.__version__, "n_calib": args.n_calib, "seq_len": args.seq_len, "finetune": not args.no_finetune,
-        "finetune_epochs": args.finetune_epochs, "block_seconds": [b.seconds for b in rep.blocks],
+        "finetune_epochs": args.finetune_epochs, "refit_lattice": qc.refit_lattice, "block_seconds": [b.seconds for b in rep.blocks],
         "layer_seconds": {r.name: r.seconds for r in rep.layers}, "wall_seconds": time.time() - t0,
         "bpw": rep.total_bpw,
         "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None,
