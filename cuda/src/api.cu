@@ -48,8 +48,10 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
   if ((s = st(lattq::detail::check_desc(fn, "desc", reinterpret_cast<const lattq::LayerDesc*>(desc))))) return s;
   if (m < 0) return LQ_ERR(Shape, "%s: argument 'm' = %lld is negative", fn, (long long)m);
   if ((s = check_variant(fn, variant))) return s;
-  // The size must cover whatever the dispatcher picks for any dtype: take the maximum.
-  size_t need = ref_workspace_bytes(desc, m);
+  // The size must cover whatever the dispatcher picks for any dtype: take the maximum.  Only AUTO can
+  // land on the reference path; an explicit variant needs only its own workspace (FUSED_GEMV with
+  // fused transforms needs none).
+  size_t need = (variant == LATTQ_VARIANT_AUTO || variant == LATTQ_VARIANT_REFERENCE) ? ref_workspace_bytes(desc, m) : 0;
   const int32_t dts[3] = {LATTQ_F32, LATTQ_F16, LATTQ_BF16};
   for (int32_t dt : dts) {
     for (int32_t v = LATTQ_VARIANT_IMMA; v <= LATTQ_VARIANT_IMMA_WIDE; ++v) {
