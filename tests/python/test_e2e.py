@@ -122,3 +122,17 @@ def test_e2e_config_validation():
         LattqConfig(e2e_epochs=-1)
     with pytest.raises(ValueError, match="e2e_autocast"):
         LattqConfig(e2e_autocast="int8")
+
+
+def test_e2e_is_skipped_up_front_when_it_cannot_fit(monkeypatch):
+    import lattq.ptq.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "available_memory_bytes", lambda device: 1024)  # 1 KiB free
+    m = tiny_llama(seed=51)
+    before = copy.deepcopy(m)
+    quantize(m, LattqConfig(**{**FAST, "e2e_epochs": 2}), calib(seed=52))
+    e = m.lattq_report.e2e
+    assert e is not None and "GiB" in e["skipped"] and "e2e_epochs=0" in e["skipped"], e
+    # the block stages still ran
+    assert isinstance(m.model.layers[0].mlp.down_proj, LatticeLinear)
+    assert not isinstance(before.model.layers[0].mlp.down_proj, LatticeLinear)
