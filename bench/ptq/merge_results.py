@@ -22,6 +22,8 @@ import re
 from pathlib import Path
 
 MODEL = "SmolLM2-135M-Instruct"
+ORDER = ["fp", "lattice_rtn", "+hadamard", "+ldlq", "+learned_A", "+orthogonal_A", "+block_ft", "+e2e (lattq quality)",
+         "lattq quality (full protocol)", "rtn_g64", "rtn_g128", "gptq_g64", "gptq_g128", "hqq_g64"]
 CTX = 2048
 
 
@@ -91,6 +93,7 @@ def main(argv=None):
                  "eval_tokens": gpu["tokens"], "eval_windows": gpu["windows"], "quantize_seconds": wall,
                  "full_protocol": gpu["full_protocol"], "peak_rss_mb": rss, "e2e": e2e,
                  "source": f"quality run's checkpoint evaluated on {gpu['device']} through the lattq CUDA kernels"})
+    rows.sort(key=lambda r: ORDER.index(r["method"]) if r["method"] in ORDER else len(ORDER))
     meta = {"ablation": [x["meta"] for x in abls], "quality_command": a.quality_command,
             "gpu_eval": {k: gpu[k] for k in ("device", "torch", "native", "eval_seconds", "text_sha256")}}
     out = Path(a.out)
