@@ -46,8 +46,8 @@ class _E2ELinear(TrainableLattice):
     """``TrainableLattice`` that remembers the ``LatticeLinear`` it stands in for.
 
     Training reconstructs the dense weight once per step (O(N·K·log) per layer) and multiplies with
-    the BLAS GEMM: for calibration batches of thousands of tokens this is much cheaper than the
-    activation-space backward of ``torch.ops.lattq.linear``.
+    the BLAS GEMM; for SmolLM2 on the 2-core CPU a step of 4 × 512 tokens took 21.5 s this way and
+    24 s through ``torch.ops.lattq.linear`` and its activation-space backward (same result).
     """
 
     def __init__(self, inner: nn.Module):
