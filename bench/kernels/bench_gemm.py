@@ -168,9 +168,9 @@ def main():
     ap.add_argument("--gemm-min-m", type=int, default=16, help="time the tiled_gemm variant only from this batch on")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     ap.add_argument("--sweep", default="4096x4096,11008x4096,28672x8192,8192x28672",
-                    help="shapes for a split-K sweep (LATTQ_IMMA_CTAS_PER_SM = 1,2,4,8) at m = 1 and 16; '' = none")
+                    help="shapes for a split-K sweep (LATTQ_IMMA_CTAS_PER_SM = 1,2,4,8) at m = 1 and 16; '' or none = no sweep")
     ap.add_argument("--profile", default="4096x4096x1,28672x8192x1,28672x8192x16",
-                    help="N x K x m cases whose per-kernel device times are printed (torch.profiler/CUPTI); '' = none")
+                    help="N x K x m cases whose per-kernel device times are printed (torch.profiler/CUPTI); '' or none = no profile")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     shapes = SHAPES if args.shapes == "all" else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -241,7 +241,7 @@ def main():
 
     # Split-K heuristic sweep: the dispatcher's time for several CTA-per-SM targets
     sweep_rows = []
-    for case in [c for c in args.sweep.split(",") if c]:
+    for case in [c for c in args.sweep.split(",") if c and c != "none"]:
         n, k = (int(v) for v in case.split("x"))
         L = LattqLayer(lib, n, k, gen)
         for m in (1, 16):
@@ -258,7 +258,7 @@ def main():
 
     # Per-kernel breakdown (CUPTI through torch.profiler) of the dispatcher's launches, warm L2.
     prof_rows = []
-    for case in [c for c in args.profile.split(",") if c]:
+    for case in [c for c in args.profile.split(",") if c and c != "none"]:
         n, k, m = (int(v) for v in case.split("x"))
         L = LattqLayer(lib, n, k, gen)
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
