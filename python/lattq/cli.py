@@ -279,19 +279,25 @@ def cmd_quantize(a) -> int:
     gens: dict[str, list] = {}
     evals: dict[str, dict] = {}
     prompts = list(a.prompt) if a.prompt else list(DEFAULT_PROMPTS)
-    if a.eval or a.generate:
+
+    def generate_and_eval(key: str, label: str, suffix: str) -> None:
+        """Greedy generations and perplexity of the current model under ``key`` (before / after quantization)."""
+        if not (a.eval or a.generate):
+            return
         model.to(device)
         if a.generate:
             from .eval import generate
 
             t0 = time.perf_counter()
-            gens["full precision"] = generate(model, tok, prompts, a.max_new_tokens, chat=not a.no_chat, progress=not a.quiet)
-            timings["generate_fp"] = time.perf_counter() - t0
-            _print_gens("full precision", gens["full precision"])
+            gens[key] = generate(model, tok, prompts, a.max_new_tokens, chat=not a.no_chat, progress=not a.quiet)
+            timings[f"generate_{suffix}"] = time.perf_counter() - t0
+            _print_gens(label, gens[key])
         if a.eval:
-            evals["full precision"] = _run_ppl(model, tok, text, a.ctx, max_windows, a.eval_batch_size, device, "full precision", not a.quiet)
-            timings["eval_fp"] = evals["full precision"]["seconds"]
-        model.to("cpu")
+            evals[key] = _run_ppl(model, tok, text, a.ctx, max_windows, a.eval_batch_size, device, label, not a.quiet)
+            timings[f"eval_{suffix}"] = evals[key]["seconds"]
+
+    generate_and_eval("full precision", "full precision", "fp")
+    model.to("cpu")
 
     from .ptq import quantize
 
@@ -314,18 +320,7 @@ def cmd_quantize(a) -> int:
     report["checkpoint"] = {k: summary[k] for k in ("path", "format_version", "bpw", "n_quantized_layers", "quantized_weights", "files", "total_file_bytes")}
     _log(f"saved checkpoint {str(out)!r}: {summary['n_quantized_layers']} quantized layers, {summary['bpw']:.4f} bpw")
 
-    if a.eval or a.generate:
-        model.to(device)
-        if a.generate:
-            from .eval import generate
-
-            t0 = time.perf_counter()
-            gens["lattq 2-bit"] = generate(model, tok, prompts, a.max_new_tokens, chat=not a.no_chat, progress=not a.quiet)
-            timings["generate_q"] = time.perf_counter() - t0
-            _print_gens(f"lattq {config.bits}-bit", gens["lattq 2-bit"])
-        if a.eval:
-            evals["lattq 2-bit"] = _run_ppl(model, tok, text, a.ctx, max_windows, a.eval_batch_size, device, f"lattq {config.bits}-bit", not a.quiet)
-            timings["eval_q"] = evals["lattq 2-bit"]["seconds"]
+    generate_and_eval("lattq 2-bit", f"lattq {config.bits}-bit", "q")
 
     report["eval"] = evals
     report["generations"] = gens
