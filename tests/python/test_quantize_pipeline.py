@@ -191,6 +191,26 @@ def test_gptq_beats_rtn_on_layer_objective():
     assert obj(gptq_groupwise(W, H, 2, 64)) < obj(rtn_groupwise(W, 2, 64))
 
 
+def test_peer_partial_last_group():
+    # SmolLM2's in_features 576 with group 128: four full groups and a partial group of 64
+    from lattq.ptq.peers import gptq_groupwise, quantize_peer_weight, rtn_groupwise
+
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(8, 576, generator=g, dtype=torch.float64)
+    X = torch.randn(2048, 576, generator=g, dtype=torch.float64)
+    H = X.T @ X / 2048
+    for Q in (rtn_groupwise(W, 2, 128), gptq_groupwise(W, H, 2, 128)):
+        for c0 in range(0, 576, 128):
+            grp = Q[:, c0 : c0 + 128]
+            for row in grp:
+                assert torch.unique(row).numel() <= 4  # at most 2**bits levels per group and row
+        # the partial group is quantized on its own grid, not with the previous group's parameters
+        assert not torch.equal(Q[:, 512:], W[:, 512:])
+        assert float((Q - W).norm() / W.norm()) < 0.8
+    _, stored = quantize_peer_weight(W, H, "rtn_g128")
+    assert stored == 8 * 576 * 2 + 8 * 5 * 18  # five groups per row, each with fp16 scale + 2-bit zero
+
+
 def test_default_config_bpw_on_smollm2_shapes_is_at_most_2_02():
     # SmolLM2-135M: hidden 576, intermediate 1536, 3 kv heads of 64 (k/v out 192); 30 identical blocks
     c = LattqConfig()

@@ -2,7 +2,9 @@
 
 Both are asymmetric min-max uniform quantizers per group of ``g`` consecutive input weights of a row.
 Stored per group: one fp16 scale and one ``bits``-bit zero point, so bpw = bits + (16 + bits)/g
-(2.28 for g64, 2.14 for g128: the convention of issue 4's table).  The weight is replaced by its
+(2.28 for g64, 2.14 for g128: the convention of issue 4's table).  When ``in_features`` is not a
+multiple of ``g`` (SmolLM2's 576 with g = 128) the last group of each row is partial and still
+stores its own scale and zero point, so the counted bpw is a little above the nominal one.  The weight is replaced by its
 dequantized values (simulated quantization); only the quality is compared.
 """
 
@@ -28,19 +30,16 @@ def _quant(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int) 
 
 
 def rtn_groupwise(W: torch.Tensor, bits: int, group: int) -> torch.Tensor:
-    n, k = W.shape
-    if k % group:
-        raise ValueError(f"in_features={k} is not divisible by the group size {group}")
-    Wg = W.reshape(n * (k // group), group)
-    s, z = _group_params(Wg, bits)
-    return _quant(Wg, s[:, None], z[:, None], bits).reshape(n, k)
+    out = torch.empty_like(W)
+    for c0 in range(0, W.shape[1], group):  # the last group may be partial
+        s, z = _group_params(W[:, c0 : c0 + group], bits)
+        out[:, c0 : c0 + group] = _quant(W[:, c0 : c0 + group], s[:, None], z[:, None], bits)
+    return out
 
 
 def gptq_groupwise(W: torch.Tensor, H: torch.Tensor, bits: int, group: int, damp: float = 0.01, lazy: int = 128) -> torch.Tensor:
     """GPTQ (Frantar et al. 2022) with per-group min-max parameters taken on the updated weights."""
     n, k = W.shape
-    if k % group:
-        raise ValueError(f"in_features={k} is not divisible by the group size {group}")
     W = W.clone()
     Hd = H.to(W.dtype).clone()
     diag = torch.diagonal(Hd)
@@ -93,15 +92,14 @@ def quantize_peer_weight(W: torch.Tensor, H: torch.Tensor, method: str, bits: in
     HQQ stores a float16 scale and a float16 zero per group: bits + 32/g."""
     kind, g = method.split("_g")
     g = int(g)
+    n, k = W.shape
+    groups = n * -(-k // g)  # a partial last group per row stores its own parameters
     if kind == "hqq":
-        n, k = W.shape
-        return hqq_groupwise(W, bits, g), n * k * bits + (n * k // g) * 32
+        return hqq_groupwise(W, bits, g), n * k * bits + groups * 32
     if kind == "rtn":
         Wq = rtn_groupwise(W, bits, g)
     elif kind == "gptq":
         Wq = gptq_groupwise(W, H, bits, g, damp=damp)
     else:
         raise ValueError(f"unknown peer method {method!r}")
-    n, k = W.shape
-    stored = n * k * bits + (n * k // g) * (16 + bits)
-    return Wq, stored
+    return Wq, n * k * bits + groups * (16 + bits)
