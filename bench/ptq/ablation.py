@@ -161,7 +161,13 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
     model, tok = load_model(args)
-    tokens = calibration_tokens(args.calib, tok, args.n_calib, args.seq_len, seed=args.seed)
+    # the end-to-end stage of a preset may use more sequences (e2e_n_calib) than the block stages
+    n_e2e = 0
+    if args.preset and "+e2e" in args.modes:
+        from lattq.cli import PRESETS
+
+        n_e2e = PRESETS[args.preset].get("e2e_n_calib") or 0
+    tokens = calibration_tokens(args.calib, tok, max(args.n_calib, n_e2e), args.seq_len, seed=args.seed)
     del model
     rows = []
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -214,7 +220,8 @@ def main(argv=None):
                 paused[0] += time.time() - t_p
 
             t0 = time.time()
-            quantize(model, cfg, tokens, callback=callback)
+            own_e2e = cfg.e2e_n_calib is not None and cfg.e2e_epochs > 0
+            quantize(model, cfg, tokens if own_e2e else tokens[: args.n_calib], callback=callback)
             rep = model.lattq_report
             for r in stage_rows:
                 r["bpw"] = rep.total_bpw

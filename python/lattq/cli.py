@@ -36,7 +36,8 @@ DEFAULT_PROMPTS = (
 PRESETS = {
     "fast": {"n_calib": 16, "seq_len": 512, "refit_lattice": 0, "finetune_epochs": 1},
     "default": {"n_calib": 32, "seq_len": 1024, "refit_lattice": 1, "finetune_epochs": 2},
-    "quality": {"n_calib": 128, "seq_len": 512, "refit_lattice": 1, "finetune_epochs": 1, "e2e_epochs": 4},
+    "quality": {"n_calib": 128, "seq_len": 512, "refit_lattice": 1, "finetune_epochs": 1,
+                "e2e_epochs": 1, "e2e_n_calib": 512, "e2e_lr": 3e-3},
     "full": {"e2e_epochs": 2},
 }
 AUTO_PRESET = {"cpu": "fast", "cuda": "quality"}
@@ -267,7 +268,7 @@ def cmd_quantize(a) -> int:
         "device": device,
         "config": config.to_dict(),
         "preset": a.preset,
-        "calibration": {"sources": calib_names, "n": config.n_calib, "seq_len": config.seq_len},
+        "calibration": {"sources": calib_names, "n": config.n_calib, "seq_len": config.seq_len, "e2e_n": config.e2e_n_calib},
     }
 
     model, tok, minfo = _load(a.model, a.wheel, "cpu")
@@ -338,7 +339,8 @@ def cmd_quantize(a) -> int:
 
     md = [f"# lattq quantize: {a.model}", ""]
     md.append(f"- checkpoint: `{out}` ({summary['bpw']:.4f} bits per weight over {summary['quantized_weights']:,} decoder weights, {summary['n_quantized_layers']} layers)")
-    md.append(f"- preset `{a.preset}`, device `{device}`, calibration {config.n_calib} × {config.seq_len} tokens from {', '.join(calib_names)}")
+    e2e_n = f" (end-to-end stage: {config.e2e_n_calib} × {config.seq_len})" if config.e2e_n_calib and config.e2e_epochs else ""
+    md.append(f"- preset `{a.preset}`, device `{device}`, calibration {config.n_calib} × {config.seq_len} tokens{e2e_n} from {', '.join(calib_names)}")
     md.append(f"- wall time {report['wall_seconds']:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + f"); peak RSS {report['peak_rss_mb']:.0f} MB")
     if evals:
         md += ["", "## Perplexity", ""]

@@ -136,3 +136,36 @@ def test_e2e_is_skipped_up_front_when_it_cannot_fit(monkeypatch):
     # the block stages still ran
     assert isinstance(m.model.layers[0].mlp.down_proj, LatticeLinear)
     assert not isinstance(before.model.layers[0].mlp.down_proj, LatticeLinear)
+
+
+def test_e2e_n_calib_gives_the_end_to_end_stage_more_sequences():
+    # the block stages take the first n_calib sequences, the end-to-end stage the first e2e_n_calib
+    teacher = tiny_llama(seed=5)
+    model = copy.deepcopy(teacher)
+    toks = calib(n=20, seed=6)
+    cfg = LattqConfig(**{**FAST, "n_calib": 8, "finetune_epochs": 1, "e2e_epochs": 1, "e2e_n_calib": 16, "e2e_batch": 4})
+    seen = []
+    quantize(model, cfg, toks, callback=lambda ev, i, m: seen.append(ev))
+    e = model.lattq_report.e2e
+    assert e["n_sequences"] == 16 and e["block_sequences"] == 8, e
+    assert e["best_heldout_kl"] < e["start_heldout_kl"], e
+    assert "e2e_start" in seen
+
+
+def test_e2e_n_calib_larger_than_the_calibration_is_a_clear_error():
+    from lattq.data import CalibrationDataError
+
+    model = tiny_llama(seed=5)
+    cfg = LattqConfig(**{**FAST, "n_calib": 8, "e2e_epochs": 1, "e2e_n_calib": 32})
+    with pytest.raises(CalibrationDataError, match="e2e_n_calib=32 .* has 12"):
+        quantize(model, cfg, calib(n=12, seed=6))
+    with pytest.raises(ValueError, match="e2e_n_calib"):
+        LattqConfig(e2e_n_calib=1).validate()
+
+
+def test_e2e_cosine_schedule_and_bad_schedule():
+    teacher, student, toks = _quantized_pair(n=16)
+    info = finetune_e2e(student, teacher, toks, epochs=2, lr=3e-3, batch=4, heldout=0.25, progress=False, schedule="cosine")
+    assert info["best_heldout_kl"] < info["start_heldout_kl"], info
+    with pytest.raises(ValueError, match="schedule"):
+        finetune_e2e(student, teacher, toks, epochs=1, lr=1e-3, batch=4, heldout=0.25, progress=False, schedule="linear")

@@ -52,6 +52,10 @@ class LattqConfig:
     e2e_lr: float = 1e-3  # relative, like finetune_lr
     e2e_batch: int = 4
     e2e_autocast: str | None = "bfloat16"  # matrix products of the e2e stage; None = compute dtype
+    # calibration sequences (of seq_len) for the end-to-end stage; None = the block stages' n_calib.
+    # The stage is data-limited: more distinct sequences for one epoch beat more epochs over fewer
+    # (docs/ptq.md, session 3).  The block stages use the first n_calib of them.
+    e2e_n_calib: int | None = None
     n_calib: int = 128
     seq_len: int = 2048
     propagate_quantized: bool = True
@@ -95,6 +99,8 @@ class LattqConfig:
             raise ValueError(f"finetune_target must be 'fp_stream' or 'block', got {self.finetune_target!r}")
         if self.e2e_epochs < 0 or self.e2e_lr < 0 or self.e2e_batch < 1:
             raise ValueError("e2e_epochs and e2e_lr must be >= 0 and e2e_batch >= 1")
+        if self.e2e_n_calib is not None and (not isinstance(self.e2e_n_calib, int) or self.e2e_n_calib < 2):
+            raise ValueError(f"e2e_n_calib must be None or an integer >= 2, got {self.e2e_n_calib!r}")
         if self.e2e_autocast not in (None, "bfloat16", "float16"):
             raise ValueError(f"e2e_autocast must be None, 'bfloat16' or 'float16', got {self.e2e_autocast!r}")
         if self.n_calib < 1 or self.seq_len < 2:

@@ -103,14 +103,18 @@ def finetune_e2e(
     patience: int = 2,
     progress: bool = True,
     autocast_dtype: torch.dtype | None = None,
+    schedule: str = "constant",
 ) -> dict:
     """Minimise KL(teacher || model) on ``tokens`` [N, L] over A/b/SU/SV (+ norms); codes frozen.
 
     ``model`` holds ``LatticeLinear`` modules (updated in place); ``teacher`` is the full-precision
     model (frozen, same tokenizer).  Returns a summary dict (start/best held-out KL, epochs, seconds).
+    ``schedule``: "constant" learning rate, or "cosine" decay from ``lr`` to 0 over all planned steps.
     """
     from ..nn import LatticeLinear
 
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     t0 = time.time()
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     n = tokens.shape[0]
@@ -167,6 +171,8 @@ def finetune_e2e(
         stop = HeldoutStopper(start, snapshot, patience, info)
         opt = relative_adam(params, lr)
         steps = math.ceil(train.numel() / batch)
+        base_lrs = [g["lr"] for g in opt.param_groups]
+        total, done = steps * epochs, 0
         try:
             from tqdm.auto import tqdm
         except Exception:  # pragma: no cover
@@ -181,7 +187,12 @@ def finetune_e2e(
                 loss = _kl(logits(model, ids), t_logits)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if schedule == "cosine":
+                    f = 0.5 * (1.0 + math.cos(math.pi * done / total))
+                    for g, b0 in zip(opt.param_groups, base_lrs):
+                        g["lr"] = b0 * f
                 opt.step()
+                done += 1
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(kl=f"{loss.item():.4g}", refresh=False)

@@ -98,7 +98,32 @@ def _resolve_calibration(calibration, tokenizer, config: LattqConfig) -> torch.T
         raise ValueError("a text calibration source needs the tokenizer: quantize(model, config, source, tokenizer=tok)")
     from ..data import calibration_tokens
 
-    return calibration_tokens(calibration, tokenizer, config.n_calib, config.seq_len, seed=config.seed)
+    return calibration_tokens(calibration, tokenizer, _n_sequences(config), config.seq_len, seed=config.seed)
+
+
+def _own_e2e_calibration(config: LattqConfig) -> bool:
+    return config.e2e_epochs > 0 and config.e2e_n_calib is not None and config.method not in PEER_METHODS
+
+
+def _n_sequences(config: LattqConfig) -> int:
+    """Calibration sequences a text source must supply: the block stages' and the end-to-end stage's."""
+    return max(config.n_calib, config.e2e_n_calib) if _own_e2e_calibration(config) else config.n_calib
+
+
+def _split_calibration(tokens: torch.Tensor, config: LattqConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(block-stage tokens, end-to-end tokens).  Without ``e2e_n_calib`` both are all of ``tokens``
+    (a tensor passed by the caller is used whole, as before); with it the block stages take the first
+    ``n_calib`` sequences and the end-to-end stage the first ``e2e_n_calib``."""
+    if not _own_e2e_calibration(config):
+        return tokens, tokens
+    n = tokens.shape[0]
+    if n < config.e2e_n_calib:
+        from ..data import CalibrationDataError
+
+        raise CalibrationDataError(
+            f"the end-to-end stage needs e2e_n_calib={config.e2e_n_calib} calibration sequences, the calibration has {n} "
+            f"(pass more, or lower e2e_n_calib)")
+    return tokens[: min(n, config.n_calib)], tokens[: config.e2e_n_calib]
 
 
 def _peak_rss_mb() -> float:
@@ -188,7 +213,7 @@ the end-to-end stage, ("e2e_start", number of blocks) (used by tests and the abl
     config.validate()
     t_start = time.time()
     layers = decoder_layers(model)
-    tokens = _resolve_calibration(calibration, tokenizer, config)
+    tokens, e2e_tokens = _split_calibration(_resolve_calibration(calibration, tokenizer, config), config)
     device = torch.device(config.device) if config.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cdtype = getattr(torch, config.dtype)
     gen = torch.Generator().manual_seed(config.seed)
@@ -372,10 +397,11 @@ the end-to-end stage, ("e2e_start", number of blocks) (used by tests and the abl
         model.to(device)
         teacher.to(device)
         report.e2e = finetune_e2e(
-            model, teacher, tokens, epochs=config.e2e_epochs, lr=config.e2e_lr, batch=config.e2e_batch,
+            model, teacher, e2e_tokens, epochs=config.e2e_epochs, lr=config.e2e_lr, batch=config.e2e_batch,
             heldout=config.finetune_heldout, norms=config.finetune_norms, generator=gen, progress=config.progress,
             autocast_dtype=None if config.e2e_autocast is None else getattr(torch, config.e2e_autocast),
         )
+        report.e2e["n_sequences"], report.e2e["block_sequences"] = e2e_tokens.shape[0], tokens.shape[0]
         del teacher
         model.to(home)
         if config.progress:
