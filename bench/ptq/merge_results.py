@@ -41,6 +41,7 @@ def main(argv=None):
     ap.add_argument("--quality-report", required=True)
     ap.add_argument("--gpu-eval", required=True)
     ap.add_argument("--quality-command", required=True, help="the command of the quality run (recorded)")
+    ap.add_argument("--e2e-n-calib", type=int, default=None, help="sequences of the quality run's end-to-end stage (when not its n_calib)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--tag", default="ptq_smollm2_ablation")
     a = ap.parse_args(argv)
@@ -76,7 +77,7 @@ def main(argv=None):
             r = dict(r, n_calib=x["meta"]["n_calib"], seq_len=x["meta"]["seq_len"])
             r.pop("config", None)
             r.pop("block_out_rel_err", None)
-            if "mean_rel_err" in r:
+            if "mean_rel_err" in r and "calibration_objective" not in r:
                 r["calibration_objective"] = f"mean layer proxy error {r['mean_rel_err']:.4f}"
             rows.append(r)
     tokens = sub * (CTX - 1)
@@ -85,11 +86,11 @@ def main(argv=None):
                  "calibration_objective": f"block held-out MSE lower than at the start in {improved}/{len(blocks)} blocks, never higher",
                  "source": "quality run, evaluated before its end-to-end stage"})
     e2e = {"start_heldout_kl": float(kl.group(1)), "best_heldout_kl": float(kl.group(2)), "epochs": int(kl.group(3)), "seconds": float(kl.group(4))}
-    rows.append({"model": MODEL, "method": "+e2e (lattq quality)", "n_calib": 128, "seq_len": 512, "bpw": bpw, "ppl": gpu[key], "ctx": CTX, "eval_tokens": tokens,
+    rows.append({"model": MODEL, "method": "+e2e (lattq quality)", "n_calib": 128, "seq_len": 512, "e2e_n_calib": a.e2e_n_calib, "bpw": bpw, "ppl": gpu[key], "ctx": CTX, "eval_tokens": tokens,
                  "eval_windows": sub, "quantize_seconds": wall, "full_protocol": False,
                  "calibration_objective": f"held-out KL {e2e['start_heldout_kl']:.4f} -> {e2e['best_heldout_kl']:.4f}",
                  "source": "quality run's checkpoint, first windows of the GPU evaluation"})
-    rows.append({"model": MODEL, "method": "lattq quality (full protocol)", "n_calib": 128, "seq_len": 512, "bpw": bpw, "ppl": gpu["ppl"], "ctx": CTX,
+    rows.append({"model": MODEL, "method": "lattq quality (full protocol)", "n_calib": 128, "seq_len": 512, "e2e_n_calib": a.e2e_n_calib, "bpw": bpw, "ppl": gpu["ppl"], "ctx": CTX,
                  "eval_tokens": gpu["tokens"], "eval_windows": gpu["windows"], "quantize_seconds": wall,
                  "full_protocol": gpu["full_protocol"], "peak_rss_mb": rss, "e2e": e2e,
                  "source": f"quality run's checkpoint evaluated on {gpu['device']} through the lattq CUDA kernels"})
@@ -103,6 +104,8 @@ def main(argv=None):
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         cal = f"{r['n_calib']}×{r['seq_len']}" if r["method"] != "fp" else "–"
+        if r.get("e2e_n_calib"):
+            cal += f" (end-to-end: {r['e2e_n_calib']}×{r['seq_len']})"
         lines.append(f"| {r['model']} | {r['method']} | {cal} | {r['bpw']:.4f} | {r['ppl']:,.2f} | {r['ctx']} | {r['eval_tokens']:,} | "
                      f"{r['quantize_seconds']:.0f} | {r.get('calibration_objective', '')} |")
     (out / f"{a.tag}.md").write_text(f"# {a.tag}\n\n" + "\n".join(lines) + "\n")
