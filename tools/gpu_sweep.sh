@@ -2,6 +2,7 @@
 # Device calls for the end-to-end stage sweep (bench/ptq/e2e_sweep.py) on the H100.
 # The SmolLM2 GGUF (98 MB) is over the 64 MiB a call may carry, so it travels in two calls to a
 # warm machine:
+#   bash tools/gpu_sweep.sh prepare GGUF  # here: fill CARRY (halves of the GGUF, sha256, data, packages)
 #   bash tools/gpu_sweep.sh stage   # carries CARRY/gguf/a, keeps it in $STAGE (/tmp, kept while warm)
 #   bash tools/gpu_sweep.sh sweep   # carries CARRY/gguf/b, joins (sha256-checked) and runs the sweep
 # CARRY (default .lqcarry) also holds valid.txt, wiki.test.raw and the pure-Python `gguf` package
@@ -14,10 +15,22 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"; OUT="${OUT:-$ROOT/gpu_out}"; CARRY="${CARRY:-.lqcarry}"; PY="${PY:-python3}"
 STAGE="${STAGE:-/tmp/lqstage}"  # outside the tree: the tree is replaced on every call
-mkdir -p "$OUT" "$STAGE"
+[ "${1:-}" = prepare ] || mkdir -p "$OUT" "$STAGE"
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/run.log"
+[ "${1:-}" = prepare ] || nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/run.log"
 case "${1:-}" in
+  prepare)  # runs on the development machine, which has the model, the data and the packages
+    gguf=${2:?usage: tools/gpu_sweep.sh prepare MODEL.gguf}
+    mkdir -p "$CARRY/gguf" "$CARRY/pylib_gguf" "$CARRY/pylib_acc"
+    half=$(( ($(stat -c %s "$gguf") + 1) / 2 ))
+    head -c "$half" "$gguf" >"$CARRY/gguf/a" && tail -c +"$(( half + 1 ))" "$gguf" >"$CARRY/gguf/b"
+    sha256sum "$gguf" | cut -d' ' -f1 >"$CARRY/gguf/sha256"
+    site=$("$PY" -c "import gguf, os; print(os.path.dirname(os.path.dirname(gguf.__file__)))")
+    cp -r "$site"/gguf "$site"/gguf-*.dist-info "$CARRY/pylib_gguf/"  # dist-info: transformers checks the version
+    cp -r "$site"/accelerate "$site"/accelerate-*.dist-info "$CARRY/pylib_acc/"
+    find "$CARRY" -name __pycache__ -prune -exec rm -rf {} +
+    cp ../shared/data/wikitext-2/valid.txt ../shared/data/wikitext-2-raw/wiki.test.raw "$CARRY/"
+    exit 0 ;;
   stage)
     cp "$CARRY/gguf/a" "$STAGE"/a && echo "staged $(stat -c %s "$STAGE"/a) bytes" | tee -a "$OUT/run.log"
     if [ "${KERNELS:-0}" = 1 ]; then
@@ -48,6 +61,6 @@ case "${1:-}" in
     # shellcheck disable=SC2086
     if [ -n "${SETTINGS2:-}" ]; then sweep sweep2 "$SETTINGS2" "$(( ${TOTAL_TIMEOUT:-560} - SECONDS ))" ${SWEEP_ARGS2:-}; fi
     ;;
-  *) echo "usage: tools/gpu_sweep.sh stage|sweep"; exit 2 ;;
+  *) echo "usage: tools/gpu_sweep.sh prepare GGUF|stage|sweep"; exit 2 ;;
 esac
 echo "== done at ${SECONDS}s" | tee -a "$OUT/run.log"
