@@ -102,6 +102,14 @@ def test_import_lattq_registers_quantizer(ckpt):
     assert r.stdout.splitlines()[-1] == "LatticeLinear", "import lattq does not register the transformers quantizer"
 
 
+def test_importing_lattq_io_hf_first_still_registers(ckpt):
+    """`import lattq, lattq.io.hf` before transformers: the module import itself loads transformers'
+    registry (the lazy hook must not try to register from the half-imported module)."""
+    r = _fresh(LOAD_AFTER_IMPORT.format(setup="import warnings; warnings.simplefilter('error', RuntimeWarning)\nimport lattq, lattq.io.hf"), ckpt)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "LatticeLinear"
+
+
 def test_from_pretrained_builds_lattice_linear(ckpt, qmodel, seed):
     from transformers import AutoModelForCausalLM
 

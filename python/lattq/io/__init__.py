@@ -82,6 +82,9 @@ class _RegisterWhenTransformersLoads:
         def exec_module(module):
             original(module)
             hook.remove()
+            hf = sys.modules.get(__name__ + ".hf")
+            if hf is not None and not hasattr(hf, "register"):
+                return  # lattq.io.hf itself is importing the registry: it registers at its own end
             _register_quietly()
 
         spec.loader.exec_module = exec_module

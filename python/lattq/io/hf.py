@@ -249,3 +249,10 @@ def attach_hf_quantizer(model, config=None):
     model.config.quantization_config = hf_cfg
     model.hf_quantizer = LattqHfQuantizer(hf_cfg, pre_quantized=True)
     return model
+
+
+# Importing this module can be what first loads transformers' quantizer registry; lattq.io's import
+# hook cannot register then (this module is still incomplete) and leaves it to this line.
+from . import _register_quietly  # noqa: E402
+
+_register_quietly()
