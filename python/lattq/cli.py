@@ -34,7 +34,8 @@ DEFAULT_PROMPTS = (
 # most 60 minutes); docs/cli.md and docs/ptq.md have the measurements.  "full" is LattqConfig's own
 # defaults (128 x 2048 calibration tokens) plus the end-to-end stage, for a GPU.
 PRESETS = {
-    "fast": {"n_calib": 16, "seq_len": 512, "refit_lattice": 0, "finetune_epochs": 1},
+    "fast": {"n_calib": 16, "seq_len": 512, "refit_lattice": 0, "finetune_epochs": 1,
+             "e2e_epochs": 1, "e2e_n_calib": 64, "e2e_lr": 3e-3},
     "default": {"n_calib": 32, "seq_len": 1024, "refit_lattice": 1, "finetune_epochs": 2},
     "quality": {"n_calib": 128, "seq_len": 512, "refit_lattice": 1, "finetune_epochs": 1,
                 "e2e_epochs": 1, "e2e_n_calib": 512, "e2e_lr": 3e-3},
