@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
 from lattq.ptq import LattqConfig, quantize  # noqa: E402
+from lattq.ptq.pipeline import calibration_sequences  # noqa: E402
 from lattq.data import calibration_tokens  # noqa: E402
 
 # name -> LattqConfig overrides (cumulative stages, then the full method, then peers)
@@ -220,8 +221,7 @@ def main(argv=None):
                 paused[0] += time.time() - t_p
 
             t0 = time.time()
-            own_e2e = cfg.e2e_n_calib is not None and cfg.e2e_epochs > 0
-            quantize(model, cfg, tokens if own_e2e else tokens[: args.n_calib], callback=callback)
+            quantize(model, cfg, tokens[: calibration_sequences(cfg)], callback=callback)
             rep = model.lattq_report
             for r in stage_rows:
                 r["bpw"] = rep.total_bpw

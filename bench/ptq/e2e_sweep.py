@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,8 @@ from lattq.data import calibration_tokens  # noqa: E402
 from lattq.ptq import LattqConfig, quantize  # noqa: E402
 from lattq.ptq.e2e import finetune_e2e  # noqa: E402
 
+CTX = 2048
+
 
 def parse_setting(s: str) -> dict:
     parts = s.split(":")
@@ -44,12 +47,17 @@ def parse_setting(s: str) -> dict:
 
 
 def evaluate(model, tok, args, device) -> dict:
+    """Perplexity on the first ``--windows`` windows and (unless --no-full) the full protocol; the
+    first windows are a prefix of the full run, so one pass gives both."""
     dense = densify(copy.deepcopy(model)).to(device)
     out = {}
     t = time.time()
-    out["ppl_windows"], out["tokens_windows"], _, _ = perplexity(dense, tok, args.eval_text, 2048, args.windows, device)
+    ppl, ntok, _, per_window = perplexity(dense, tok, args.eval_text, CTX, None if not args.no_full else args.windows, device)
     if not args.no_full:
-        out["ppl_full"], out["tokens_full"], _, _ = perplexity(dense, tok, args.eval_text, 2048, None, device)
+        out["ppl_full"], out["tokens_full"] = ppl, ntok
+        first = per_window[: args.windows]  # summed NLL of each window, CTX - 1 scored tokens each
+        ppl, ntok = math.exp(math.fsum(first) / (len(first) * (CTX - 1))), len(first) * (CTX - 1)
+    out["ppl_windows"], out["tokens_windows"] = ppl, ntok
     out["eval_seconds"] = time.time() - t
     del dense
     return out

@@ -98,15 +98,16 @@ def _resolve_calibration(calibration, tokenizer, config: LattqConfig) -> torch.T
         raise ValueError("a text calibration source needs the tokenizer: quantize(model, config, source, tokenizer=tok)")
     from ..data import calibration_tokens
 
-    return calibration_tokens(calibration, tokenizer, _n_sequences(config), config.seq_len, seed=config.seed)
+    return calibration_tokens(calibration, tokenizer, calibration_sequences(config), config.seq_len, seed=config.seed)
 
 
 def _own_e2e_calibration(config: LattqConfig) -> bool:
     return config.e2e_epochs > 0 and config.e2e_n_calib is not None and config.method not in PEER_METHODS
 
 
-def _n_sequences(config: LattqConfig) -> int:
-    """Calibration sequences a text source must supply: the block stages' and the end-to-end stage's."""
+def calibration_sequences(config: LattqConfig) -> int:
+    """Calibration sequences the pipeline uses: the block stages' and, with ``e2e_n_calib``, the
+    end-to-end stage's (a text source is drawn to this many; harnesses slice a token tensor to it)."""
     return max(config.n_calib, config.e2e_n_calib) if _own_e2e_calibration(config) else config.n_calib
 
 
