@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-call GPU run for the lattq CUDA kernels (device machine): configure + build (sm_90a), CUDA tests,
 # compute-sanitizer memcheck (+ racecheck) on the quick test subset, GEMM benchmark.  Logs go to $OUT
-# (at most 8 files).  Usage: tools/gpu_kernels.sh [all|build|test|bench|sanitize|e2e] [extra bench args...]
+# (at most 8 files).  Usage: tools/gpu_kernels.sh [all|build|test|bench|sanitize|e2e|ncu] [extra bench args...]
 #   env: GIT_REV (recorded in the benchmark JSON), BUILD_DIR (default build-gpu), JOBS (default 16),
 #        FRESH=1 (rebuild from scratch), RACECHECK=0 (skip racecheck)
 set -uo pipefail
@@ -97,6 +97,25 @@ run_e2e() {
     2>&1 | tee "$OUT/e2e.log" | tail -20
 }
 
+# Nsight Compute on the main kernels of the given N x K x m cases (SOL, memory, warp stalls, occupancy)
+run_ncu() {
+  local NCU
+  NCU=$(command -v ncu || ls "$(dirname "$(command -v nvcc)")"/ncu 2>/dev/null || ls /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)
+  [ -n "$NCU" ] || { echo "ncu not found"; return 0; }
+  local KRE=${NCU_KERNELS:-"imma_main|fused_gemv|gemv3"}
+  for case in "${@:-28672x8192x1}"; do
+    IFS=x read -r n k m <<<"$case"
+    echo "== ncu $n x $k m=$m ($KRE)"
+    timeout 240 "$NCU" -k "regex:$KRE" --launch-skip 2 --launch-count 1 --section SpeedOfLight \
+      --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
+      --section SchedulerStats --section SourceCounters --print-details all \
+      --metrics "gpu__time_duration.sum,regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio" python3 bench/kernels/bench_gemm.py --lib "$BUILD/cuda/liblattq_capi.so" \
+      --out /tmp/ncu_bench --shapes "${n}x${k}" --batches "$m" --reps 3 --warmup 2 --sweep none --profile none \
+      --fused-max-m "${NCU_FUSED_MAX_M:-0}" --gemm-min-m 100000 2>&1 | grep -vE "^\||^[0-9]+x[0-9]+ m=" | tail -400 >>"$OUT/ncu.log"
+  done
+  grep -E "==PROF==|gpu__time_duration|Duration|Memory Throughput|DRAM Throughput|Registers|Achieved Occupancy|Stall|Warp Cycles|Issued Warp|No Eligible|Block Limit" "$OUT/ncu.log" | head -80
+}
+
 build || exit 1
 case "$MODE" in
   build) ;;
@@ -104,6 +123,7 @@ case "$MODE" in
   sanitize) run_sanitize ;;
   bench) run_bench "$@" ;;
   e2e) run_e2e "$@" ;;
+  ncu) run_ncu "$@" ;;
   all) run_tests; run_sanitize; run_bench "$@" ;;
   *) echo "unknown mode $MODE"; exit 2 ;;
 esac

@@ -6,8 +6,7 @@ torch.nn.functional.linear) and for lattq 2-bit (every decoder linear through la
 activations; embeddings and LM head stay bf16 in both).  Reports decode tokens/s and peak GPU memory of
 each model, built and measured one after the other in the same process.
 
-STATUS: written at the end of the kernel session and NOT yet run on a GPU (no device time was left);
-treat its first run as a test of the script itself.
+First run: session 4 (bench/results/bench_e2e*.json).
 
 lattq is called through its C API (liblattq_capi.so, -DLATTQ_CUDA_SHARED_CAPI=ON) via ctypes, like
 bench_gemm.py.  Usage:
@@ -54,6 +53,7 @@ class LattqLinear:
 
     lib = None
     ws = None
+    variant = 0  # lattq_cuda_variant used by every layer (0 = AUTO, the dispatcher)
 
     def __init__(self, n, k, gen, had=128):
         self.n, self.k = n, k
@@ -78,7 +78,7 @@ class LattqLinear:
         x = x.contiguous()
         y = torch.empty(x.shape[0], self.n, device="cuda", dtype=torch.bfloat16)
         st = self.lib.lattq_cuda_forward(ctypes.byref(self.layer), x.data_ptr(), LATTQ_BF16, x.shape[0], y.data_ptr(),
-                                         LattqLinear.ws.data_ptr(), LattqLinear.ws.numel(), 0,
+                                         LattqLinear.ws.data_ptr(), LattqLinear.ws.numel(), LattqLinear.variant,
                                          torch.cuda.current_stream().cuda_stream)
         if st != 0:
             raise RuntimeError(self.lib.lattq_last_error().decode())
@@ -194,19 +194,24 @@ def main():
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--gen", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--variants", default="0", help="lattq variants to run (comma list; 0 = AUTO, 2 = IMMA, 6 = GEMV)")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     LattqLinear.lib = load_lib(args.lib)
     gen = torch.Generator(device="cuda").manual_seed(0)
-    rows = [run_model("bf16", Bf16Linear, args, gen), run_model("lattq-2bit", LattqLinear, args, gen)]
+    rows = [run_model("bf16", Bf16Linear, args, gen)]
+    for v in [int(t) for t in args.variants.split(",") if t]:
+        LattqLinear.variant = v
+        rows.append(run_model("lattq-2bit" if v == 0 else f"lattq-2bit:variant{v}", LattqLinear, args, gen))
     meta = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, cuda=torch.version.cuda,
                 git_rev=args.git_rev, layers=args.layers, prompt=args.prompt, gen=args.gen, batch=1,
                 cuda_graph="whole decode step", time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     with open(os.path.join(args.out, "bench_e2e.json"), "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
-    sp = rows[1]["tokens_per_s"] / rows[0]["tokens_per_s"]
-    print(f"lattq / bf16 decode speed: {sp:.2f}x; peak memory {rows[1]['peak_gpu_bytes'] / rows[0]['peak_gpu_bytes']:.2f}x")
+    for r in rows[1:]:
+        sp = r["tokens_per_s"] / rows[0]["tokens_per_s"]
+        print(f"{r['model']} / bf16 decode speed: {sp:.2f}x; peak memory {r['peak_gpu_bytes'] / rows[0]['peak_gpu_bytes']:.2f}x")
 
 
 if __name__ == "__main__":

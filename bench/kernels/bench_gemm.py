@@ -31,10 +31,10 @@ import torch.nn.functional as F
 
 SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 14336), (28672, 8192), (8192, 28672)]
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 512, 2048]
-# fused_gemv (4) and tiled_gemm (5) are EXPERIMENTAL, not yet validated on a GPU (docs/kernels.md); fused_gemv is
-# timed only for m <= --fused-max-m, tiled_gemm only for m >= --gemm-min-m
-VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3, "fused_gemv": 4, "tiled_gemm": 5}
-EXPERIMENTAL = ("fused_gemv", "tiled_gemm")
+# fused_gemv (4) and gemv (6) are decode kernels, timed only for m <= --fused-max-m / --gemv-max-m; tiled_gemm (5)
+# only for m >= --gemm-min-m.  A failure of one of these is reported and does not abort the run.
+VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3, "fused_gemv": 4, "tiled_gemm": 5, "gemv": 6}
+EXPERIMENTAL = ("fused_gemv", "tiled_gemm", "gemv")
 LATTQ_BF16 = 2
 
 
@@ -166,9 +166,10 @@ def main():
     ap.add_argument("--fused-max-m", type=int, default=64,
                     help="time the (decode-path) fused_gemv variant only up to this batch")
     ap.add_argument("--gemm-min-m", type=int, default=16, help="time the tiled_gemm variant only from this batch on")
+    ap.add_argument("--gemv-max-m", type=int, default=64, help="time the gemv variant only up to this batch")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     ap.add_argument("--sweep", default="4096x4096,11008x4096,28672x8192,8192x28672",
-                    help="shapes for a split-K sweep (LATTQ_IMMA_CTAS_PER_SM = 1,2,4,8) at m = 1 and 16; '' or none = no sweep")
+                    help="shapes for a split-K sweep of the gemv variant (LATTQ_GEMV_MAX_SPLITS = 1,2,4,8) at m = 1 and 4; '' or none = no sweep")
     ap.add_argument("--profile", default="4096x4096x1,28672x8192x1,28672x8192x16",
                     help="N x K x m cases whose per-kernel device times are printed (torch.profiler/CUPTI); '' or none = no profile")
     args = ap.parse_args()
@@ -218,6 +219,8 @@ def main():
                     continue
                 if name == "tiled_gemm" and m < args.gemm_min_m:
                     continue
+                if name == "gemv" and m > args.gemv_max_m:
+                    continue
                 L.workspace(m, vid)
                 try:
                     t = timer(lambda: L(x, y, vid))
@@ -244,16 +247,16 @@ def main():
     for case in [c for c in args.sweep.split(",") if c and c != "none"]:
         n, k = (int(v) for v in case.split("x"))
         L = LattqLayer(lib, n, k, gen)
-        for m in (1, 16):
+        for m in (1, 4):
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
             y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
-            for cps in (1, 2, 4, 8):
-                os.environ["LATTQ_IMMA_CTAS_PER_SM"] = str(cps)
-                L.workspace(m, 0)
-                t = timer(lambda: L(x, y, 0))
-                sweep_rows.append(dict(n=n, k=k, m=m, ctas_per_sm=cps, median_us=round(t, 3)))
-                print(f"sweep {n}x{k} m={m} ctas_per_sm={cps}: {t:.1f} us", flush=True)
-        os.environ.pop("LATTQ_IMMA_CTAS_PER_SM", None)
+            for cap in (1, 2, 4, 8):
+                os.environ["LATTQ_GEMV_MAX_SPLITS"] = str(cap)
+                L.workspace(m, 6)
+                t = timer(lambda: L(x, y, 6))
+                sweep_rows.append(dict(n=n, k=k, m=m, variant="gemv", max_splits=cap, median_us=round(t, 3)))
+                print(f"sweep gemv {n}x{k} m={m} max_splits={cap}: {t:.1f} us", flush=True)
+        os.environ.pop("LATTQ_GEMV_MAX_SPLITS", None)
         del L
 
     # Per-kernel breakdown (CUPTI through torch.profiler) of the dispatcher's launches, warm L2.

@@ -3,7 +3,7 @@
 
 using namespace lattq_cuda;
 
-// Experimental next-generation variants (cuda/src/fast_v2_*.cu): dispatched by explicit id only, never by AUTO.
+// Variants in cuda/src/fast_v2_fused.cu (FUSED_GEMV, TILED_GEMM) and cuda/src/decode_gemv.cu (GEMV).
 namespace lattq_cuda {
 const char* fused_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 size_t fused_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype);
@@ -13,6 +13,9 @@ const char* gemm_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 size_t gemm_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype);
 lattq_status gemm_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
                           void* ws, size_t ws_bytes, cudaStream_t s);
+const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
+lattq_status gemv_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                          cudaStream_t s);
 }  // namespace lattq_cuda
 
 extern "C" {
@@ -34,7 +37,7 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
 }
 
 static lattq_status check_variant(const char* fn, int32_t variant) {
-  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_TILED_GEMM)
+  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_GEMV)
     return LQ_ERR(InvalidArgument, "%s: argument 'variant' = %d is not a lattq_cuda_variant", fn, variant);
   return LATTQ_OK;
 }
@@ -100,10 +103,12 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
       return LQ_ERR(Layout, "%s: variant %d needs 'layer.layout' = LATTQ_LAYOUT_TILED", fn, v);
     const char* why = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_unsupported_reason(d, dtype)
                       : v == LATTQ_VARIANT_TILED_GEMM ? gemm_unsupported_reason(d, dtype)
+                      : v == LATTQ_VARIANT_GEMV       ? gemv_unsupported_reason(d, dtype)
                                                       : imma_unsupported_reason(d, dtype, v);
     if (why[0]) return LQ_ERR(Unsupported, "%s: variant %d cannot run this layer: %s", fn, v, why);
     need = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_workspace_bytes(d, m, dtype)
            : v == LATTQ_VARIANT_TILED_GEMM ? gemm_workspace_bytes(d, m, dtype)
+           : v == LATTQ_VARIANT_GEMV       ? 0
                                            : imma_workspace_bytes(d, m, dtype, v);
   }
   // a variant that needs no workspace (FUSED_GEMV with fused transforms) accepts workspace == NULL
@@ -114,6 +119,7 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
   if (v == LATTQ_VARIANT_REFERENCE) return ref_forward(fn, layer, x, dtype, m, y, workspace, cs);
   if (v == LATTQ_VARIANT_FUSED_GEMV) return fused_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   if (v == LATTQ_VARIANT_TILED_GEMM) return gemm_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
+  if (v == LATTQ_VARIANT_GEMV) return gemv_forward(fn, layer, x, dtype, m, y, cs);
   return imma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, v, cs);
 }
 

@@ -16,11 +16,14 @@
 //             bias, cast).  Larger had_in / had_out use the reference FWHT stages around these kernels.
 #include <cstdlib>
 
+#include "device_utils.cuh"
 #include "kernels.cuh"
 
 namespace lattq_cuda {
 
 namespace {
+
+using namespace dev;
 
 constexpr int SK = 1024;      // K slice: one activation scale per (token, slice)
 constexpr int QW = 256;       // weights per quad (4 chunks of 64)
@@ -53,16 +56,6 @@ struct ImmaParams {
   void* y;
 };
 
-__device__ __forceinline__ void pdl_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 
 template <int PARTS> struct Q;
 template <> struct Q<2> { static constexpr float QMAX = 32639.f; };
@@ -183,28 +176,8 @@ __global__ void __launch_bounds__(256) imma_prologue_kernel(ImmaParams p) {
 }
 
 // ---------------------------------------------------------------------------------------------
-__device__ __forceinline__ uint4 ldg_stream(const void* ptr) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(ptr));
-  return r;
-}
 
-__device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                         uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 
 template <int N>
 __device__ __forceinline__ void cp_async_wait_dyn(int pending) {

@@ -29,6 +29,7 @@
 
 #include <cstdlib>
 
+#include "device_utils.cuh"
 #include "kernels.cuh"
 
 namespace lattq_cuda {
@@ -36,6 +37,7 @@ namespace lattq_cuda {
 namespace {
 
 namespace cg = cooperative_groups;
+using namespace dev;
 
 constexpr int SK = 1024;        // K slice (one activation scale per (token, slice))
 constexpr int WARPS = 8;        // warps per CTA, one 16-row tile each
@@ -75,52 +77,9 @@ struct FusedParams {
   int nq4;         // quads rounded up to whole slices
 };
 
-__device__ __forceinline__ void pdl_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
 
-__device__ __forceinline__ uint4 ldg_stream(const void* ptr) {
-  uint4 r;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
-               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-               : "l"(ptr));
-  return r;
-}
 
-__device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                         uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
-// 4 consecutive activations of token row `row` starting at element kk (kk % 4 == 0, row length k % 4 == 0,
-// so a 4-element group is entirely inside or outside the row; x is 16-byte aligned, so the 8-byte (16-bit
-// types) or 16-byte (f32) vector is aligned).
-template <typename T> __device__ __forceinline__ float4 load4(const void* x, int64_t off);
-template <> __device__ __forceinline__ float4 load4<float>(const void* x, int64_t off) {
-  return __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(x) + off));
-}
-template <> __device__ __forceinline__ float4 load4<__half>(const void* x, int64_t off) {
-  uint2 r = __ldg(reinterpret_cast<const uint2*>(static_cast<const __half*>(x) + off));
-  __half2 a = *reinterpret_cast<__half2*>(&r.x), b = *reinterpret_cast<__half2*>(&r.y);
-  float2 fa = __half22float2(a), fb = __half22float2(b);
-  return make_float4(fa.x, fa.y, fb.x, fb.y);
-}
-template <> __device__ __forceinline__ float4 load4<__nv_bfloat16>(const void* x, int64_t off) {
-  uint2 r = __ldg(reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(x) + off));
-  __nv_bfloat162 a = *reinterpret_cast<__nv_bfloat162*>(&r.x), b = *reinterpret_cast<__nv_bfloat162*>(&r.y);
-  float2 fa = __bfloat1622float2(a), fb = __bfloat1622float2(b);
-  return make_float4(fa.x, fa.y, fb.x, fb.y);
-}
 
 // Per-CTA prologue for one (token, slice) pair, executed by one warp.  Lane l owns the 32 contiguous
 // elements 32 l .. 32 l + 31 of the slice (= groups 8 l .. 8 l + 7).  Writes the digits of this token into
@@ -503,12 +462,6 @@ __global__ void __launch_bounds__(256) gemm_prologue_kernel(FusedParams p) {
   }
 }
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
-  const unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
 
 template <typename T, int PARTS>
 __global__ void __launch_bounds__(256, 1) gemm_main_kernel(FusedParams p) {

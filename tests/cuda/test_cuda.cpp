@@ -233,10 +233,17 @@ const char* var_name(int32_t v) {
     case LATTQ_VARIANT_REFERENCE: return "reference";
     case LATTQ_VARIANT_IMMA: return "imma";
     case LATTQ_VARIANT_IMMA_WIDE: return "imma_wide";
-    case LATTQ_VARIANT_FUSED_GEMV: return "fused_gemv";  // experimental (docs/kernels.md)
-    case LATTQ_VARIANT_TILED_GEMM: return "tiled_gemm";  // experimental (docs/kernels.md)
+    case LATTQ_VARIANT_FUSED_GEMV: return "fused_gemv";
+    case LATTQ_VARIANT_TILED_GEMM: return "tiled_gemm";
+    case LATTQ_VARIANT_GEMV: return "gemv";
   }
   return "?";
+}
+
+// The documented contract of LATTQ_VARIANT_GEMV (lattq_cuda.h): f16/bf16, had_in <= 256, had_out <= 128;
+// anything else must be refused with LATTQ_ERR_UNSUPPORTED.
+bool gemv_serves(const lattq_layer_desc& d, int32_t dt) {
+  return dt != LATTQ_F32 && d.had_in <= 256 && d.had_out <= 128;
 }
 
 // Device copy of a host layer.
@@ -440,7 +447,7 @@ void test_forward(bool quick) {
       std::vector<double> x0(m * S.k);
       for (auto& v : x0) v = randn();
       for (int64_t j = 0; j < S.k; j += 97) x0[j] *= 50.0;  // outliers in token 0
-      double worst[3][6] = {};
+      double worst[3][7] = {};
       for (int32_t dt : {LATTQ_F32, LATTQ_F16, LATTQ_BF16}) {
         std::vector<double> x(x0.size());
         for (size_t i = 0; i < x.size(); ++i) x[i] = round_to(dt, x0[i]);
@@ -460,8 +467,15 @@ void test_forward(bool quick) {
           dense_err = rel_err(yd, ref);
         }
         for (int32_t var : {LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_AUTO,
-                            LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM}) {
+                            LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV}) {
           std::vector<double> y;
+          if (var == LATTQ_VARIANT_GEMV && !gemv_serves(h.d, dt)) {
+            lattq_status st = LATTQ_OK;
+            bool ran = run_forward(D, D.L, x, dt, m, var, y, stream, &st);
+            CHECK(!ran && st == LATTQ_ERR_UNSUPPORTED, "gemv %s n=%lld k=%lld had_in=%d had_out=%d must be UNSUPPORTED, got %d",
+                  dt_name(dt), (long long)S.n, (long long)S.k, S.had_in, S.had_out, (int)st);
+            continue;
+          }
           bool ok = run_forward(D, D.L, x, dt, m, var, y, stream);
           CHECK(ok, "forward %s %s n=%lld k=%lld m=%lld failed", var_name(var), dt_name(dt), (long long)S.n,
                 (long long)S.k, (long long)m);
@@ -479,7 +493,7 @@ void test_forward(bool quick) {
         if (m == ms.back() || m == 1) {
           std::printf("  n=%-6lld k=%-6lld m=%-4lld %-4s dense-in-dtype err %.3g | ", (long long)S.n, (long long)S.k,
                       (long long)m, dt_name(dt), dense_err);
-          for (int v = 0; v < 6; ++v)
+          for (int v = 0; v < 7; ++v)
             std::printf("%s %.3g%s  ", var_name(v), worst[dt][v], dt == LATTQ_F32 ? "" : "x");
           std::printf("\n");
         }
@@ -561,7 +575,7 @@ void test_forward_generic() {
       double e = ok ? rel_err(y, ref) : -1;
       CHECK(ok && e <= 1e-5, "generic bits=%d dim=%d %s rel err %.3g", c.bits, c.dim, var_name(var), e);
     }
-    for (int32_t fv : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM}) {
+    for (int32_t fv : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV}) {
       lattq_status st = LATTQ_OK;
       bool ok = run_forward(D, D.L, x, LATTQ_F32, m, fv, y, nullptr, &st);
       CHECK(!ok && st == LATTQ_ERR_UNSUPPORTED && std::strstr(lattq_last_error(), "bits"),
@@ -570,6 +584,54 @@ void test_forward_generic() {
     }
   }
   std::printf("forward: generic (bits, dim) via reference path checked\n");
+}
+
+// GEMV: every K-split count (cluster size 1 = the sm_80 code path, 2, 3, 8) and several digit chunks per CTA,
+// bf16 and f16 against the float64 oracle (bound: 2x the error of the same layer computed densely in the
+// dtype, as in test_forward) and against each other (one rounding step apart at most).
+void test_gemv_splits() {
+  const Shape cases[] = {{256, 16384, 128, 128, true}, {576, 1536, 64, 64, false}, {300, 9216, 256, 4, true}};
+  for (const Shape& S : cases) {
+    HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
+    DevLayer D(h);
+    std::vector<double> W = dense_weight(h);
+    for (int32_t dt : {LATTQ_BF16, LATTQ_F16}) {
+      for (int64_t m : {1, 2, 3, 5, 8}) {
+        std::vector<double> x(m * S.k);
+        for (auto& v : x) v = round_to(dt, randn());
+        std::vector<double> ref = oracle_forward(h, x, m), yd(m * S.n), y1;
+        for (int64_t r = 0; r < S.n; ++r)
+          for (int64_t t = 0; t < m; ++t) {
+            double acc = 0;
+            for (int64_t j = 0; j < S.k; ++j) acc += round_to(dt, W[r * S.k + j]) * x[t * S.k + j];
+            yd[t * S.n + r] = round_to(dt, acc + (S.bias ? (double)h.bias[r] : 0.0));
+          }
+        const double dense_err = rel_err(yd, ref);
+        for (const char* cap : {"1", "2", "3", "8"}) {
+          setenv("LATTQ_GEMV_MAX_SPLITS", cap, 1);
+          std::vector<double> y;
+          bool ok = run_forward(D, D.L, x, dt, m, LATTQ_VARIANT_GEMV, y, nullptr);
+          const double e = ok ? rel_err(y, ref) : -1;
+          CHECK(ok && e <= 2.0 * dense_err, "gemv %s n=%lld k=%lld m=%lld max_splits=%s: rel err %.3g > 2 x %.3g",
+                dt_name(dt), (long long)S.n, (long long)S.k, (long long)m, cap, e, dense_err);
+          if (!ok) continue;
+          if (cap[0] == '1') {
+            y1 = y;
+          } else {
+            double ymax = 0;
+            for (double v : y1) ymax = std::max(ymax, std::fabs(v));
+            bool close = true;
+            for (size_t i = 0; i < y.size(); ++i)
+              close = close && std::fabs(y[i] - y1[i]) <= std::ldexp(std::fabs(y1[i]), dt == LATTQ_BF16 ? -7 : -10) + 1e-5 * ymax;
+            CHECK(close, "gemv %s n=%lld k=%lld m=%lld: max_splits=%s differs from max_splits=1 by more than one rounding step",
+                  dt_name(dt), (long long)S.n, (long long)S.k, (long long)m, cap);
+          }
+        }
+        unsetenv("LATTQ_GEMV_MAX_SPLITS");
+      }
+    }
+  }
+  std::printf("forward: gemv split counts checked\n");
 }
 
 void test_errors() {
@@ -597,6 +659,18 @@ void test_errors() {
   expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_IMMA, nullptr), LATTQ_ERR_LAYOUT, "layout", "canonical imma");
   expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_FUSED_GEMV, nullptr), LATTQ_ERR_LAYOUT, "layout",
          "canonical fused_gemv");
+  expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_BF16, m, y.p, ws.p, wsb, LATTQ_VARIANT_GEMV, nullptr), LATTQ_ERR_LAYOUT, "layout",
+         "canonical gemv");
+  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_GEMV, nullptr), LATTQ_ERR_UNSUPPORTED, "f16 or bf16",
+         "gemv f32");
+  {  // gemv needs no workspace at all
+    size_t gb = 1;
+    CHECK(lattq_cuda_forward_workspace_size(&h.d, m, LATTQ_VARIANT_GEMV, &gb) == LATTQ_OK && gb == 0,
+          "gemv workspace: %zu bytes, expected 0", gb);
+    CHECK(lattq_cuda_forward(&D.L, x.p, LATTQ_BF16, m, y.p, nullptr, 0, LATTQ_VARIANT_GEMV, nullptr) == LATTQ_OK,
+          "gemv with workspace NULL: %s", lattq_last_error());
+    CUDA_OK(cudaDeviceSynchronize());
+  }
   {  // fused_gemv with fused transforms (had_in <= 1024, had_out <= 128) needs no workspace at all
     size_t fb = 1;
     CHECK(lattq_cuda_forward_workspace_size(&h.d, m, LATTQ_VARIANT_FUSED_GEMV, &fb) == LATTQ_OK && fb == 0,
@@ -643,7 +717,7 @@ void test_graph() {
   HostLayer h = make_layer(2, 4, 1024, 4096, 128, 128, true);
   DevLayer D(h);
   for (int32_t var : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_FUSED_GEMV,
-                      LATTQ_VARIANT_TILED_GEMM}) {
+                      LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV}) {
     int64_t m = var == LATTQ_VARIANT_IMMA_WIDE ? 24 : var == LATTQ_VARIANT_TILED_GEMM ? 70 : 3;
     std::vector<double> x(m * h.d.k);
     for (auto& v : x) v = round_to(LATTQ_BF16, randn());
@@ -707,6 +781,7 @@ int main(int argc, char** argv) {
   test_graph();
   test_forward(quick);
   test_fused_splits();
+  test_gemv_splits();
   std::printf("%d checks passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

@@ -23,15 +23,16 @@ typedef enum lattq_cuda_variant {
   /* fast variants (bits=2, dim=4, TILED codes only); see docs/kernels.md */
   LATTQ_VARIANT_IMMA = 2,      /* int8 tensor-core decode kernel, 8 tokens per CTA column (any m)    */
   LATTQ_VARIANT_IMMA_WIDE = 3, /* same main loop, 16 tokens per CTA column (f16/bf16; f32 uses 8)   */
-  /* EXPERIMENTAL, not yet validated on a GPU (compiled and statically analysed only; never picked by
-   * AUTO): single-launch fused decode-path kernel (prologue per CTA, split-K through a thread-block
-   * cluster and distributed shared memory on sm_90, fused epilogue, no workspace for had_in <= 1024 and
-   * had_out <= 128).  Meant for m = 1..8; any m works (8 tokens per CTA column). */
+  /* single-launch decode kernel, 8 tokens per CTA column (per-CTA prologue, split-K through a cluster on
+   * sm_90, fused epilogue, no workspace for had_in <= 1024 and had_out <= 128); superseded by GEMV (6). */
   LATTQ_VARIANT_FUSED_GEMV = 4,
-  /* EXPERIMENTAL, not yet validated on a GPU (never picked by AUTO): tiled GEMM for m >= 64 - prologue
-   * kernel (int8 digits of v in the workspace), then CTA tiles of 128 rows x 64 tokens: each code word is
-   * decoded once per warp and used for 32 tokens, B digits through a 3-stage cp.async ring.  Any m works. */
-  LATTQ_VARIANT_TILED_GEMM = 5
+  /* tiled GEMM for m >= 64: prologue kernel (int8 digits of v in the workspace), then CTA tiles of 128
+   * rows x 64 tokens, each code word decoded once per warp and used for 32 tokens.  Any m works. */
+  LATTQ_VARIANT_TILED_GEMM = 5,
+  /* decode kernel for m = 1..8 (f16/bf16, had_in <= 256, had_out <= 128): one launch, 4 tokens per CTA
+   * column with both int8 digits of v as mma columns, per-CTA prologue on all warps, split-K through a
+   * thread-block cluster on sm_90, no workspace.  Any m works (re-streams the codes per 4 tokens). */
+  LATTQ_VARIANT_GEMV = 6
 } lattq_cuda_variant;
 
 /* Number of visible CUDA devices; 0 when there is no driver or device (never an error). */

@@ -1,0 +1,70 @@
+// Device helpers shared by the fast k=2, d=4 kernels (fast_imma.cu, fast_v2_fused.cu, decode_gemv.cu):
+// programmatic dependent launch, streaming 16-byte loads, the u8 x s8 integer mma, cp.async, vector loads
+// of 4 activations.  Internal header, not installed.
+#pragma once
+
+#include "common.cuh"
+
+namespace lattq_cuda {
+namespace dev {
+
+// programmatic dependent launch (sm_90; no-ops below)
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// 16-byte read-only streaming load that does not allocate in L1 (the codes are read once per CTA)
+__device__ __forceinline__ uint4 ldg_stream(const void* ptr) {
+  uint4 r;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+               : "l"(ptr));
+  return r;
+}
+
+// c += A (16 x 32 u8, row) * B (32 x 8 s8, col), exact int32
+__device__ __forceinline__ void mma_u8s8(int (&c)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+  unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+// 4 consecutive activations starting at element `off` (off % 4 == 0 and rows of k % 4 == 0 elements, so the
+// 8-byte (16-bit types) or 16-byte (f32) vector is aligned when x is 16-byte aligned)
+template <typename T> __device__ __forceinline__ float4 load4(const void* x, int64_t off);
+template <> __device__ __forceinline__ float4 load4<float>(const void* x, int64_t off) {
+  return __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(x) + off));
+}
+template <> __device__ __forceinline__ float4 load4<__half>(const void* x, int64_t off) {
+  uint2 r = __ldg(reinterpret_cast<const uint2*>(static_cast<const __half*>(x) + off));
+  __half2 a = *reinterpret_cast<__half2*>(&r.x), b = *reinterpret_cast<__half2*>(&r.y);
+  float2 fa = __half22float2(a), fb = __half22float2(b);
+  return make_float4(fa.x, fa.y, fb.x, fb.y);
+}
+template <> __device__ __forceinline__ float4 load4<__nv_bfloat16>(const void* x, int64_t off) {
+  uint2 r = __ldg(reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(x) + off));
+  __nv_bfloat162 a = *reinterpret_cast<__nv_bfloat162*>(&r.x), b = *reinterpret_cast<__nv_bfloat162*>(&r.y);
+  float2 fa = __bfloat1622float2(a), fb = __bfloat1622float2(b);
+  return make_float4(fa.x, fa.y, fb.x, fb.y);
+}
+
+}  // namespace dev
+}  // namespace lattq_cuda
