@@ -286,21 +286,22 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
       for (int qi = 0; qi < 4; ++qi) {
         const int q = qq + qi;
         if (q < c1) {  // warp-uniform
-          const uint4 lo = cb[qi][0], hi = cb[qi][1];
-          load_quad(q + 4, cb[qi][0], cb[qi][1]);
-          const uint32_t wl[4] = {lo.x, lo.y, lo.z, lo.w};
-          const uint32_t wh[4] = {hi.x, hi.y, hi.z, hi.w};
           const uint8_t* bq = dig + (size_t)(q - c0) * GQB + lane * 8;
 #pragma unroll
           for (int pp = 0; pp < 2; ++pp) {
+            const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
+            const uint32_t wh0 = pp ? cb[qi][1].z : cb[qi][1].x, wh1 = pp ? cb[qi][1].w : cb[qi][1].y;
 #pragma unroll
             for (int s = 0; s < 4; ++s) {
               const uint32_t M = 0x03030303u << (2 * s);
               uint2 bv = make_uint2(0u, 0u);
               if (colok) bv = *reinterpret_cast<const uint2*>(bq + (pp * 4 + s) * 256);
-              mma_u8s8(acc[s], wl[2 * pp] & M, wh[2 * pp] & M, wl[2 * pp + 1] & M, wh[2 * pp + 1] & M, bv.x, bv.y);
+              mma_u8s8(acc[s], wl0 & M, wh0 & M, wl1 & M, wh1 & M, bv.x, bv.y);
             }
           }
+          // refill the slot only after its last use: the load then lands in the same registers (no register
+          // copy that would wait for it), and 3 quads stay in flight while this warp computes
+          load_quad(q + 4, cb[qi][0], cb[qi][1]);
         }
       }
     }
@@ -392,8 +393,9 @@ int gemv_max_splits() {
   return cap;
 }
 
-// Split-K choice: minimise waves x (quads per CTA + fixed cost), the fixed cost (prologue, reduction,
-// epilogue) counted as 3 quads; ties go to fewer splits.  Slots = SMs x 2 (the kernel's occupancy).
+// Split-K choice: minimise waves x (quads per CTA + 3) + splits: the prologue / epilogue counted as 3 quads,
+// the cluster reduction as one quad per rank (session-4 sweep on the H100: 4096x4096 at m = 1 took 12.2 us
+// with 4 splits, 15.7 us with 8); ties go to fewer splits.  Slots = SMs x 2 (the kernel's occupancy).
 GemvPlan make_gemv_plan(const lattq_layer_desc* d, int64_t m) {
   GemvPlan P;
   P.nq = cdiv(d->k, 256);
@@ -407,7 +409,7 @@ GemvPlan make_gemv_plan(const lattq_layer_desc* d, int64_t m) {
     const int64_t splits = cdiv(P.nq, qps);
     if (splits != s) continue;
     const int64_t ctas = P.ncols * P.rgroups * splits;
-    const int64_t cost = cdiv(ctas, slots) * (qps + 3);
+    const int64_t cost = cdiv(ctas, slots) * (qps + 3) + splits;  // + cluster reduction (sweep: 4096x4096)
     if (cost < best_cost) {
       best_cost = cost;
       best_s = s;

@@ -294,11 +294,9 @@ __global__ void __launch_bounds__(256, (NT == 1 && PARTS == 2) ? 2 : 1) imma_mai
 #pragma unroll
     for (int qi = 0; qi < 4; ++qi) {
       const int q = sl * 4 + qi;
-      uint4 lo = cb[qi][0], hi = cb[qi][1];
-      load_quad(q + 4, cb[qi][0], cb[qi][1]);
       if (q < q1) {
-        const uint32_t wl[4] = {lo.x, lo.y, lo.z, lo.w};
-        const uint32_t wh[4] = {hi.x, hi.y, hi.z, hi.w};
+        const uint32_t wl[4] = {cb[qi][0].x, cb[qi][0].y, cb[qi][0].z, cb[qi][0].w};
+        const uint32_t wh[4] = {cb[qi][1].x, cb[qi][1].y, cb[qi][1].z, cb[qi][1].w};
 #pragma unroll
         for (int pp = 0; pp < 2; ++pp) {
 #pragma unroll
@@ -325,6 +323,8 @@ __global__ void __launch_bounds__(256, (NT == 1 && PARTS == 2) ? 2 : 1) imma_mai
           }
         }
       }
+      // refill the slot after its last use (no register copy that would wait for the load)
+      load_quad(q + 4, cb[qi][0], cb[qi][1]);
     }
     // flush: value = sum_s 4^-s sum_part 256^part acc, times the (token, slice) scale
 #pragma unroll

@@ -587,8 +587,10 @@ void test_forward_generic() {
 }
 
 // GEMV: every K-split count (cluster size 1 = the sm_80 code path, 2, 3, 8) and several digit chunks per CTA,
-// bf16 and f16 against the float64 oracle (bound: 2x the error of the same layer computed densely in the
-// dtype, as in test_forward) and against each other (one rounding step apart at most).
+// bf16 and f16, each against the float64 oracle with the bound (2x the error of the same layer
+// computed densely in the dtype).  Results of different split counts are not compared with each other: the
+// fixed-point scale of v is per (token, chunk), and the chunks follow the split, so two split counts round v
+// differently (each within the bound).
 void test_gemv_splits() {
   const Shape cases[] = {{256, 16384, 128, 128, true}, {576, 1536, 64, 64, false}, {300, 9216, 256, 4, true}};
   for (const Shape& S : cases) {
@@ -599,7 +601,7 @@ void test_gemv_splits() {
       for (int64_t m : {1, 2, 3, 5, 8}) {
         std::vector<double> x(m * S.k);
         for (auto& v : x) v = round_to(dt, randn());
-        std::vector<double> ref = oracle_forward(h, x, m), yd(m * S.n), y1;
+        std::vector<double> ref = oracle_forward(h, x, m), yd(m * S.n);
         for (int64_t r = 0; r < S.n; ++r)
           for (int64_t t = 0; t < m; ++t) {
             double acc = 0;
@@ -614,18 +616,6 @@ void test_gemv_splits() {
           const double e = ok ? rel_err(y, ref) : -1;
           CHECK(ok && e <= 2.0 * dense_err, "gemv %s n=%lld k=%lld m=%lld max_splits=%s: rel err %.3g > 2 x %.3g",
                 dt_name(dt), (long long)S.n, (long long)S.k, (long long)m, cap, e, dense_err);
-          if (!ok) continue;
-          if (cap[0] == '1') {
-            y1 = y;
-          } else {
-            double ymax = 0;
-            for (double v : y1) ymax = std::max(ymax, std::fabs(v));
-            bool close = true;
-            for (size_t i = 0; i < y.size(); ++i)
-              close = close && std::fabs(y[i] - y1[i]) <= std::ldexp(std::fabs(y1[i]), dt == LATTQ_BF16 ? -7 : -10) + 1e-5 * ymax;
-            CHECK(close, "gemv %s n=%lld k=%lld m=%lld: max_splits=%s differs from max_splits=1 by more than one rounding step",
-                  dt_name(dt), (long long)S.n, (long long)S.k, (long long)m, cap);
-          }
         }
         unsetenv("LATTQ_GEMV_MAX_SPLITS");
       }
