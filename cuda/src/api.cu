@@ -33,9 +33,10 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
   if (variant != LATTQ_VARIANT_AUTO) return variant;
   if (layout != LATTQ_LAYOUT_TILED) return LATTQ_VARIANT_REFERENCE;
   if (imma_unsupported_reason(d, dtype, LATTQ_VARIANT_IMMA)[0] != 0) return LATTQ_VARIANT_REFERENCE;
-  // m = 1: the single-launch GEMV kernel (measured faster than IMMA at m = 1, bench/results/bench_gemm.md);
-  // larger m: IMMA (its separate prologue kernel scales better with the token count than GEMV's per-CTA one)
-  if (m == 1 && gemv_unsupported_reason(d, dtype)[0] == 0) return LATTQ_VARIANT_GEMV;
+  // m <= 2 and k <= 16384: the single-launch GEMV kernel (H100, bench/results/bench_gemm.md: faster than IMMA
+  // at m = 1 on 6 of the 7 issue shapes and at m = 2 on 5; slower at k = 28672, where its per-CTA prologue
+  // over a long K range is not hidden).  Otherwise IMMA: its separate prologue kernel scales better with m.
+  if (m <= 2 && d->k <= 16384 && gemv_unsupported_reason(d, dtype)[0] == 0) return LATTQ_VARIANT_GEMV;
   return LATTQ_VARIANT_IMMA;  // measured faster than IMMA_WIDE at every m
 }
 
