@@ -591,14 +591,16 @@ void test_forward_generic() {
 // computed densely in the dtype).  Results of different split counts are not compared with each other: the
 // fixed-point scale of v is per (token, chunk), and the chunks follow the split, so two split counts round v
 // differently (each within the bound).
-void test_gemv_splits() {
-  const Shape cases[] = {{256, 16384, 128, 128, true}, {576, 1536, 64, 64, false}, {300, 9216, 256, 4, true}};
+void test_gemv_splits(bool quick) {
+  std::vector<Shape> cases = {{576, 1536, 64, 64, false}, {256, 16384, 128, 128, true}, {300, 9216, 256, 4, true}};
+  if (quick) cases.resize(1);  // the sanitizer runs (racecheck is slow)
   for (const Shape& S : cases) {
     HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
     DevLayer D(h);
     std::vector<double> W = dense_weight(h);
     for (int32_t dt : {LATTQ_BF16, LATTQ_F16}) {
       for (int64_t m : {1, 2, 3, 5, 8}) {
+        if (quick && m != 1 && m != 5) continue;
         std::vector<double> x(m * S.k);
         for (auto& v : x) v = round_to(dt, randn());
         std::vector<double> ref = oracle_forward(h, x, m), yd(m * S.n);
@@ -771,7 +773,7 @@ int main(int argc, char** argv) {
   test_graph();
   test_forward(quick);
   test_fused_splits();
-  test_gemv_splits();
+  test_gemv_splits(quick);
   std::printf("%d checks passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }
