@@ -1,6 +1,5 @@
-// EXPERIMENTAL (compiled and statically analysed, NOT yet validated on a GPU): variant
-// LATTQ_VARIANT_FUSED_GEMV, the single-launch k=2, d=4 decode-path kernel (docs/kernels.md, "Next
-// generation").  Never picked by LATTQ_VARIANT_AUTO until a GPU run has validated and measured it.
+// Variant LATTQ_VARIANT_FUSED_GEMV, a single-launch k=2, d=4 decode-path kernel (docs/kernels.md; validated
+// on the H100 in sessions 2-3, slower than IMMA and GEMV, so never picked by LATTQ_VARIANT_AUTO).
 //
 // Same arithmetic as fast_imma.cu (masked code words are u8 A fragments of mma.m16n8k32.u8.s8; the
 // activations v = A^T H_in(SU x) are 16-bit (f16/bf16) or 24-bit (f32) fixed point per (token, 1024-wide
@@ -419,7 +418,7 @@ __global__ void __launch_bounds__(256, PARTS == 2 ? 2 : 1) fused_gemv_kernel(Fus
 
 
 // =============================================================================================
-// EXPERIMENTAL tiled GEMM for m >= 64 (LATTQ_VARIANT_TILED_GEMM), not yet validated on a GPU.
+// Tiled GEMM for m >= 64 (LATTQ_VARIANT_TILED_GEMM; validated on the H100, not yet picked by AUTO).
 //
 // prologue kernel: grid (K slices, mpad / 8), 8 warps, warp w = token 8 * blockIdx.y + w: the same
 //   prologue_pair as the fused kernel, digits written to the workspace in fragment order
