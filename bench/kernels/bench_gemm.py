@@ -33,8 +33,8 @@ SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 1433
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 512, 2048]
 # fused_gemv (4) and gemv (6) are decode kernels, timed only for m <= --fused-max-m / --gemv-max-m; tiled_gemm (5)
 # only for m >= --gemm-min-m.  A failure of one of these is reported and does not abort the run.
-VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3, "fused_gemv": 4, "tiled_gemm": 5, "gemv": 6}
-EXPERIMENTAL = ("fused_gemv", "tiled_gemm", "gemv")
+VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3, "fused_gemv": 4, "tiled_gemm": 5, "gemv": 6, "wgmma": 7}
+EXPERIMENTAL = ("fused_gemv", "tiled_gemm", "gemv", "wgmma")
 LATTQ_BF16 = 2
 
 
@@ -167,6 +167,8 @@ def main():
                     help="time the (decode-path) fused_gemv variant only up to this batch")
     ap.add_argument("--gemm-min-m", type=int, default=16, help="time the tiled_gemm variant only from this batch on")
     ap.add_argument("--gemv-max-m", type=int, default=64, help="time the gemv variant only up to this batch")
+    ap.add_argument("--wgmma-min-m", type=int, default=8, help="time the wgmma variant only from this batch on")
+    ap.add_argument("--variants", default="all", help="'all' or a comma list of variant names to time (auto always)")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     ap.add_argument("--sweep", default="4096x4096,11008x4096,28672x8192,8192x28672",
                     help="shapes for a split-K sweep of the gemv variant (LATTQ_GEMV_MAX_SPLITS = 1,2,4,8) at m = 1 and 4; '' or none = no sweep")
@@ -220,6 +222,10 @@ def main():
                 if name == "tiled_gemm" and m < args.gemm_min_m:
                     continue
                 if name == "gemv" and m > args.gemv_max_m:
+                    continue
+                if name == "wgmma" and m < args.wgmma_min_m:
+                    continue
+                if name != "auto" and args.variants != "all" and name not in args.variants.split(","):
                     continue
                 L.workspace(m, vid)
                 try:

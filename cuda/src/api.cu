@@ -13,6 +13,10 @@ const char* gemm_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 size_t gemm_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype);
 lattq_status gemm_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
                           void* ws, size_t ws_bytes, cudaStream_t s);
+const char* wgmma_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
+size_t wgmma_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype);
+lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                           void* ws, size_t ws_bytes, cudaStream_t s);
 const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 lattq_status gemv_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
                           cudaStream_t s);
@@ -41,7 +45,7 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
 }
 
 static lattq_status check_variant(const char* fn, int32_t variant) {
-  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_GEMV)
+  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_WGMMA)
     return LQ_ERR(InvalidArgument, "%s: argument 'variant' = %d is not a lattq_cuda_variant", fn, variant);
   return LATTQ_OK;
 }
@@ -69,6 +73,8 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
       need = std::max(need, fused_workspace_bytes(desc, m, dt));
     if (variant == LATTQ_VARIANT_TILED_GEMM && gemm_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, gemm_workspace_bytes(desc, m, dt));
+    if (variant == LATTQ_VARIANT_WGMMA && wgmma_unsupported_reason(desc, dt)[0] == 0)
+      need = std::max(need, wgmma_workspace_bytes(desc, m, dt));
   }
   *bytes = need;
   return LATTQ_OK;
@@ -108,11 +114,13 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
     const char* why = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_unsupported_reason(d, dtype)
                       : v == LATTQ_VARIANT_TILED_GEMM ? gemm_unsupported_reason(d, dtype)
                       : v == LATTQ_VARIANT_GEMV       ? gemv_unsupported_reason(d, dtype)
+                      : v == LATTQ_VARIANT_WGMMA      ? wgmma_unsupported_reason(d, dtype)
                                                       : imma_unsupported_reason(d, dtype, v);
     if (why[0]) return LQ_ERR(Unsupported, "%s: variant %d cannot run this layer: %s", fn, v, why);
     need = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_workspace_bytes(d, m, dtype)
            : v == LATTQ_VARIANT_TILED_GEMM ? gemm_workspace_bytes(d, m, dtype)
            : v == LATTQ_VARIANT_GEMV       ? 0
+           : v == LATTQ_VARIANT_WGMMA      ? wgmma_workspace_bytes(d, m, dtype)
                                            : imma_workspace_bytes(d, m, dtype, v);
   }
   // a variant that needs no workspace (FUSED_GEMV with fused transforms) accepts workspace == NULL
@@ -124,6 +132,7 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
   if (v == LATTQ_VARIANT_FUSED_GEMV) return fused_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   if (v == LATTQ_VARIANT_TILED_GEMM) return gemm_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   if (v == LATTQ_VARIANT_GEMV) return gemv_forward(fn, layer, x, dtype, m, y, cs);
+  if (v == LATTQ_VARIANT_WGMMA) return wgmma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   return imma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, v, cs);
 }
 

@@ -83,10 +83,22 @@ struct FusedParams {
 // Per-CTA prologue for one (token, slice) pair, executed by one warp.  Lane l owns the 32 contiguous
 // elements 32 l .. 32 l + 31 of the slice (= groups 8 l .. 8 l + 7).  Writes the digits of this token into
 // `dig` (the slice's digit block, fragment order) and returns (lane 0) the scale and the c part.
-template <typename T, int PARTS>
-__device__ __forceinline__ void prologue_pair(const FusedParams& p, int64_t tok, int sl, int tk, uint8_t* dig,
-                                              float* scale_out, float* c_out, const float* Ar,
-                                              const float* br) {
+// Where the digit words go.  FragStore: the mma.m16n8k32 B-fragment order of the IMMA path (8-byte unit
+// (((ql * 8 + st) * 32 + token * 4 + tig) * PARTS + part) of the slice block `dig`).  Other stores (the
+// wgmma B image below) receive the same words: w0 / w1 hold the digits of K positions tig * 4 + 0..3 and
+// 16 + tig * 4 + 0..3 of mma step st of quad ql (one byte per position, position order).
+template <int PARTS> struct FragStore {
+  uint8_t* dig;
+  int tk;
+  __device__ __forceinline__ void operator()(int ql, int st, int tig, int pt, uint32_t w0, uint32_t w1) const {
+    *reinterpret_cast<uint2*>(dig + ((((ql * 8 + st) * 32 + tk * 4 + tig) * PARTS + pt) * 8)) = make_uint2(w0, w1);
+  }
+};
+
+template <typename T, int PARTS, class Store>
+__device__ __forceinline__ void prologue_words(const FusedParams& p, int64_t tok, int sl, const Store& store,
+                                               float* scale_out, float* c_out, const float* Ar,
+                                               const float* br) {
   const int lane = threadIdx.x & 31;
   const int64_t k0 = (int64_t)sl * SK + lane * 32;
   float u[32];
@@ -191,10 +203,15 @@ __device__ __forceinline__ void prologue_pair(const FusedParams& p, int64_t tok,
     }
     const int st = pp * 4 + s;
 #pragma unroll
-    for (int pt = 0; pt < PARTS; ++pt)
-      *reinterpret_cast<uint2*>(dig + ((((ql * 8 + st) * 32 + tk * 4 + tig) * PARTS + pt) * 8)) =
-          make_uint2(w[pt][0], w[pt][1]);
+    for (int pt = 0; pt < PARTS; ++pt) store(ql, st, tig, pt, w[pt][0], w[pt][1]);
   }
+}
+
+template <typename T, int PARTS>
+__device__ __forceinline__ void prologue_pair(const FusedParams& p, int64_t tok, int sl, int tk, uint8_t* dig,
+                                              float* scale_out, float* c_out, const float* Ar,
+                                              const float* br) {
+  prologue_words<T, PARTS>(p, tok, sl, FragStore<PARTS>{dig, tk}, scale_out, c_out, Ar, br);
 }
 
 template <typename T, int PARTS>
@@ -439,7 +456,22 @@ constexpr int GM_TOK = 64;      // tokens per CTA
 // limit of sm_86 / sm_89
 template <int PARTS> constexpr int gm_stages() { return PARTS == 2 ? 3 : 2; }
 
-template <typename T, int PARTS>
+// wgmma B image of the digits (LATTQ_VARIANT_WGMMA): per (token tile of ntok tokens, quad) 8 steps of
+// 2 ntok columns x 32 bytes, column c = 2 token + digit, each step in the no-swizzle K-major core-matrix order
+// [c / 8][K half][c % 8][16 bytes] (K-direction core matrices 128 bytes apart, 8-column groups 256 apart).
+struct WgStore {
+  uint8_t* blk;  // block of (token tile, first quad of the slice)
+  int ncol, tk;
+  __device__ __forceinline__ void operator()(int ql, int st, int tig, int pt, uint32_t w0, uint32_t w1) const {
+    const int c = 2 * tk + pt;
+    uint8_t* b = blk + (size_t)(ql * 8 + st) * ncol * 32 + (c >> 3) * 256 + (c & 7) * 16 + tig * 4;
+    *reinterpret_cast<uint32_t*>(b) = w0;
+    *reinterpret_cast<uint32_t*>(b + 128) = w1;
+  }
+};
+
+// WG_NTOK = 0: digits in the IMMA fragment order (TILED_GEMM); > 0: the wgmma B image for WG_NTOK-token tiles.
+template <typename T, int PARTS, int WG_NTOK>
 __global__ void __launch_bounds__(256) gemm_prologue_kernel(FusedParams p) {
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0);
   __shared__ float sAb[20];
@@ -451,16 +483,55 @@ __global__ void __launch_bounds__(256) gemm_prologue_kernel(FusedParams p) {
   const int sl = blockIdx.x;
   const int64_t mt = blockIdx.y;
   const int64_t tok = mt * 8 + warp;
-  constexpr int QB = slice_bytes<PARTS>() / 4;
-  uint8_t* dig = p.vq + ((mt * p.nq4) + (int64_t)sl * 4) * QB;
   float sc = 0.f, cp = 0.f;
-  prologue_pair<T, PARTS>(p, tok, sl, warp, dig, &sc, &cp, sAb, sAb + 16);
+  if constexpr (WG_NTOK == 0) {
+    constexpr int QB = slice_bytes<PARTS>() / 4;
+    uint8_t* dig = p.vq + ((mt * p.nq4) + (int64_t)sl * 4) * QB;
+    prologue_pair<T, PARTS>(p, tok, sl, warp, dig, &sc, &cp, sAb, sAb + 16);
+  } else {
+    constexpr int NCOL = 2 * WG_NTOK;
+    const int64_t wt = tok / WG_NTOK;
+    uint8_t* blk = p.vq + ((wt * p.nq4) + (int64_t)sl * 4) * (int64_t)(8 * NCOL * 32);
+    prologue_words<T, PARTS>(p, tok, sl, WgStore{blk, NCOL, (int)(tok % WG_NTOK)}, &sc, &cp, sAb, sAb + 16);
+  }
   if ((threadIdx.x & 31) == 0) {
     p.scale[tok * p.nslices + sl] = tok < p.m ? sc : 0.f;
     p.cpart[tok * p.nslices + sl] = tok < p.m ? cp : 0.f;
   }
 }
 
+
+// Epilogue of the tiled kernels (256 threads, threadIdx.x < 256) over the CTA's fp32 tile t[token][row] in
+// shared memory (c already added): the fp32 t to p.tout when had_out is not fused, else the block Hadamard
+// over the 128 rows (had_out <= 128), SV, bias and the cast to y.  sv_r / bias_r belong to row
+// threadIdx.x % TN; `sync` is the barrier of the 256 threads.
+template <typename T, class Sync>
+__device__ __forceinline__ void tile_epilogue(const FusedParams& p, float (*tile)[TN + 1], int ntok, int nrow,
+                                              int64_t tok0, int64_t n0, float sv_r, float bias_r, const Sync& sync) {
+  if (p.tout != nullptr) {
+    for (int i = threadIdx.x; i < ntok * TN; i += 256) {
+      const int tk = i / TN, rr = i % TN;
+      if (rr < nrow) p.tout[(tok0 + tk) * p.n + n0 + rr] = tile[tk][rr];
+    }
+    return;
+  }
+  for (int h = 1; h < p.had_out; h <<= 1) {
+    for (int i = threadIdx.x; i < ntok * (TN / 2); i += 256) {
+      const int tk = i / (TN / 2), j = i % (TN / 2);
+      const int lo = (j / h) * 2 * h + (j % h);
+      const float a = tile[tk][lo], b = tile[tk][lo + h];
+      tile[tk][lo] = a + b;
+      tile[tk][lo + h] = a - b;
+    }
+    sync();
+  }
+  const float hs = rsqrtf((float)p.had_out);
+  T* y = static_cast<T*>(p.y);
+  for (int i = threadIdx.x; i < ntok * TN; i += 256) {
+    const int tk = i / TN, rr = i % TN;  // rr == threadIdx.x % TN
+    if (rr < nrow) y[(tok0 + tk) * p.n + n0 + rr] = from_f<T>(fmaf(tile[tk][rr] * hs, sv_r, bias_r));
+  }
+}
 
 template <typename T, int PARTS>
 __global__ void __launch_bounds__(256, 1) gemm_main_kernel(FusedParams p) {
@@ -628,29 +699,275 @@ __global__ void __launch_bounds__(256, 1) gemm_main_kernel(FusedParams p) {
         tile[tk][rr] = rr < nrow ? accf[rt][nt][c] + csum[tk] : 0.f;
       }
   __syncthreads();
-  if (p.tout != nullptr) {
-    for (int i = threadIdx.x; i < ntok * TN; i += 256) {
-      const int tk = i / TN, rr = i % TN;
-      if (rr < nrow) p.tout[(tok0 + tk) * p.n + n0 + rr] = tile[tk][rr];
+  tile_epilogue<T>(p, tile, ntok, nrow, tok0, n0, sv_r, bias_r, [] { __syncthreads(); });
+}
+
+
+// =============================================================================================
+// WGMMA GEMM (LATTQ_VARIANT_WGMMA; sm_90a, f16/bf16).  Same arithmetic as TILED_GEMM (u8 code fields x s8
+// digits of v, exact int32, per-(token, slice) fp32 flush), on Hopper's asynchronous warpgroup MMA:
+//
+//   prologue kernel: gemm_prologue_kernel<T, 2, NTOK>, the digits written as the wgmma B image (WgStore).
+//   main kernel: CTA = 128 rows x NTOK tokens, two warpgroups (warp w owns the 16-row tile w, as in every
+//     lattq kernel).  Thread 0 streams the B image of each quad (8 x 2 NTOK x 32 bytes) into a WG_STAGES-deep
+//     shared-memory ring with cp.async.bulk, completion on an mbarrier per stage ("full"); every warp releases
+//     a stage through a second mbarrier ("empty") once the wgmmas that read it have completed
+//     (wgmma.wait_group 1 after the next quad is issued), and thread 0 then refills it.  (A separate producer
+//     warp was tried first: 9 warps leave 168 registers per thread and ptxas serialised the wgmmas at 64
+//     tokens.)
+//   The A operand comes from registers: the masked code words ((w >> 2s) & 0x03030303, as TILED_GEMM) are
+//     exactly the m64nNk32 u8 A fragment of the warp's 16 rows, so a quad costs 32 SHF/LOP per thread and
+//     8 wgmma.m64n(2 NTOK)k32 per warpgroup; codes stream from global memory through a 4-quad register ring.
+//   Digits are B columns (column 2t + d = digit d of token t), so a thread's accumulators d[4j + 0/1] (row g)
+//   and d[4j + 2/3] (row g + 8) are the two digits of token 4j + tig: flushed per K slice into fp32 with the
+//   (token, slice) scale; scale-d = 0 on the slice's first wgmma restarts the int32 sums.
+//   Epilogue: fp32 tile in the (drained) ring, tile_epilogue.
+// =============================================================================================
+constexpr int WG_STAGES = 4;
+constexpr int WG_THREADS = 256;  // 2 warpgroups; thread 0 also issues the B copies
+template <int NTOK> constexpr int wg_stage_bytes() { return 8 * 2 * NTOK * 32; }  // digit bytes per (quad, tile)
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)  // sm_90a device code only (the kernel body below is guarded the same way)
+// wgmma.mma_async m64nNk32, u8 A (4 registers per thread: rows g / g + 8, K tig * 4 + 0..3 / 16 + ..., the
+// mma.m16n8k32 fragment of warp w's 16 rows) x s8 B (shared memory, descriptor) -> s32 D (N / 2 registers).
+// scale_d = 0 overwrites D (first step of a K slice), 1 accumulates.  sm_90a only.
+template <int N> struct Wgmma;
+template <> struct Wgmma<16> {
+  static __device__ __forceinline__ void mma(int (&d)[8], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                             uint64_t desc, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %13, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k32.s32.u8.s8 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12, p;\n}\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale_d));
+  }
+};
+template <> struct Wgmma<32> {
+  static __device__ __forceinline__ void mma(int (&d)[16], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                             uint64_t desc, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k32.s32.u8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p;\n}\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale_d));
+  }
+};
+template <> struct Wgmma<64> {
+  static __device__ __forceinline__ void mma(int (&d)[32], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                             uint64_t desc, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k32.s32.u8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p;\n}\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale_d));
+  }
+};
+template <> struct Wgmma<128> {
+  static __device__ __forceinline__ void mma(int (&d)[64], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                             uint64_t desc, int scale_d) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.s32.u8.s8 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p;\n}\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc), "r"(scale_d));
+  }
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t* b, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* b, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* b) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* b, unsigned parity) {
+  unsigned done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred P;\nmbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2;\nselp.u32 %0, 1, 0, P;\n}\n"
+        : "=r"(done)
+        : "r"(smem_addr(b)), "r"(parity)
+        : "memory");
+  } while (!done);
+}
+// bytes (multiple of 16, 16-byte aligned ends) global -> shared, completion counted on the mbarrier
+__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, unsigned bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+                   smem_addr(dst)),
+               "l"(src), "r"(bytes), "r"(smem_addr(bar))
+               : "memory");
+}
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+// keeps the compiler from moving accumulator reads / writes across the asynchronous wgmma boundaries
+template <int ND> __device__ __forceinline__ void fence_regs(int (&d)[ND]) {
+#pragma unroll
+  for (int i = 0; i < ND; ++i) asm volatile("" : "+r"(d[i])::"memory");
+}
+// shared-memory matrix descriptor, no swizzle: start address, K-direction core-matrix stride 128 bytes
+// (leading byte offset), 8-column-group stride 256 bytes (stride byte offset)
+__device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
+  return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(128 >> 4) << 16) | ((uint64_t)(256 >> 4) << 32);
+}
+__device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 256;" ::: "memory"); }
+#endif
+
+template <typename T, int NTOK>
+__global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p) {
+#if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  // compiled for another architecture: the host never launches it there (wgmma_forward checks sm_90 and
+  // LATTQ_CUDA_SM90A); trap rather than return garbage if that check is ever bypassed
+  __trap();
+#else
+  constexpr int NCOL = 2 * NTOK;
+  constexpr int SB = wg_stage_bytes<NTOK>();
+  constexpr int ND = NCOL / 2;  // int32 accumulators per thread
+  constexpr int NJ = NTOK / 4;  // tokens per thread: 4 j + tig
+  constexpr int RING = 4;  // quads of codes in registers (a K slice)
+  static_assert((size_t)NTOK * (TN + 1) * 4 <= (size_t)WG_STAGES * SB, "the epilogue tile fits the ring");
+  extern __shared__ __align__(128) uint8_t wsm[];  // [WG_STAGES][SB]; epilogue: tile[NTOK][TN + 1]
+  __shared__ __align__(8) uint64_t full[WG_STAGES];
+  __shared__ __align__(8) uint64_t empty[WG_STAGES];
+  __shared__ float csum[NTOK];
+
+  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
+  const int col = blockIdx.x, rg = blockIdx.y;
+  const int64_t n0 = (int64_t)rg * TN;
+  const int64_t tok0 = (int64_t)col * NTOK;
+  const int ntok = (int)(p.m - tok0 < NTOK ? p.m - tok0 : NTOK);
+  const int nrow = (int)(p.n - n0 < TN ? p.n - n0 : TN);
+  const int nq = p.nq;
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < WG_STAGES; ++i) {
+      mbar_init(&full[i], 1);
+      mbar_init(&empty[i], WARPS);
     }
-    return;
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  for (int h = 1; h < p.had_out; h <<= 1) {
-    for (int i = threadIdx.x; i < ntok * (TN / 2); i += 256) {
-      const int tk = i / (TN / 2), j = i % (TN / 2);
-      const int lo = (j / h) * 2 * h + (j % h);
-      const float a = tile[tk][lo], b = tile[tk][lo + h];
-      tile[tk][lo] = a + b;
-      tile[tk][lo + h] = a - b;
+  __syncthreads();
+
+  // thread 0 is also the producer: B image of quad q -> stage q % WG_STAGES (after the prologue kernel)
+  const uint8_t* bsrc = p.vq + (int64_t)col * p.nq4 * SB;
+  auto issue_b = [&](int q) {
+    const int s = q % WG_STAGES;
+    mbar_expect_tx(&full[s], SB);
+    bulk_g2s(wsm + (size_t)s * SB, bsrc + (int64_t)q * SB, SB, &full[s]);
+  };
+  const int g = lane >> 2, tig = lane & 3;
+  const int64_t tileI = (int64_t)rg * WARPS + warp;
+  const bool tile_ok = tileI < p.T;
+  const uint8_t* cbase = p.codes + (tile_ok ? tileI : 0) * p.C * 256 + g * 16;
+  auto load_quad = [&](int q, uint4& lo, uint4& hi) {
+    const int64_t chunk = (int64_t)q * 4 + tig;
+    if (tile_ok && q < nq && chunk < p.C) {
+      const uint8_t* ptr = cbase + chunk * 256;
+      lo = ldg_stream(ptr);
+      hi = ldg_stream(ptr + 128);
+    } else {
+      lo = make_uint4(0, 0, 0, 0);
+      hi = lo;
     }
-    __syncthreads();
+  };
+  uint4 cb[RING][2];
+#pragma unroll
+  for (int i = 0; i < RING; ++i) load_quad(i, cb[i][0], cb[i][1]);
+  const int my_row = threadIdx.x % TN;
+  const float sv_r = my_row < nrow ? __ldg(p.sv + n0 + my_row) : 0.f;
+  const float bias_r = (p.bias != nullptr && my_row < nrow) ? __ldg(p.bias + n0 + my_row) : 0.f;
+  pdl_wait();  // digits, scales and c parts of the prologue kernel
+  if (threadIdx.x == 0)
+    for (int q = 0; q < min(nq, WG_STAGES); ++q) issue_b(q);
+  if (threadIdx.x < NTOK) {
+    float c = 0.f;
+    if ((int)threadIdx.x < ntok)
+      for (int j = 0; j < p.nslices; ++j) c += p.cpart[(tok0 + threadIdx.x) * p.nslices + j];
+    csum[threadIdx.x] = c;
   }
-  const float hs = rsqrtf((float)p.had_out);
-  T* y = static_cast<T*>(p.y);
-  for (int i = threadIdx.x; i < ntok * TN; i += 256) {
-    const int tk = i / TN, rr = i % TN;  // rr == threadIdx.x % TN
-    if (rr < nrow) y[(tok0 + tk) * p.n + n0 + rr] = from_f<T>(fmaf(tile[tk][rr] * hs, sv_r, bias_r));
+
+  float facc[NJ][2];
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) facc[j][0] = facc[j][1] = 0.f;
+  int d[ND];
+#pragma unroll
+  for (int i = 0; i < ND; ++i) d[i] = 0;
+
+  for (int qb = 0; qb < nq; qb += 4) {
+#pragma unroll
+    for (int qi = 0; qi < 4; ++qi) {
+      const int q = qb + qi;
+      const int ri = qi % RING;
+      if (q < nq) {
+        const int s = q % WG_STAGES;
+        mbar_wait(&full[s], (unsigned)(q / WG_STAGES) & 1u);
+        const uint32_t base = smem_addr(wsm + (size_t)s * SB);
+#pragma unroll
+        for (int pp = 0; pp < 2; ++pp) {
+          const uint32_t wl0 = pp ? cb[ri][0].z : cb[ri][0].x, wl1 = pp ? cb[ri][0].w : cb[ri][0].y;
+          const uint32_t wh0 = pp ? cb[ri][1].z : cb[ri][1].x, wh1 = pp ? cb[ri][1].w : cb[ri][1].y;
+          uint32_t a[4][4];
+#pragma unroll
+          for (int s4 = 0; s4 < 4; ++s4) {
+            a[s4][0] = (wl0 >> (2 * s4)) & 0x03030303u;
+            a[s4][1] = (wh0 >> (2 * s4)) & 0x03030303u;
+            a[s4][2] = (wl1 >> (2 * s4)) & 0x03030303u;
+            a[s4][3] = (wh1 >> (2 * s4)) & 0x03030303u;
+          }
+          wgmma_fence();
+          fence_regs(d);
+#pragma unroll
+          for (int s4 = 0; s4 < 4; ++s4) {
+            const int st = pp * 4 + s4;
+            Wgmma<NCOL>::mma(d, a[s4][0], a[s4][1], a[s4][2], a[s4][3], wg_desc(base + st * NCOL * 32),
+                             (qi == 0 && pp == 0 && s4 == 0) ? 0 : 1);
+          }
+        }
+        wgmma_commit();
+        load_quad(q + RING, cb[ri][0], cb[ri][1]);  // the slot's words are in a[] by now
+        wgmma_wait<1>();                            // quad q - 1 complete: its stage may be refilled
+        fence_regs(d);
+        if (q > 0 && lane == 0) mbar_arrive(&empty[(q - 1) % WG_STAGES]);
+        if (warp == 0 && q > 0 && q - 1 + WG_STAGES < nq) {  // refill the stage of quad q - 1 (warp-uniform wait)
+          mbar_wait(&empty[(q - 1) % WG_STAGES], (unsigned)((q - 1) / WG_STAGES) & 1u);
+          if (lane == 0) issue_b(q - 1 + WG_STAGES);
+        }
+        if (qi == 3 || q == nq - 1) {  // end of a K slice (4 quads): flush with the (token, slice) scale
+          wgmma_wait<0>();
+          fence_regs(d);
+          const int sl = q >> 2;
+#pragma unroll
+          for (int j = 0; j < NJ; ++j) {
+            const float sc = __ldg(p.scale + (tok0 + 4 * j + tig) * p.nslices + sl);  // 0 for padding tokens
+            facc[j][0] = fmaf((float)d[4 * j] + 256.f * (float)d[4 * j + 1], sc, facc[j][0]);
+            facc[j][1] = fmaf((float)d[4 * j + 2] + 256.f * (float)d[4 * j + 3], sc, facc[j][1]);
+          }
+        }
+      }
+    }
   }
+  consumer_sync();  // every consumer's wgmmas are complete (flush after the last quad): the ring is free
+
+  float (*tile)[TN + 1] = reinterpret_cast<float (*)[TN + 1]>(wsm);
+#pragma unroll
+  for (int j = 0; j < NJ; ++j)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int tk = 4 * j + tig, rr = warp * 16 + g + 8 * h;
+      tile[tk][rr] = rr < nrow ? facc[j][h] + csum[tk] : 0.f;
+    }
+  consumer_sync();
+  tile_epilogue<T>(p, tile, ntok, nrow, tok0, n0, sv_r, bias_r, [] { consumer_sync(); });
+#endif
 }
 
 struct FusedPlan {
@@ -793,28 +1110,45 @@ lattq_status fused_launch_t(const char* fn, const lattq_layer* L, const void* x,
 // ---- tiled GEMM host side -------------------------------------------------------------------
 struct GemmPlan {
   int parts;
+  int wg_ntok;  // 0: TILED_GEMM; else WGMMA with tiles of wg_ntok tokens
   int64_t nslices, nq, nq4, mpad, ncols, rgroups;
   bool fuse_in, fuse_out;
   size_t smem;
   size_t off_vq, off_scale, off_cpart, off_u, off_t, total;
 };
 
-GemmPlan make_gemm_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype) {
+// WGMMA token tile: the smallest of 8 / 16 / 32 / 64 that holds m (LATTQ_WGMMA_NTOK = 8|16|32|64 forces one)
+int wg_ntok_for(int64_t m) {
+  if (const char* e = std::getenv("LATTQ_WGMMA_NTOK")) {
+    const int v = std::atoi(e);
+    if (v == 8 || v == 16 || v == 32 || v == 64) return v;
+  }
+  return m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : 64;
+}
+
+GemmPlan make_gemm_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, bool wgmma = false) {
   GemmPlan P;
   P.parts = dtype == LATTQ_F32 ? 3 : 2;
+  P.wg_ntok = wgmma ? wg_ntok_for(m) : 0;
   P.nslices = cdiv(d->k, SK);
   P.nq = cdiv(d->k, 256);
   P.nq4 = P.nslices * 4;
-  P.ncols = cdiv(std::max<int64_t>(m, 1), GM_TOK);
-  P.mpad = P.ncols * GM_TOK;
+  const int tile_tok = wgmma ? P.wg_ntok : GM_TOK;
+  P.ncols = cdiv(std::max<int64_t>(m, 1), tile_tok);
+  P.mpad = P.ncols * tile_tok;
   P.rgroups = cdiv(d->n, TN);
   P.fuse_in = d->had_in <= SK;
   P.fuse_out = d->had_out <= TN;
   const size_t qb = (size_t)(P.parts == 2 ? slice_bytes<2>() : slice_bytes<3>()) / 4;
   P.smem = (size_t)(P.parts == 2 ? gm_stages<2>() : gm_stages<3>()) * 8 * qb;  // >= the 64 x 129 fp32 epilogue tile
+  size_t vq_bytes = (size_t)(P.mpad / 8) * P.nq4 * qb;
+  if (wgmma) {  // 512 bytes per (token, quad) either way (f16/bf16); the ring holds WG_STAGES quads of a tile
+    P.smem = (size_t)WG_STAGES * 512 * P.wg_ntok;
+    vq_bytes = (size_t)P.mpad * P.nq4 * 512;
+  }
   size_t o = 0;
   auto take = [&](size_t bytes) { size_t at = o; o += align256(bytes); return at; };
-  P.off_vq = take((size_t)(P.mpad / 8) * P.nq4 * qb);
+  P.off_vq = take(vq_bytes);
   P.off_scale = take((size_t)P.mpad * P.nslices * 4);
   P.off_cpart = take((size_t)P.mpad * P.nslices * 4);
   P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
@@ -823,7 +1157,8 @@ GemmPlan make_gemm_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype) {
   return P;
 }
 
-template <typename T, int PARTS>
+// TILED_GEMM (WG_NTOK = 0) and WGMMA (WG_NTOK = token tile): the same workspace, prologue and transforms
+template <typename T, int PARTS, int WG_NTOK>
 lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
                            const GemmPlan& P, cudaStream_t s) {
   const lattq_layer_desc& d = L->desc;
@@ -856,10 +1191,11 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   p.vq = reinterpret_cast<uint8_t*>(ws + P.off_vq);
   p.scale = reinterpret_cast<float*>(ws + P.off_scale);
   p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
-  const size_t static_smem = GM_TOK * 4;
+  const char* vname = WG_NTOK ? "wgmma" : "tiled_gemm";
+  const size_t static_smem = WG_NTOK ? WG_NTOK * 4 + 2 * WG_STAGES * 8 : GM_TOK * 4;
   if ((size_t)device_props().smem_optin < P.smem + static_smem)
-    return LQ_ERR(Unsupported, "%s: variant tiled_gemm needs %zu bytes of shared memory per block, this device allows %d",
-                  fn, P.smem + static_smem, device_props().smem_optin);
+    return LQ_ERR(Unsupported, "%s: variant %s needs %zu bytes of shared memory per block, this device allows %d",
+                  fn, vname, P.smem + static_smem, device_props().smem_optin);
   lattq_status r;
   if (!P.fuse_in) {
     float* u = reinterpret_cast<float*>(ws + P.off_u);
@@ -868,8 +1204,11 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
     if ((r = fwht_launch(fn, u, LATTQ_F32, m, d.k, d.had_in, s))) return r;
     p.x = u;
   }
-  gemm_prologue_kernel<T, PARTS><<<dim3((unsigned)P.nslices, (unsigned)(P.mpad / 8)), 256, 0, s>>>(p);
+  gemm_prologue_kernel<T, PARTS, WG_NTOK><<<dim3((unsigned)P.nslices, (unsigned)(P.mpad / 8)), 256, 0, s>>>(p);
   if ((r = check_launch(fn, "gemm_prologue_kernel"))) return r;
+  void (*kern)(FusedParams);
+  if constexpr (WG_NTOK == 0) kern = gemm_main_kernel<T, PARTS>;
+  else kern = wgmma_main_kernel<T, WG_NTOK>;
   static int smem_set[16] = {};
   int cur = 0;
   if (cudaGetDevice(&cur) != cudaSuccess) {
@@ -877,16 +1216,15 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
     cur = 0;
   }
   if (!smem_set[cur & 15]) {
-    if (cudaFuncSetAttribute(gemm_main_kernel<T, PARTS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) !=
-        cudaSuccess) {
+    if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) != cudaSuccess) {
       cudaGetLastError();
-      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of gemm_main_kernel to %zu bytes", fn, P.smem);
+      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the %s kernel to %zu bytes", fn, vname, P.smem);
     }
     smem_set[cur & 15] = 1;
   }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3((unsigned)P.ncols, (unsigned)P.rgroups, 1);
-  cfg.blockDim = dim3(256);
+  cfg.blockDim = dim3(WG_NTOK ? WG_THREADS : 256);
   cfg.dynamicSmemBytes = P.smem;
   cfg.stream = s;
   cudaLaunchAttribute attr[1];
@@ -894,12 +1232,12 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = device_props().major >= 9 ? 1 : 0;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemm_main_kernel<T, PARTS>, p);
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, p);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    return LQ_ERR(Device, "%s: launching gemm_main_kernel failed: %s", fn, cudaGetErrorString(e));
+    return LQ_ERR(Device, "%s: launching the %s main kernel failed: %s", fn, vname, cudaGetErrorString(e));
   }
-  if ((r = check_launch(fn, "gemm_main_kernel"))) return r;
+  if ((r = check_launch(fn, vname))) return r;
   if (!P.fuse_out) {
     float* t = reinterpret_cast<float*>(ws + P.off_t);
     if ((r = fwht_launch(fn, t, LATTQ_F32, m, d.n, d.had_out, s))) return r;
@@ -959,11 +1297,50 @@ lattq_status gemm_forward(const char* fn, const lattq_layer* L, const void* x, i
   if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
   char* w = static_cast<char*>(ws);
   switch (dtype) {
-    case LATTQ_F32: return gemm_launch_t<float, 3>(fn, L, x, m, y, w, P, s);
-    case LATTQ_F16: return gemm_launch_t<__half, 2>(fn, L, x, m, y, w, P, s);
-    case LATTQ_BF16: return gemm_launch_t<__nv_bfloat16, 2>(fn, L, x, m, y, w, P, s);
+    case LATTQ_F32: return gemm_launch_t<float, 3, 0>(fn, L, x, m, y, w, P, s);
+    case LATTQ_F16: return gemm_launch_t<__half, 2, 0>(fn, L, x, m, y, w, P, s);
+    case LATTQ_BF16: return gemm_launch_t<__nv_bfloat16, 2, 0>(fn, L, x, m, y, w, P, s);
   }
   return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not supported", fn, dtype);
+}
+
+}  // namespace lattq_cuda
+
+namespace lattq_cuda {
+
+const char* wgmma_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
+  const char* why = gemm_unsupported_reason(d, dtype);
+  if (why[0]) return why;
+  if (dtype == LATTQ_F32) return "needs f16 or bf16 activations";
+#ifndef LATTQ_CUDA_SM90A
+  return "this build has no sm_90a code (CMAKE_CUDA_ARCHITECTURES without 90a)";
+#else
+  return "";
+#endif
+}
+
+size_t wgmma_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype) {
+  return make_gemm_plan(d, m, dtype, true).total;
+}
+
+lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                           void* ws, size_t ws_bytes, cudaStream_t s) {
+  if (device_props().major != 9)
+    return LQ_ERR(Unsupported, "%s: variant wgmma needs an sm_90 (Hopper) GPU, this one is sm_%d", fn,
+                  device_props().major * 10);
+  const GemmPlan P = make_gemm_plan(&L->desc, m, dtype, true);
+  if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
+  if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
+  char* w = static_cast<char*>(ws);
+  const bool f16 = dtype == LATTQ_F16;
+  if (dtype != LATTQ_F16 && dtype != LATTQ_BF16)
+    return LQ_ERR(Unsupported, "%s: variant wgmma needs f16 or bf16 activations", fn);
+  switch (P.wg_ntok) {
+    case 8: return f16 ? gemm_launch_t<__half, 2, 8>(fn, L, x, m, y, w, P, s) : gemm_launch_t<__nv_bfloat16, 2, 8>(fn, L, x, m, y, w, P, s);
+    case 16: return f16 ? gemm_launch_t<__half, 2, 16>(fn, L, x, m, y, w, P, s) : gemm_launch_t<__nv_bfloat16, 2, 16>(fn, L, x, m, y, w, P, s);
+    case 32: return f16 ? gemm_launch_t<__half, 2, 32>(fn, L, x, m, y, w, P, s) : gemm_launch_t<__nv_bfloat16, 2, 32>(fn, L, x, m, y, w, P, s);
+    default: return f16 ? gemm_launch_t<__half, 2, 64>(fn, L, x, m, y, w, P, s) : gemm_launch_t<__nv_bfloat16, 2, 64>(fn, L, x, m, y, w, P, s);
+  }
 }
 
 }  // namespace lattq_cuda

@@ -236,6 +236,7 @@ const char* var_name(int32_t v) {
     case LATTQ_VARIANT_FUSED_GEMV: return "fused_gemv";
     case LATTQ_VARIANT_TILED_GEMM: return "tiled_gemm";
     case LATTQ_VARIANT_GEMV: return "gemv";
+    case LATTQ_VARIANT_WGMMA: return "wgmma";
   }
   return "?";
 }
@@ -244,6 +245,16 @@ const char* var_name(int32_t v) {
 // anything else must be refused with LATTQ_ERR_UNSUPPORTED.
 bool gemv_serves(const lattq_layer_desc& d, int32_t dt) {
   return dt != LATTQ_F32 && d.had_in <= 256 && d.had_out <= 128;
+}
+
+// The documented contract of LATTQ_VARIANT_WGMMA (lattq_cuda.h): f16/bf16 on an sm_90 GPU (the test build
+// includes sm_90a, as every lattq build for Hopper does); anything else must be refused with
+// LATTQ_ERR_UNSUPPORTED.
+bool wgmma_serves(int32_t dt) {
+  int dev = 0, major = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+  return dt != LATTQ_F32 && major == 9;
 }
 
 // Device copy of a host layer.
@@ -447,7 +458,7 @@ void test_forward(bool quick) {
       std::vector<double> x0(m * S.k);
       for (auto& v : x0) v = randn();
       for (int64_t j = 0; j < S.k; j += 97) x0[j] *= 50.0;  // outliers in token 0
-      double worst[3][7] = {};
+      double worst[3][8] = {};
       for (int32_t dt : {LATTQ_F32, LATTQ_F16, LATTQ_BF16}) {
         std::vector<double> x(x0.size());
         for (size_t i = 0; i < x.size(); ++i) x[i] = round_to(dt, x0[i]);
@@ -467,13 +478,14 @@ void test_forward(bool quick) {
           dense_err = rel_err(yd, ref);
         }
         for (int32_t var : {LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_AUTO,
-                            LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV}) {
+                            LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV,
+                            LATTQ_VARIANT_WGMMA}) {
           std::vector<double> y;
-          if (var == LATTQ_VARIANT_GEMV && !gemv_serves(h.d, dt)) {
+          if ((var == LATTQ_VARIANT_GEMV && !gemv_serves(h.d, dt)) || (var == LATTQ_VARIANT_WGMMA && !wgmma_serves(dt))) {
             lattq_status st = LATTQ_OK;
             bool ran = run_forward(D, D.L, x, dt, m, var, y, stream, &st);
-            CHECK(!ran && st == LATTQ_ERR_UNSUPPORTED, "gemv %s n=%lld k=%lld had_in=%d had_out=%d must be UNSUPPORTED, got %d",
-                  dt_name(dt), (long long)S.n, (long long)S.k, S.had_in, S.had_out, (int)st);
+            CHECK(!ran && st == LATTQ_ERR_UNSUPPORTED, "%s %s n=%lld k=%lld had_in=%d had_out=%d must be UNSUPPORTED, got %d",
+                  var_name(var), dt_name(dt), (long long)S.n, (long long)S.k, S.had_in, S.had_out, (int)st);
             continue;
           }
           bool ok = run_forward(D, D.L, x, dt, m, var, y, stream);
@@ -493,7 +505,7 @@ void test_forward(bool quick) {
         if (m == ms.back() || m == 1) {
           std::printf("  n=%-6lld k=%-6lld m=%-4lld %-4s dense-in-dtype err %.3g | ", (long long)S.n, (long long)S.k,
                       (long long)m, dt_name(dt), dense_err);
-          for (int v = 0; v < 7; ++v)
+          for (int v = 0; v < 8; ++v)
             std::printf("%s %.3g%s  ", var_name(v), worst[dt][v], dt == LATTQ_F32 ? "" : "x");
           std::printf("\n");
         }
@@ -575,7 +587,8 @@ void test_forward_generic() {
       double e = ok ? rel_err(y, ref) : -1;
       CHECK(ok && e <= 1e-5, "generic bits=%d dim=%d %s rel err %.3g", c.bits, c.dim, var_name(var), e);
     }
-    for (int32_t fv : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV}) {
+    for (int32_t fv : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV,
+                       LATTQ_VARIANT_WGMMA}) {
       lattq_status st = LATTQ_OK;
       bool ok = run_forward(D, D.L, x, LATTQ_F32, m, fv, y, nullptr, &st);
       CHECK(!ok && st == LATTQ_ERR_UNSUPPORTED && std::strstr(lattq_last_error(), "bits"),
@@ -709,8 +722,9 @@ void test_graph() {
   HostLayer h = make_layer(2, 4, 1024, 4096, 128, 128, true);
   DevLayer D(h);
   for (int32_t var : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_FUSED_GEMV,
-                      LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV}) {
-    int64_t m = var == LATTQ_VARIANT_IMMA_WIDE ? 24 : var == LATTQ_VARIANT_TILED_GEMM ? 70 : 3;
+                      LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV, LATTQ_VARIANT_WGMMA}) {
+    if (var == LATTQ_VARIANT_WGMMA && !wgmma_serves(LATTQ_BF16)) continue;
+    int64_t m = var == LATTQ_VARIANT_IMMA_WIDE ? 24 : (var == LATTQ_VARIANT_TILED_GEMM || var == LATTQ_VARIANT_WGMMA) ? 70 : 3;
     std::vector<double> x(m * h.d.k);
     for (auto& v : x) v = round_to(LATTQ_BF16, randn());
     std::vector<double> y0;

@@ -32,7 +32,11 @@ typedef enum lattq_cuda_variant {
   /* decode kernel for m = 1..8 (f16/bf16, had_in <= 256, had_out <= 128): one launch, 4 tokens per CTA
    * column with both int8 digits of v as mma columns, per-CTA prologue on all warps, split-K through a
    * thread-block cluster on sm_90, no workspace.  Any m works (re-streams the codes per 4 tokens). */
-  LATTQ_VARIANT_GEMV = 6
+  LATTQ_VARIANT_GEMV = 6,
+  /* tensor-core GEMM on Hopper's wgmma (sm_90a builds on sm_90 GPUs, f16/bf16): the TILED_GEMM prologue
+   * writes the int8 digits of v as the wgmma B image, CTA = 128 rows x 8..64 tokens, codes decoded in
+   * registers as the A operand, B streamed by cp.async.bulk.  Any m works.  LATTQ_ERR_UNSUPPORTED elsewhere. */
+  LATTQ_VARIANT_WGMMA = 7
 } lattq_cuda_variant;
 
 /* Number of visible CUDA devices; 0 when there is no driver or device (never an error). */
