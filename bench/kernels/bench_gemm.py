@@ -172,6 +172,8 @@ def main():
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     ap.add_argument("--sweep", default="4096x4096,11008x4096,28672x8192,8192x28672",
                     help="shapes for a split-K sweep of the gemv variant (LATTQ_GEMV_MAX_SPLITS = 1,2,4,8) at m = 1 and 4; '' or none = no sweep")
+    ap.add_argument("--wgmma-sweep", default="none",
+                    help="shapes for a cluster-size / token-tile sweep of the wgmma variant at m = 16, 64, 512, 2048")
     ap.add_argument("--profile", default="4096x4096x1,28672x8192x1,28672x8192x16",
                     help="N x K x m cases whose per-kernel device times are printed (torch.profiler/CUPTI); '' or none = no profile")
     args = ap.parse_args()
@@ -248,22 +250,29 @@ def main():
         del w, int4, L
         torch.cuda.empty_cache()
 
-    # Split-K heuristic sweep: the dispatcher's time for several CTA-per-SM targets
+    # Knob sweeps: one variant under several environment settings (GEMV split cap at m = 1 and 4; WGMMA cluster
+    # size and token tile at m = 16 .. 2048)
     sweep_rows = []
-    for case in [c for c in args.sweep.split(",") if c and c != "none"]:
-        n, k = (int(v) for v in case.split("x"))
-        L = LattqLayer(lib, n, k, gen)
-        for m in (1, 4):
-            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
-            y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
-            for cap in (1, 2, 4, 8):
-                os.environ["LATTQ_GEMV_MAX_SPLITS"] = str(cap)
-                L.workspace(m, 6)
-                t = timer(lambda: L(x, y, 6))
-                sweep_rows.append(dict(n=n, k=k, m=m, variant="gemv", max_splits=cap, median_us=round(t, 3)))
-                print(f"sweep gemv {n}x{k} m={m} max_splits={cap}: {t:.1f} us", flush=True)
-        os.environ.pop("LATTQ_GEMV_MAX_SPLITS", None)
-        del L
+    sweeps = [("gemv", 6, args.sweep, (1, 4), [{"LATTQ_GEMV_MAX_SPLITS": str(c)} for c in (1, 2, 4, 8)]),
+              ("wgmma", 7, args.wgmma_sweep, (16, 64, 512, 2048),
+               [{"LATTQ_WGMMA_CLUSTER": c, "LATTQ_WGMMA_NTOK": t} for c in ("1", "2") for t in ("32", "64")])]
+    for variant, vid, shapes_arg, ms, settings in sweeps:
+        for case in [c for c in shapes_arg.split(",") if c and c != "none"]:
+            n, k = (int(v) for v in case.split("x"))
+            L = LattqLayer(lib, n, k, gen)
+            for m in ms:
+                x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+                y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+                for env in settings:
+                    os.environ.update(env)
+                    L.workspace(m, vid)
+                    t = timer(lambda: L(x, y, vid))
+                    knobs = {kk.lower().replace("lattq_", ""): vv for kk, vv in env.items()}
+                    sweep_rows.append(dict(n=n, k=k, m=m, variant=variant, **knobs, median_us=round(t, 3)))
+                    print(f"sweep {variant} {n}x{k} m={m} {env}: {t:.1f} us", flush=True)
+                    for kk in env:
+                        os.environ.pop(kk, None)
+            del L
 
     # Per-kernel breakdown (CUPTI through torch.profiler) of the dispatcher's launches, warm L2.
     prof_rows = []

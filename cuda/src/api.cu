@@ -17,6 +17,8 @@ const char* wgmma_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 size_t wgmma_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype);
 lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
                            void* ws, size_t ws_bytes, cudaStream_t s);
+bool wgmma_available();
+bool wgmma_preferred(const lattq_layer_desc* d, int64_t m);
 const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 lattq_status gemv_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
                           cudaStream_t s);
@@ -41,6 +43,9 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
   // at m = 1 on 6 of the 7 issue shapes and at m = 2 on 5; slower at k = 28672, where its per-CTA prologue
   // over a long K range is not hidden).  Otherwise IMMA: its separate prologue kernel scales better with m.
   if (m <= 2 && d->k <= 16384 && gemv_unsupported_reason(d, dtype)[0] == 0) return LATTQ_VARIANT_GEMV;
+  // Hopper: the wgmma GEMM from m = 64 on, and from m = 16 where its CTAs fill the GPU (wgmma_preferred)
+  if (wgmma_unsupported_reason(d, dtype)[0] == 0 && wgmma_available() && wgmma_preferred(d, m))
+    return LATTQ_VARIANT_WGMMA;
   return LATTQ_VARIANT_IMMA;  // measured faster than IMMA_WIDE at every m
 }
 
@@ -73,7 +78,7 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
       need = std::max(need, fused_workspace_bytes(desc, m, dt));
     if (variant == LATTQ_VARIANT_TILED_GEMM && gemm_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, gemm_workspace_bytes(desc, m, dt));
-    if (variant == LATTQ_VARIANT_WGMMA && wgmma_unsupported_reason(desc, dt)[0] == 0)
+    if ((variant == LATTQ_VARIANT_WGMMA || variant == LATTQ_VARIANT_AUTO) && wgmma_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_workspace_bytes(desc, m, dt));
   }
   *bytes = need;

@@ -62,31 +62,6 @@ struct GemvParams {
 // chunk length in quads for `ntok` tokens: ntok * cq <= 32, a multiple of 4 (the code ring period)
 __host__ __device__ inline int chunk_quads(int ntok) { return ntok <= 1 ? 32 : ntok == 2 ? 16 : 8; }
 
-__device__ __forceinline__ void cluster_sync_all() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ const float* map_rank(const float* p, int rank) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  uint64_t out;
-  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(p), "r"(rank));
-  return reinterpret_cast<const float*>(out);
-#else
-  (void)rank;
-  return p;
-#endif
-}
-__device__ __forceinline__ int cluster_rank() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  unsigned r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-  return (int)r;
-#else
-  return 0;
-#endif
-}
-
 template <typename T>
 __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   extern __shared__ __align__(16) uint8_t dig[];  // [chunk quads][8 steps][8 columns][4 tig][8 bytes]

@@ -66,5 +66,32 @@ template <> __device__ __forceinline__ float4 load4<__nv_bfloat16>(const void* x
   return make_float4(fa.x, fa.y, fb.x, fb.y);
 }
 
+// thread-block clusters (sm_90; single-CTA no-ops below): full cluster barrier (release / acquire), the
+// shared-memory address of `p` in CTA `rank` of the cluster, this CTA's rank
+__device__ __forceinline__ void cluster_sync_all() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ const float* map_rank(const float* p, int rank) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint64_t out;
+  asm volatile("mapa.u64 %0, %1, %2;" : "=l"(out) : "l"(p), "r"(rank));
+  return reinterpret_cast<const float*>(out);
+#else
+  (void)rank;
+  return p;
+#endif
+}
+__device__ __forceinline__ int cluster_rank() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return (int)r;
+#else
+  return 0;
+#endif
+}
+
 }  // namespace dev
 }  // namespace lattq_cuda

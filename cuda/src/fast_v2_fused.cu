@@ -783,15 +783,39 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* b, unsigned bytes) {
 __device__ __forceinline__ void mbar_arrive(uint64_t* b) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
 }
-__device__ __forceinline__ void mbar_wait(uint64_t* b, unsigned parity) {
+// wait for the phase of parity `parity` to complete; CLUSTER: acquire at cluster scope (remote arrivals)
+template <bool CLUSTER = false> __device__ __forceinline__ void mbar_wait(uint64_t* b, unsigned parity) {
   unsigned done = 0;
   do {
-    asm volatile(
-        "{\n.reg .pred P;\nmbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2;\nselp.u32 %0, 1, 0, P;\n}\n"
-        : "=r"(done)
-        : "r"(smem_addr(b)), "r"(parity)
-        : "memory");
+    if (CLUSTER)
+      asm volatile(
+          "{\n.reg .pred P;\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 P, [%1], %2;\n"
+          "selp.u32 %0, 1, 0, P;\n}\n"
+          : "=r"(done)
+          : "r"(smem_addr(b)), "r"(parity)
+          : "memory");
+    else
+      asm volatile(
+          "{\n.reg .pred P;\nmbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2;\nselp.u32 %0, 1, 0, P;\n}\n"
+          : "=r"(done)
+          : "r"(smem_addr(b)), "r"(parity)
+          : "memory");
   } while (!done);
+}
+// arrive on the mbarrier at the same shared-memory offset in CTA `rank` of the cluster
+__device__ __forceinline__ void mbar_arrive_remote(uint64_t* b, int rank) {
+  uint32_t ra;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(smem_addr(b)), "r"(rank));
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(ra) : "memory");
+}
+// bulk copy into the same shared-memory offset of every CTA in `mask`, completion on each one's mbarrier
+__device__ __forceinline__ void bulk_g2s_multicast(void* dst, const void* src, unsigned bytes, uint64_t* bar,
+                                                   uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], "
+      "%4;" ::"r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar)), "h"(mask)
+      : "memory");
 }
 // bytes (multiple of 16, 16-byte aligned ends) global -> shared, completion counted on the mbarrier
 __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, unsigned bytes, uint64_t* bar) {
@@ -822,7 +846,10 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 256;" ::: "memory"); }
 #endif
 
-template <typename T, int NTOK>
+// CL = 2: the CTAs of row groups 2i and 2i + 1 form a cluster and share the B image: each loads half of every
+// stage and multicasts it to both, so the L2 -> SM traffic of B halves; a stage is refilled once the warps of
+// both CTAs released it (each warp arrives on both CTAs' "empty" barrier).
+template <typename T, int NTOK, int CL>
 __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p) {
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // compiled for another architecture: the host never launches it there (wgmma_forward checks sm_90 and
@@ -851,18 +878,26 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 #pragma unroll
     for (int i = 0; i < WG_STAGES; ++i) {
       mbar_init(&full[i], 1);
-      mbar_init(&empty[i], WARPS);
+      mbar_init(&empty[i], WARPS * CL);
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  __syncthreads();
+  const int crank = CL > 1 ? cluster_rank() : 0;
+  if (CL > 1) cluster_sync_all();  // both CTAs' barriers are initialised before any remote arrive / multicast
+  else __syncthreads();
 
   // thread 0 is also the producer: B image of quad q -> stage q % WG_STAGES (after the prologue kernel)
   const uint8_t* bsrc = p.vq + (int64_t)col * p.nq4 * SB;
   auto issue_b = [&](int q) {
     const int s = q % WG_STAGES;
-    mbar_expect_tx(&full[s], SB);
-    bulk_g2s(wsm + (size_t)s * SB, bsrc + (int64_t)q * SB, SB, &full[s]);
+    mbar_expect_tx(&full[s], SB);  // the whole stage: this CTA's part and the peer's multicast
+    if (CL == 1) {
+      bulk_g2s(wsm + (size_t)s * SB, bsrc + (int64_t)q * SB, SB, &full[s]);
+    } else {
+      constexpr unsigned PART = SB / CL;
+      bulk_g2s_multicast(wsm + (size_t)s * SB + crank * PART, bsrc + (int64_t)q * SB + crank * PART, PART, &full[s],
+                         (uint16_t)((1u << CL) - 1));
+    }
   };
   const int g = lane >> 2, tig = lane & 3;
   const int64_t tileI = (int64_t)rg * WARPS + warp;
@@ -936,9 +971,12 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
         load_quad(q + RING, cb[ri][0], cb[ri][1]);  // the slot's words are in a[] by now
         wgmma_wait<1>();                            // quad q - 1 complete: its stage may be refilled
         fence_regs(d);
-        if (q > 0 && lane == 0) mbar_arrive(&empty[(q - 1) % WG_STAGES]);
+        if (q > 0 && lane == 0) {
+          mbar_arrive(&empty[(q - 1) % WG_STAGES]);
+          if (CL > 1) mbar_arrive_remote(&empty[(q - 1) % WG_STAGES], crank ^ 1);
+        }
         if (warp == 0 && q > 0 && q - 1 + WG_STAGES < nq) {  // refill the stage of quad q - 1 (warp-uniform wait)
-          mbar_wait(&empty[(q - 1) % WG_STAGES], (unsigned)((q - 1) / WG_STAGES) & 1u);
+          mbar_wait<(CL > 1)>(&empty[(q - 1) % WG_STAGES], (unsigned)((q - 1) / WG_STAGES) & 1u);
           if (lane == 0) issue_b(q - 1 + WG_STAGES);
         }
         if (qi == 3 || q == nq - 1) {  // end of a K slice (4 quads): flush with the (token, slice) scale
@@ -967,6 +1005,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
     }
   consumer_sync();
   tile_epilogue<T>(p, tile, ntok, nrow, tok0, n0, sv_r, bias_r, [] { consumer_sync(); });
+  if (CL > 1) cluster_sync_all();  // the peer may still arrive on this CTA's barriers until it is done
 #endif
 }
 
@@ -1110,26 +1149,44 @@ lattq_status fused_launch_t(const char* fn, const lattq_layer* L, const void* x,
 // ---- tiled GEMM host side -------------------------------------------------------------------
 struct GemmPlan {
   int parts;
-  int wg_ntok;  // 0: TILED_GEMM; else WGMMA with tiles of wg_ntok tokens
+  int wg_ntok;     // 0: TILED_GEMM; else WGMMA with tiles of wg_ntok tokens
+  int wg_cluster;  // WGMMA: CTAs (row groups) sharing each B stage by multicast, 1 or 2
   int64_t nslices, nq, nq4, mpad, ncols, rgroups;
   bool fuse_in, fuse_out;
   size_t smem;
   size_t off_vq, off_scale, off_cpart, off_u, off_t, total;
 };
 
-// WGMMA token tile: the smallest of 8 / 16 / 32 / 64 that holds m (LATTQ_WGMMA_NTOK = 8|16|32|64 forces one)
-int wg_ntok_for(int64_t m) {
+// WGMMA token tile (LATTQ_WGMMA_NTOK = 8|16|32|64 forces one): the smallest of 8 / 16 / 32 that holds m, else 64
+// unless 64-token tiles leave SMs idle (fewer CTAs than SMs: then 32; H100 sweep, bench/results: 4096x4096 at
+// m = 64 31.0 us with 32 vs 38.1 with 64, 28672x8192 93.6 with 64 vs 126.0 with 32).  sms = 0: the workspace
+// bound (64, the largest padding of m).
+int wg_ntok_for(int64_t m, int64_t rgroups, int sms) {
   if (const char* e = std::getenv("LATTQ_WGMMA_NTOK")) {
     const int v = std::atoi(e);
     if (v == 8 || v == 16 || v == 32 || v == 64) return v;
   }
-  return m <= 8 ? 8 : m <= 16 ? 16 : m <= 32 ? 32 : 64;
+  if (sms == 0) return 64;
+  if (m <= 32) return m <= 8 ? 8 : m <= 16 ? 16 : 32;
+  return rgroups * cdiv(m, 64) < sms ? 32 : 64;
 }
 
-GemmPlan make_gemm_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, bool wgmma = false) {
+// wgmma_sms: 0 = the device-independent workspace bound (any token tile fits), else the device's SM count
+GemmPlan make_gemm_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, bool wgmma = false, int wgmma_sms = 0) {
   GemmPlan P;
   P.parts = dtype == LATTQ_F32 ? 3 : 2;
-  P.wg_ntok = wgmma ? wg_ntok_for(m) : 0;
+  P.wg_ntok = wgmma ? wg_ntok_for(m, cdiv(d->n, TN), wgmma_sms) : 0;
+  if (wgmma && wgmma_sms == 0) P.wg_ntok = 64;  // sizing: the largest token padding whatever the knobs say
+  P.wg_cluster = 1;
+  if (wgmma) {
+    // LATTQ_WGMMA_CLUSTER = 2 shares each B stage between two row groups by multicast.  Measured slower at every
+    // size (H100: 28672x8192 m = 2048 2888 us vs 2331 us), so off unless forced (tests, sweeps).
+    P.wg_cluster = 1;
+    if (const char* e = std::getenv("LATTQ_WGMMA_CLUSTER")) {
+      const int v = std::atoi(e);
+      if (v == 1 || v == 2) P.wg_cluster = v;
+    }
+  }
   P.nslices = cdiv(d->k, SK);
   P.nq = cdiv(d->k, 256);
   P.nq4 = P.nslices * 4;
@@ -1208,30 +1265,35 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   if ((r = check_launch(fn, "gemm_prologue_kernel"))) return r;
   void (*kern)(FusedParams);
   if constexpr (WG_NTOK == 0) kern = gemm_main_kernel<T, PARTS>;
-  else kern = wgmma_main_kernel<T, WG_NTOK>;
-  static int smem_set[16] = {};
+  else kern = P.wg_cluster > 1 ? wgmma_main_kernel<T, WG_NTOK, 2> : wgmma_main_kernel<T, WG_NTOK, 1>;
+  const int cl = WG_NTOK ? P.wg_cluster : 1;
+  static int smem_set[16][2] = {};  // per device and kernel (cluster size 1 / 2)
   int cur = 0;
   if (cudaGetDevice(&cur) != cudaSuccess) {
     cudaGetLastError();
     cur = 0;
   }
-  if (!smem_set[cur & 15]) {
+  if (!smem_set[cur & 15][cl - 1]) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) != cudaSuccess) {
       cudaGetLastError();
       return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the %s kernel to %zu bytes", fn, vname, P.smem);
     }
-    smem_set[cur & 15] = 1;
+    smem_set[cur & 15][cl - 1] = 1;
   }
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3((unsigned)P.ncols, (unsigned)P.rgroups, 1);
+  cfg.gridDim = dim3((unsigned)P.ncols, (unsigned)(cdiv(P.rgroups, cl) * cl), 1);
   cfg.blockDim = dim3(WG_NTOK ? WG_THREADS : 256);
   cfg.dynamicSmemBytes = P.smem;
   cfg.stream = s;
-  cudaLaunchAttribute attr[1];
+  cudaLaunchAttribute attr[2];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
+  attr[1].id = cudaLaunchAttributeClusterDimension;
+  attr[1].val.clusterDim.x = 1;
+  attr[1].val.clusterDim.y = (unsigned)cl;
+  attr[1].val.clusterDim.z = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = device_props().major >= 9 ? 1 : 0;
+  cfg.numAttrs = device_props().major >= 9 ? (cl > 1 ? 2 : 1) : 0;
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, p);
   if (e != cudaSuccess) {
     cudaGetLastError();
@@ -1320,7 +1382,26 @@ const char* wgmma_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
 }
 
 size_t wgmma_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype) {
-  return make_gemm_plan(d, m, dtype, true).total;
+  return make_gemm_plan(d, m, dtype, true, 0).total;
+}
+
+// WGMMA runs here: an sm_90 device and a build with sm_90a code
+bool wgmma_available() {
+#ifdef LATTQ_CUDA_SM90A
+  return device_props().major == 9;
+#else
+  return false;
+#endif
+}
+
+// AUTO's choice of WGMMA (H100, bench/results/bench_gemm.md): every m >= 64 (faster than IMMA and TILED_GEMM on
+// all seven issue shapes); 16 <= m < 64 only when the CTAs fill the GPU (n >= 11008 at m = 16: 28672x8192 66 us
+// vs IMMA 84; 4096 x K loses: 29 / 47 / 55 us vs 21 / 29 / 37).
+bool wgmma_preferred(const lattq_layer_desc* d, int64_t m) {
+  if (m >= 64) return true;
+  if (m < 16) return false;
+  const int64_t ctas = cdiv(d->n, TN) * cdiv(m, m <= 16 ? 16 : 32);
+  return ctas >= (m <= 16 ? 80 : 64);
 }
 
 lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
@@ -1328,7 +1409,7 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
   if (device_props().major != 9)
     return LQ_ERR(Unsupported, "%s: variant wgmma needs an sm_90 (Hopper) GPU, this one is sm_%d", fn,
                   device_props().major * 10);
-  const GemmPlan P = make_gemm_plan(&L->desc, m, dtype, true);
+  const GemmPlan P = make_gemm_plan(&L->desc, m, dtype, true, device_props().sm);
   if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
   if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
   char* w = static_cast<char*>(ws);

@@ -604,39 +604,76 @@ void test_forward_generic() {
 // computed densely in the dtype).  Results of different split counts are not compared with each other: the
 // fixed-point scale of v is per (token, chunk), and the chunks follow the split, so two split counts round v
 // differently (each within the bound).
-void test_gemv_splits(bool quick) {
-  std::vector<Shape> cases = {{576, 1536, 64, 64, false}, {256, 16384, 128, 128, true}, {300, 9216, 256, 4, true}};
-  if (quick) cases.resize(1);  // the sanitizer runs (racecheck is slow)
+// One variant under several settings of its environment knobs ("VAR=value VAR2=value"), bf16 and f16, each
+// against the float64 oracle with the bound (2x the error of the same layer computed densely in the
+// dtype).  Settings are not compared with each other: they may change the rounding of v (GEMV's digit chunks
+// follow the K split).
+void check_env_settings(const char* what, int32_t variant, const std::vector<Shape>& cases,
+                        const std::vector<int64_t>& ms, const std::vector<std::string>& settings) {
   for (const Shape& S : cases) {
     HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
     DevLayer D(h);
     std::vector<double> W = dense_weight(h);
     for (int32_t dt : {LATTQ_BF16, LATTQ_F16}) {
-      for (int64_t m : {1, 2, 3, 5, 8}) {
-        if (quick && m != 1 && m != 5) continue;
+      for (int64_t m : ms) {
         std::vector<double> x(m * S.k);
         for (auto& v : x) v = round_to(dt, randn());
         std::vector<double> ref = oracle_forward(h, x, m), yd(m * S.n);
-        for (int64_t r = 0; r < S.n; ++r)
+        parallel_for(S.n, [&](int64_t r) {
           for (int64_t t = 0; t < m; ++t) {
             double acc = 0;
             for (int64_t j = 0; j < S.k; ++j) acc += round_to(dt, W[r * S.k + j]) * x[t * S.k + j];
             yd[t * S.n + r] = round_to(dt, acc + (S.bias ? (double)h.bias[r] : 0.0));
           }
+        });
         const double dense_err = rel_err(yd, ref);
-        for (const char* cap : {"1", "2", "3", "8"}) {
-          setenv("LATTQ_GEMV_MAX_SPLITS", cap, 1);
+        for (const std::string& set : settings) {
+          std::vector<std::string> names;
+          size_t i = 0;
+          while (i < set.size()) {
+            size_t j = set.find(' ', i);
+            if (j == std::string::npos) j = set.size();
+            const std::string kv = set.substr(i, j - i);
+            const size_t eq = kv.find('=');
+            names.push_back(kv.substr(0, eq));
+            setenv(names.back().c_str(), kv.substr(eq + 1).c_str(), 1);
+            i = j + 1;
+          }
           std::vector<double> y;
-          bool ok = run_forward(D, D.L, x, dt, m, LATTQ_VARIANT_GEMV, y, nullptr);
+          bool ok = run_forward(D, D.L, x, dt, m, variant, y, nullptr);
           const double e = ok ? rel_err(y, ref) : -1;
-          CHECK(ok && e <= 2.0 * dense_err, "gemv %s n=%lld k=%lld m=%lld max_splits=%s: rel err %.3g > 2 x %.3g",
-                dt_name(dt), (long long)S.n, (long long)S.k, (long long)m, cap, e, dense_err);
+          CHECK(ok && e <= 2.0 * dense_err, "%s %s n=%lld k=%lld m=%lld [%s]: rel err %.3g > 2 x %.3g", what,
+                dt_name(dt), (long long)S.n, (long long)S.k, (long long)m, set.c_str(), e, dense_err);
+          for (const std::string& nm : names) unsetenv(nm.c_str());
         }
-        unsetenv("LATTQ_GEMV_MAX_SPLITS");
       }
     }
   }
-  std::printf("forward: gemv split counts checked\n");
+  std::printf("forward: %s settings checked\n", what);
+}
+
+// GEMV: every K-split count (cluster size 1 = the sm_80 code path, 2, 3, 8) and several digit chunks per CTA.
+void test_gemv_splits(bool quick) {
+  std::vector<Shape> cases = {{576, 1536, 64, 64, false}, {256, 16384, 128, 128, true}, {300, 9216, 256, 4, true}};
+  if (quick) cases.resize(1);  // the sanitizer runs (racecheck is slow)
+  std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 2, 3, 5, 8};
+  check_env_settings("gemv split counts", LATTQ_VARIANT_GEMV, cases, ms,
+                     {"LATTQ_GEMV_MAX_SPLITS=1", "LATTQ_GEMV_MAX_SPLITS=2", "LATTQ_GEMV_MAX_SPLITS=3",
+                      "LATTQ_GEMV_MAX_SPLITS=8"});
+}
+
+// WGMMA: both cluster sizes (1; 2 = B multicast to the CTA pair, including an odd number of row groups, whose
+// padding CTA computes nothing) with every token tile.
+void test_wgmma_settings(bool quick) {
+  if (!wgmma_serves(LATTQ_BF16)) return;
+  std::vector<Shape> cases = {{300, 2304, 64, 4, true}, {1024, 4096, 128, 128, false}};
+  if (quick) cases.resize(1);
+  std::vector<int64_t> ms = quick ? std::vector<int64_t>{5, 70} : std::vector<int64_t>{1, 9, 33, 70, 129};
+  std::vector<std::string> sets;
+  for (const char* cl : {"1", "2"})
+    for (const char* nt : {"8", "16", "32", "64"})
+      sets.push_back(std::string("LATTQ_WGMMA_CLUSTER=") + cl + " LATTQ_WGMMA_NTOK=" + nt);
+  check_env_settings("wgmma cluster / token tile", LATTQ_VARIANT_WGMMA, cases, ms, sets);
 }
 
 void test_errors() {
@@ -788,6 +825,7 @@ int main(int argc, char** argv) {
   test_forward(quick);
   test_fused_splits();
   test_gemv_splits(quick);
+  test_wgmma_settings(quick);
   std::printf("%d checks passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }
