@@ -316,6 +316,10 @@ bool run_forward(const DevLayer& D, const lattq_layer& L, const std::vector<doub
   }
   DevBuf<uint8_t> ws(wsb);
   CUDA_OK(cudaMemset(ws.p, 0xA5, wsb));  // garbage: kernels must not rely on a zeroed workspace
+  // the copies and memsets above run on the legacy default stream, which a cudaStreamNonBlocking `stream` does
+  // not wait for: without this the forward could overlap them (seen once: a memset landing on the workspace
+  // of a running forward, rel err 1)
+  CUDA_OK(cudaDeviceSynchronize());
   s = lattq_cuda_forward(&L, dx.p, dt, m, dy.p, ws.p, wsb, variant, stream);
   if (status) *status = s;
   if (s != LATTQ_OK) {
