@@ -173,7 +173,7 @@ def main():
     ap.add_argument("--sweep", default="4096x4096,11008x4096,28672x8192,8192x28672",
                     help="shapes for a split-K sweep of the gemv variant (LATTQ_GEMV_MAX_SPLITS = 1,2,4,8) at m = 1 and 4; '' or none = no sweep")
     ap.add_argument("--wgmma-sweep", default="none",
-                    help="shapes for a cluster-size / refill-mode sweep of the wgmma variant at m = 16, 64, 512, 2048")
+                    help="shapes for a cluster-size / token-tile sweep of the wgmma variant at m = 16, 64, 512, 2048")
     ap.add_argument("--profile", default="4096x4096x1,28672x8192x1,28672x8192x16",
                     help="N x K x m cases whose per-kernel device times are printed (torch.profiler/CUPTI); '' or none = no profile")
     args = ap.parse_args()
@@ -255,7 +255,7 @@ def main():
     sweep_rows = []
     sweeps = [("gemv", 6, args.sweep, (1, 4), [{"LATTQ_GEMV_MAX_SPLITS": str(c)} for c in (1, 2, 4, 8)]),
               ("wgmma", 7, args.wgmma_sweep, (16, 64, 512, 2048),
-               [{"LATTQ_WGMMA_CLUSTER": c, "LATTQ_WGMMA_REFILL": r} for c in ("1", "2") for r in ("0", "1")])]
+               [{"LATTQ_WGMMA_CLUSTER": c, "LATTQ_WGMMA_NTOK": t} for c in ("1", "2") for t in ("32", "64")])]
     for variant, vid, shapes_arg, ms, settings in sweeps:
         for case in [c for c in shapes_arg.split(",") if c and c != "none"]:
             n, k = (int(v) for v in case.split("x"))
