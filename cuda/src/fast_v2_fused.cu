@@ -1179,11 +1179,10 @@ GemmPlan make_gemm_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, boo
   P.parts = dtype == LATTQ_F32 ? 3 : 2;
   P.wg_ntok = wgmma ? wg_ntok_for(m, cdiv(d->n, TN), wgmma_sms) : 0;
   if (wgmma && wgmma_sms == 0) P.wg_ntok = 64;  // sizing: the largest token padding whatever the knobs say
+  // LATTQ_WGMMA_CLUSTER = 2 shares each B stage between two row groups by multicast.  Measured slower at every
+  // size (H100: 28672x8192 m = 2048 2888 us vs 2331 us), so off unless forced (tests, sweeps).
   P.wg_cluster = 1;
   if (wgmma) {
-    // LATTQ_WGMMA_CLUSTER = 2 shares each B stage between two row groups by multicast.  Measured slower at every
-    // size (H100: 28672x8192 m = 2048 2888 us vs 2331 us), so off unless forced (tests, sweeps).
-    P.wg_cluster = 1;
     if (const char* e = std::getenv("LATTQ_WGMMA_CLUSTER")) {
       const int v = std::atoi(e);
       if (v == 1 || v == 2) P.wg_cluster = v;
@@ -1411,13 +1410,13 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
   if (device_props().major != 9)
     return LQ_ERR(Unsupported, "%s: variant wgmma needs an sm_90 (Hopper) GPU, this one is sm_%d", fn,
                   device_props().major * 10);
+  if (dtype != LATTQ_F16 && dtype != LATTQ_BF16)
+    return LQ_ERR(Unsupported, "%s: variant wgmma needs f16 or bf16 activations", fn);
   const GemmPlan P = make_gemm_plan(&L->desc, m, dtype, true, device_props().sm);
   if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
   if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
   char* w = static_cast<char*>(ws);
   const bool f16 = dtype == LATTQ_F16;
-  if (dtype != LATTQ_F16 && dtype != LATTQ_BF16)
-    return LQ_ERR(Unsupported, "%s: variant wgmma needs f16 or bf16 activations", fn);
   switch (P.wg_ntok) {
     case 8: return f16 ? gemm_launch_t<__half, 2, 8>(fn, L, x, m, y, w, P, s) : gemm_launch_t<__nv_bfloat16, 2, 8>(fn, L, x, m, y, w, P, s);
     case 16: return f16 ? gemm_launch_t<__half, 2, 16>(fn, L, x, m, y, w, P, s) : gemm_launch_t<__nv_bfloat16, 2, 16>(fn, L, x, m, y, w, P, s);
