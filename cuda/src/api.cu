@@ -39,10 +39,10 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
   if (variant != LATTQ_VARIANT_AUTO) return variant;
   if (layout != LATTQ_LAYOUT_TILED) return LATTQ_VARIANT_REFERENCE;
   if (imma_unsupported_reason(d, dtype, LATTQ_VARIANT_IMMA)[0] != 0) return LATTQ_VARIANT_REFERENCE;
-  // m <= 2 and k <= 16384: the single-launch GEMV kernel (H100, bench/results/bench_gemm.md: faster than IMMA
-  // at m = 1 on 6 of the 7 issue shapes and at m = 2 on 5; slower at k = 28672, where its per-CTA prologue
-  // over a long K range is not hidden).  Otherwise IMMA: its separate prologue kernel scales better with m.
-  if (m <= 2 && d->k <= 16384 && gemv_unsupported_reason(d, dtype)[0] == 0) return LATTQ_VARIANT_GEMV;
+  // m = 1, and m = 2 with k <= 16384: the single-launch GEMV kernel (H100, bench/results/bench_gemm.md).  At
+  // k = 28672 it lost to IMMA until session 6, when its split-K plan started counting the clusters that fit at
+  // once (4 splits had put 64 clusters of 4 in two waves); at m = 2 there IMMA's separate prologue still wins.
+  if ((m == 1 || (m == 2 && d->k <= 16384)) && gemv_unsupported_reason(d, dtype)[0] == 0) return LATTQ_VARIANT_GEMV;
   // Hopper: the wgmma GEMM from m = 64 on, and from m = 16 where its CTAs fill the GPU (wgmma_preferred)
   if (wgmma_unsupported_reason(d, dtype)[0] == 0 && wgmma_available() && wgmma_preferred(d, m))
     return LATTQ_VARIANT_WGMMA;

@@ -40,6 +40,30 @@ constexpr int GQB = 8 * 256;     // digit bytes per quad: 8 steps x 8 columns x 
 constexpr int GMAXS = 8;         // portable cluster size
 constexpr float GQMAX = 32639.f; // 16-bit fixed point, two int8 digits (see fast_imma.cu)
 
+#ifdef LATTQ_GEMV_TRACE
+// Measurement builds only (-DLATTQ_GEMV_TRACE; bench/kernels/probe_latency.py --trace-lib): thread 0 of each CTA
+// stamps the phases of the kernel, %globaltimer in slots 0..6 (slot 7: the SM id) and clock64 in 8..14 of its
+// 16-slot record, read back (and cleared) with lattq_debug_gemv_trace().  Never compiled into the library
+// otherwise.
+constexpr int GTRACE_CTAS = 4096;
+__device__ unsigned long long g_gemv_trace[GTRACE_CTAS * 16];
+__device__ __forceinline__ void gemv_stamp(int i) {
+  const unsigned cta = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  if (threadIdx.x == 0 && cta < GTRACE_CTAS) {
+    unsigned long long t;
+    unsigned smid;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(smid));
+    g_gemv_trace[cta * 16 + i] = t;
+    g_gemv_trace[cta * 16 + 8 + i] = (unsigned long long)clock64();
+    if (i == 0) g_gemv_trace[cta * 16 + 7] = smid;
+  }
+}
+#define GEMV_STAMP(i) gemv_stamp(i)
+#else
+#define GEMV_STAMP(i) ((void)0)
+#endif
+
 struct GemvParams {
   const uint8_t* codes;
   const float* A;
@@ -74,6 +98,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   __shared__ __align__(16) float s_sv[GTN];
   __shared__ __align__(16) float s_bias[GTN];
 
+  GEMV_STAMP(0);
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
   const int col = blockIdx.x, rg = blockIdx.y, split = blockIdx.z;
@@ -120,6 +145,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   pdl_wait();  // x is ready from here on
   pdl_launch_dependents();
   __syncthreads();  // sAb, csum, sscale
+  GEMV_STAMP(1);
 
   const bool colok = g < 2 * ntok;  // this lane's B column belongs to a real token
   float accf[2] = {0.f, 0.f};       // rows g and g + 8 of token tig
@@ -207,6 +233,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
       }
     }
     __syncthreads();
+    GEMV_STAMP(2);
     // chunk scale per token, c part (fixed order: deterministic)
     if (threadIdx.x < (unsigned)ntok) {
       float mx = 0.f, c = csum[threadIdx.x];
@@ -250,6 +277,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
       }
     }
     __syncthreads();
+    GEMV_STAMP(3);
     // 3. main loop over the chunk's quads: no barrier; one mma per (step) for both digits of 4 tokens
     int acc[4][4];
 #pragma unroll
@@ -280,6 +308,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
         }
       }
     }
+    GEMV_STAMP(4);
     // flush: column 2 tig = digit 0, 2 tig + 1 = digit 1 of token tig; value = sum_s 4^-s (d0 + 256 d1)
     const float sc = sscale[tig];
 #pragma unroll
@@ -302,6 +331,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   const int rank = nsp > 1 ? cluster_rank() : 0;
   if (nsp > 1) cluster_sync_all();  // every partial tile of the cluster is written
   else __syncthreads();
+  GEMV_STAMP(5);
   // 5. rank r finishes tokens tk = r, r + nsp, ...: one warp per token, lane l owns rows 4l .. 4l + 3
   const int tk = rank + warp * nsp;
   if (warp < GTOK && tk < ntok) {
@@ -351,6 +381,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
       if (rr < nrow) y[rr] = from_f<T>(fmaf(e[i] * hs, s_sv[rr], s_bias[rr]));
     }
   }
+  GEMV_STAMP(6);
   if (nsp > 1) cluster_sync_all();  // no CTA leaves while its shared memory may still be read
 }
 
@@ -368,23 +399,91 @@ int gemv_max_splits() {
   return cap;
 }
 
+// The kernels' dynamic shared memory limit (32 quads of digits), set once per device for both instantiations (the
+// occupancy queries of the plan need it too).
+bool gemv_set_smem() {
+  static int done[16] = {};
+  int cur = 0;
+  if (cudaGetDevice(&cur) != cudaSuccess) {
+    cudaGetLastError();
+    cur = 0;
+  }
+  if (done[cur & 15]) return true;
+  if (cudaFuncSetAttribute(gemv_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, 32 * GQB) != cudaSuccess ||
+      cudaFuncSetAttribute(gemv_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, 32 * GQB) !=
+          cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  done[cur & 15] = 1;
+  return true;
+}
+
+size_t gemv_smem(int64_t m, int64_t qps) {
+  const int ntok_max = (int)std::min<int64_t>(GTOK, std::max<int64_t>(m, 1));
+  return (size_t)std::min<int64_t>(chunk_quads(ntok_max), qps) * GQB;
+}
+
+// How many CTAs (splits = 1) or clusters of `splits` CTAs can be resident at once with `smem` bytes of dynamic
+// shared memory each.  The cluster count can be well below slots / splits (H100, 2 CTAs per SM: Nsight Compute
+// reported 79 clusters of 3 and 62 of 4, not 88 and 66), and a cluster that does not fit runs in a second wave
+// (the session-6 trace of 11008 x 4096 at m = 1 with 3 splits: 86 clusters, CTAs starting 10 us late).
+// Cached per (device, splits, smem in 2 KB units); the fallback is 2 CTAs per SM.
+int64_t gemv_resident(int splits, size_t smem) {
+  static int cache[16][GMAXS + 1][33] = {};
+  int cur = 0;
+  if (cudaGetDevice(&cur) != cudaSuccess) {
+    cudaGetLastError();
+    cur = 0;
+  }
+  int& c = cache[cur & 15][splits][std::min<size_t>(32, smem / GQB)];
+  if (c == 0) {
+    int n = 0;
+    if (gemv_set_smem()) {
+      if (splits == 1) {
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<__half>, 256, smem) == cudaSuccess)
+          n *= std::max(1, device_props().sm);
+      } else {
+        cudaLaunchConfig_t cfg = {};
+        cfg.gridDim = dim3(1, 1, (unsigned)splits);
+        cfg.blockDim = dim3(256);
+        cfg.dynamicSmemBytes = smem;
+        cudaLaunchAttribute attr;
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = 1;
+        attr.val.clusterDim.y = 1;
+        attr.val.clusterDim.z = (unsigned)splits;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+        if (cudaOccupancyMaxActiveClusters(&n, gemv_kernel<__half>, &cfg) != cudaSuccess) n = 0;
+      }
+    }
+    if (n <= 0) {
+      cudaGetLastError();
+      n = std::max(1, device_props().sm) * 2 / splits;
+    }
+    c = std::max(1, n);
+  }
+  return c;
+}
+
 // Split-K choice: minimise waves x (quads per CTA + 3) + splits: the prologue / epilogue counted as 3 quads,
 // the cluster reduction as one quad per rank (session-4 sweep on the H100: 4096x4096 at m = 1 took 12.2 us
-// with 4 splits, 15.7 us with 8); ties go to fewer splits.  Slots = SMs x 2 (the kernel's occupancy).
+// with 4 splits, 15.7 us with 8); ties go to fewer splits.  Waves count the clusters that fit at once
+// (gemv_resident), not the CTA slots.
 GemvPlan make_gemv_plan(const lattq_layer_desc* d, int64_t m) {
   GemvPlan P;
   P.nq = cdiv(d->k, 256);
   P.ncols = cdiv(std::max<int64_t>(m, 1), GTOK);
   P.rgroups = cdiv(d->n, GTN);
-  const int64_t slots = (int64_t)std::max(1, device_props().sm) * 2;
   const int cap = gemv_max_splits();
   int64_t best_s = 1, best_cost = INT64_MAX;
   for (int64_t s = 1; s <= cap && s <= P.nq; ++s) {
     const int64_t qps = cdiv(P.nq, s);
     const int64_t splits = cdiv(P.nq, qps);
     if (splits != s) continue;
-    const int64_t ctas = P.ncols * P.rgroups * splits;
-    const int64_t cost = cdiv(ctas, slots) * (qps + 3) + splits;  // + cluster reduction (sweep: 4096x4096)
+    const int64_t waves = cdiv(P.ncols * P.rgroups, gemv_resident((int)s, gemv_smem(m, qps)));
+    const int64_t cost = waves * (qps + 3) + splits;  // + cluster reduction (sweep: 4096x4096)
     if (cost < best_cost) {
       best_cost = cost;
       best_s = s;
@@ -392,8 +491,7 @@ GemvPlan make_gemv_plan(const lattq_layer_desc* d, int64_t m) {
   }
   P.splits = best_s;
   P.qps = cdiv(P.nq, best_s);
-  const int ntok_max = (int)std::min<int64_t>(GTOK, std::max<int64_t>(m, 1));
-  P.smem = (size_t)std::min<int64_t>(chunk_quads(ntok_max), P.qps) * GQB;
+  P.smem = gemv_smem(m, P.qps);
   return P;
 }
 
@@ -421,19 +519,8 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   p.cq = chunk_quads((int)std::min<int64_t>(GTOK, std::max<int64_t>(m, 1)));
   p.had_in = d.had_in;
   p.had_out = d.had_out;
-  static int smem_set[16] = {};  // per template instance and device
-  int cur = 0;
-  if (cudaGetDevice(&cur) != cudaSuccess) {
-    cudaGetLastError();
-    cur = 0;
-  }
-  if (!smem_set[cur & 15]) {
-    if (cudaFuncSetAttribute(gemv_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, 32 * GQB) != cudaSuccess) {
-      cudaGetLastError();
-      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of gemv_kernel to %d bytes", fn, 32 * GQB);
-    }
-    smem_set[cur & 15] = 1;
-  }
+  if (!gemv_set_smem())
+    return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of gemv_kernel to %d bytes", fn, 32 * GQB);
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
   cfg.blockDim = dim3(256);
@@ -489,3 +576,14 @@ lattq_status gemv_forward(const char* fn, const lattq_layer* L, const void* x, i
 }
 
 }  // namespace lattq_cuda
+
+#ifdef LATTQ_GEMV_TRACE
+// copies the first `records` CTA records to `host` and clears the trace (unwritten records read 0)
+extern "C" int lattq_debug_gemv_trace(unsigned long long* host, int records) {
+  const int n = records < lattq_cuda::GTRACE_CTAS ? records : lattq_cuda::GTRACE_CTAS;
+  void* dptr = nullptr;
+  if (cudaMemcpyFromSymbol(host, lattq_cuda::g_gemv_trace, (size_t)n * 16 * 8) != cudaSuccess) return 1;
+  if (cudaGetSymbolAddress(&dptr, lattq_cuda::g_gemv_trace) != cudaSuccess) return 1;
+  return cudaMemset(dptr, 0, sizeof(lattq_cuda::g_gemv_trace)) == cudaSuccess ? 0 : 1;
+}
+#endif
