@@ -39,10 +39,14 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
   if (variant != LATTQ_VARIANT_AUTO) return variant;
   if (layout != LATTQ_LAYOUT_TILED) return LATTQ_VARIANT_REFERENCE;
   if (imma_unsupported_reason(d, dtype, LATTQ_VARIANT_IMMA)[0] != 0) return LATTQ_VARIANT_REFERENCE;
-  // m = 1, and m = 2 with k <= 16384: the single-launch GEMV kernel (H100, bench/results/bench_gemm.md).  At
-  // k = 28672 it lost to IMMA until session 6, when its split-K plan started counting the clusters that fit at
-  // once (4 splits had put 64 clusters of 4 in two waves); at m = 2 there IMMA's separate prologue still wins.
-  if ((m == 1 || (m == 2 && d->k <= 16384)) && gemv_unsupported_reason(d, dtype)[0] == 0) return LATTQ_VARIANT_GEMV;
+  // The single-launch GEMV kernel (H100, bench/results/bench_gemm.md, session 6): m = 1 for every k; m = 2 with
+  // k <= 16384; m <= 4 up to 14336 x 4096 weights (k <= 16384); m <= 8 up to 4096 x 4096.  Beyond that IMMA's
+  // separate prologue kernel scales better with m.  At k = 28672 GEMV lost to IMMA at m = 1 until its split-K
+  // plan started counting the clusters that fit at once (4 splits had put 64 clusters of 4 in two waves).
+  const int64_t nk = d->n * d->k;
+  const bool gemv_rule = m == 1 || (m == 2 && d->k <= 16384) || (m <= 4 && d->k <= 16384 && nk <= 14336LL * 4096) ||
+                         (m <= 8 && nk <= 4096LL * 4096);
+  if (gemv_rule && gemv_unsupported_reason(d, dtype)[0] == 0) return LATTQ_VARIANT_GEMV;
   // Hopper: the wgmma GEMM from m = 64 on, and from m = 16 where its CTAs fill the GPU (wgmma_preferred)
   if (wgmma_unsupported_reason(d, dtype)[0] == 0 && wgmma_available() && wgmma_preferred(d, m))
     return LATTQ_VARIANT_WGMMA;
