@@ -91,7 +91,7 @@ def trace(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lib", required=True)
+    ap.add_argument("--lib", help="liblattq_capi.so (required unless --trace-lib)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--batches", default="1,16")
     ap.add_argument("--variant", type=int, default=0, help="lattq variant id (0 = dispatcher)")
@@ -103,11 +103,12 @@ def main():
     args = ap.parse_args()
     if args.trace_lib:
         return trace(args)
+    if not args.lib:
+        ap.error("--lib is required (or --trace-lib)")
     lib = load_lib(args.lib)
     gen = torch.Generator(device="cuda").manual_seed(7)
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     buf = torch.empty(max(8 * l2, 256 * 2**20), dtype=torch.uint8, device="cuda")
-    sink = torch.empty(1, dtype=torch.float32, device="cuda")
     flushes = {"write": lambda: buf.zero_(), "read": lambda: torch.sum(buf.view(torch.int32), dtype=torch.int64)}
     tiny = torch.empty(1, device="cuda")
     rows = []
@@ -138,7 +139,6 @@ def main():
                     rows.append(dict(flush="warm-profile", n=n, k=k, m=m, impl=ev.key[:60], us=dt))
         del w, L
         torch.cuda.empty_cache()
-    sink.zero_()
     for r in rows:
         print(f"{r['flush']:12s} {r.get('n', '-')!s:>6}x{r.get('k', '-')!s:<6} m={r.get('m', '-')!s:<4} "
               f"{r['impl'][:60]:60s} {r['us']:8.2f} us")

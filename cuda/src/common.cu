@@ -65,13 +65,18 @@ lattq_status check_layer_cuda(const char* fn, const lattq_layer* L, bool tiled_o
   return LATTQ_OK;
 }
 
-const DeviceProps& device_props() {
-  static DeviceProps cache[16];
+int current_device() {
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) {
     cudaGetLastError();
     dev = 0;
   }
+  return dev;
+}
+
+const DeviceProps& device_props() {
+  static DeviceProps cache[16];
+  const int dev = current_device();
   DeviceProps& d = cache[dev & 15];
   if (d.sm == 0) {
     if (cudaDeviceGetAttribute(&d.sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||

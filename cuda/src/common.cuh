@@ -53,6 +53,9 @@ lattq_status check_launch(const char* fn, const char* what);
 lattq_status check_desc_cuda(const char* fn, const lattq_layer_desc* d);
 lattq_status check_layer_cuda(const char* fn, const lattq_layer* L, bool tiled_only);
 
+// The current device's ordinal (0 when the runtime cannot say; the error is cleared).
+int current_device();
+
 // Properties of the current device, queried once per device (host overhead matters at batch 1).
 struct DeviceProps {
   int sm = 0, major = 0, smem_optin = 0;

@@ -403,11 +403,7 @@ int gemv_max_splits() {
 // occupancy queries of the plan need it too).
 bool gemv_set_smem() {
   static int done[16] = {};
-  int cur = 0;
-  if (cudaGetDevice(&cur) != cudaSuccess) {
-    cudaGetLastError();
-    cur = 0;
-  }
+  const int cur = current_device();
   if (done[cur & 15]) return true;
   if (cudaFuncSetAttribute(gemv_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, 32 * GQB) != cudaSuccess ||
       cudaFuncSetAttribute(gemv_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, 32 * GQB) !=
@@ -431,11 +427,7 @@ size_t gemv_smem(int64_t m, int64_t qps) {
 // Cached per (device, splits, smem in 2 KB units); the fallback is 2 CTAs per SM.
 int64_t gemv_resident(int splits, size_t smem) {
   static int cache[16][GMAXS + 1][33] = {};
-  int cur = 0;
-  if (cudaGetDevice(&cur) != cudaSuccess) {
-    cudaGetLastError();
-    cur = 0;
-  }
+  const int cur = current_device();
   int& c = cache[cur & 15][splits][std::min<size_t>(32, smem / GQB)];
   if (c == 0) {
     int n = 0;
