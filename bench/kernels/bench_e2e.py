@@ -85,6 +85,17 @@ class LattqLinear:
         return y
 
 
+class NullLinear:
+    """Diagnostic only (--overhead): a linear that costs nothing (an uninitialised output of the right shape), so the
+    same harness then measures everything in the decode step except the decoder linears."""
+
+    def __init__(self, n, k, gen):
+        self.n = n
+
+    def __call__(self, x):
+        return torch.empty(x.shape[0], self.n, device="cuda", dtype=torch.bfloat16)
+
+
 def rmsnorm(x, w, eps):
     xf = x.float()
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
@@ -195,6 +206,8 @@ def main():
     ap.add_argument("--gen", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--variants", default="0", help="lattq variants to run (comma list; 0 = AUTO, 2 = IMMA, 6 = GEMV)")
+    ap.add_argument("--overhead", action="store_true",
+                    help="also run the step with free linears (NullLinear): the harness cost outside the linears")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -204,12 +217,16 @@ def main():
     for v in [int(t) for t in args.variants.split(",") if t]:
         LattqLinear.variant = v
         rows.append(run_model("lattq-2bit" if v == 0 else f"lattq-2bit:variant{v}", LattqLinear, args, gen))
+    if args.overhead:
+        rows.append(run_model("no-linears (harness only)", NullLinear, args, gen))
     meta = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, cuda=torch.version.cuda,
                 git_rev=args.git_rev, layers=args.layers, prompt=args.prompt, gen=args.gen, batch=1,
                 cuda_graph="whole decode step", time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     with open(os.path.join(args.out, "bench_e2e.json"), "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
     for r in rows[1:]:
+        if r["model"].startswith("no-linears"):
+            continue
         sp = r["tokens_per_s"] / rows[0]["tokens_per_s"]
         print(f"{r['model']} / bf16 decode speed: {sp:.2f}x; peak memory {r['peak_gpu_bytes'] / rows[0]['peak_gpu_bytes']:.2f}x")
 

@@ -33,8 +33,8 @@ SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 1433
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 512, 2048]
 # fused_gemv (4) and gemv (6) are decode kernels, timed only for m <= --fused-max-m / --gemv-max-m; tiled_gemm (5)
 # only for m >= --gemm-min-m.  A failure of one of these is reported and does not abort the run.
-VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3, "fused_gemv": 4, "tiled_gemm": 5, "gemv": 6, "wgmma": 7}
-EXPERIMENTAL = ("fused_gemv", "tiled_gemm", "gemv", "wgmma")
+VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3, "fused_gemv": 4, "tiled_gemm": 5, "gemv": 6, "wgmma": 7, "gemv_pdl": 8}
+EXPERIMENTAL = ("fused_gemv", "tiled_gemm", "gemv", "wgmma", "gemv_pdl")
 LATTQ_BF16 = 2
 
 
@@ -166,7 +166,7 @@ def main():
     ap.add_argument("--fused-max-m", type=int, default=64,
                     help="time the (decode-path) fused_gemv variant only up to this batch")
     ap.add_argument("--gemm-min-m", type=int, default=16, help="time the tiled_gemm variant only from this batch on")
-    ap.add_argument("--gemv-max-m", type=int, default=64, help="time the gemv variant only up to this batch")
+    ap.add_argument("--gemv-max-m", type=int, default=64, help="time the gemv and gemv_pdl variants only up to this batch")
     ap.add_argument("--wgmma-min-m", type=int, default=8, help="time the wgmma variant only from this batch on")
     ap.add_argument("--variants", default="all", help="'all' or a comma list of variant names to time (auto always)")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
@@ -223,7 +223,7 @@ def main():
                     continue
                 if name == "tiled_gemm" and m < args.gemm_min_m:
                     continue
-                if name == "gemv" and m > args.gemv_max_m:
+                if name in ("gemv", "gemv_pdl") and m > args.gemv_max_m:
                     continue
                 if name == "wgmma" and m < args.wgmma_min_m:
                     continue

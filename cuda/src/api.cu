@@ -20,8 +20,9 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
 bool wgmma_available();
 bool wgmma_preferred(const lattq_layer_desc* d, int64_t m);
 const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
+size_t gemv_pdl_workspace_bytes(const lattq_layer_desc* d, int64_t m);
 lattq_status gemv_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
-                          cudaStream_t s);
+                          bool pre, void* ws, cudaStream_t s);
 }  // namespace lattq_cuda
 
 extern "C" {
@@ -54,7 +55,7 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
 }
 
 static lattq_status check_variant(const char* fn, int32_t variant) {
-  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_WGMMA)
+  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_GEMV_PDL)
     return LQ_ERR(InvalidArgument, "%s: argument 'variant' = %d is not a lattq_cuda_variant", fn, variant);
   return LATTQ_OK;
 }
@@ -84,6 +85,8 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
       need = std::max(need, gemm_workspace_bytes(desc, m, dt));
     if ((variant == LATTQ_VARIANT_WGMMA || variant == LATTQ_VARIANT_AUTO) && wgmma_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_workspace_bytes(desc, m, dt));
+    if ((variant == LATTQ_VARIANT_GEMV_PDL || variant == LATTQ_VARIANT_AUTO) && gemv_unsupported_reason(desc, dt)[0] == 0)
+      need = std::max(need, gemv_pdl_workspace_bytes(desc, m));
   }
   *bytes = need;
   return LATTQ_OK;
@@ -122,13 +125,14 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
       return LQ_ERR(Layout, "%s: variant %d needs 'layer.layout' = LATTQ_LAYOUT_TILED", fn, v);
     const char* why = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_unsupported_reason(d, dtype)
                       : v == LATTQ_VARIANT_TILED_GEMM ? gemm_unsupported_reason(d, dtype)
-                      : v == LATTQ_VARIANT_GEMV       ? gemv_unsupported_reason(d, dtype)
+                      : v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL ? gemv_unsupported_reason(d, dtype)
                       : v == LATTQ_VARIANT_WGMMA      ? wgmma_unsupported_reason(d, dtype)
                                                       : imma_unsupported_reason(d, dtype, v);
     if (why[0]) return LQ_ERR(Unsupported, "%s: variant %d cannot run this layer: %s", fn, v, why);
     need = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_workspace_bytes(d, m, dtype)
            : v == LATTQ_VARIANT_TILED_GEMM ? gemm_workspace_bytes(d, m, dtype)
            : v == LATTQ_VARIANT_GEMV       ? 0
+           : v == LATTQ_VARIANT_GEMV_PDL   ? gemv_pdl_workspace_bytes(d, m)
            : v == LATTQ_VARIANT_WGMMA      ? wgmma_workspace_bytes(d, m, dtype)
                                            : imma_workspace_bytes(d, m, dtype, v);
   }
@@ -140,7 +144,8 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
   if (v == LATTQ_VARIANT_REFERENCE) return ref_forward(fn, layer, x, dtype, m, y, workspace, cs);
   if (v == LATTQ_VARIANT_FUSED_GEMV) return fused_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   if (v == LATTQ_VARIANT_TILED_GEMM) return gemm_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
-  if (v == LATTQ_VARIANT_GEMV) return gemv_forward(fn, layer, x, dtype, m, y, cs);
+  if (v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL)
+    return gemv_forward(fn, layer, x, dtype, m, y, v == LATTQ_VARIANT_GEMV_PDL, workspace, cs);
   if (v == LATTQ_VARIANT_WGMMA) return wgmma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   return imma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, v, cs);
 }

@@ -36,7 +36,6 @@ using namespace dev;
 constexpr int GW = 8;            // warps per CTA, one 16-row tile each
 constexpr int GTN = GW * 16;     // rows per CTA
 constexpr int GTOK = 4;          // tokens per CTA column (2 digit columns each = the 8 mma columns)
-constexpr int GQB = 8 * 256;     // digit bytes per quad: 8 steps x 8 columns x 32 bytes
 constexpr int GMAXS = 8;         // portable cluster size
 constexpr float GQMAX = 32639.f; // 16-bit fixed point, two int8 digits (see fast_imma.cu)
 
@@ -73,6 +72,9 @@ struct GemvParams {
   const float* bias;
   const void* x;
   void* y;
+  uint8_t* ws_dig;  // GEMV_PDL: digits of v, [column][quad] in the compact chunk layout (chunk_prologue)
+  float* ws_sc;     // GEMV_PDL: [column][chunk][4] fixed-point scale of each (token, chunk)
+  float* ws_c;      // GEMV_PDL: [column][chunk][4] c part of each (token, chunk)
   int64_t n, k, m;
   int64_t C;      // 16-byte chunks per row
   int64_t T;      // 16-row tiles
@@ -80,18 +82,196 @@ struct GemvParams {
   int qps;        // quads per K split
   int splits;     // K splits (= cluster size on sm_90)
   int cq;         // chunk length in quads (from min(m, 4), the same for every column)
+  int cps;        // chunks per split, cdiv(qps, cq)
   int had_in, had_out;
 };
 
 // chunk length in quads for `ntok` tokens: ntok * cq <= 32, a multiple of 4 (the code ring period)
 __host__ __device__ inline int chunk_quads(int ntok) { return ntok <= 1 ? 32 : ntok == 2 ? 16 : 8; }
 
+// Compact digit layout of a chunk for ntok tokens: quad qu at qu * 512 ntok bytes, in it step st (= pp * 4 + s,
+// 32 K-rows of the mma) at st * 64 ntok, B column cl (= 2 tk + digit) at cl * 32, then 8 bytes per lane tig: the
+// int8 B fragment (b0, b1) of mma.m16n8k32 for lane (g = cl, tig).  So main-loop lane l reads its fragment at
+// st * 64 ntok + 8 l, lanes of padding columns (l >= 8 ntok) read nothing, and nothing is stored for them.
+constexpr int GQT = 512;  // digit bytes per quad and token
+
+// The input transform of one digit chunk (quads [c0, c0 + nqc) of tokens tok0 .. tok0 + ntok - 1) on NW warps of
+// the CTA: unit u = qu * ntok + tk, warp w takes u = w, w + NW, ..., lane = 8 elements.  x * SU, block Hadamard
+// (had_in <= 256: 3 in-register + 5 shuffle stages), v = A^T u and the c part; then the per-token chunk maximum
+// (one barrier), scale and int8 digits of v in the compact layout at `dig` (shared or global memory).  Thread
+// tk < ntok sets sscale[tk] and adds the chunk's c part to csum[tk].  Ends with a barrier.
+template <typename T, int NW>
+__device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float* sAb, int c0, int nqc, int64_t tok0,
+                                               int ntok, int warp, int lane, uint8_t* dig, float (*smax)[32],
+                                               float (*scp)[32], float* sscale, float* csum) {
+  constexpr int J = 32 / NW;  // units per warp (nqc * ntok <= 32)
+  const float hin = rsqrtf((float)p.had_in);
+  float v[J][8];
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const int u = warp + NW * j;
+    if (u < nqc * ntok) {
+      const int qu = u / ntok, tk = u - qu * ntok;
+      const int64_t kk = (int64_t)(c0 + qu) * 256 + lane * 8;
+      const int64_t tok = tok0 + tk;
+      float e[8];
+#pragma unroll
+      for (int h2 = 0; h2 < 2; ++h2) {
+        float4 x4 = make_float4(0.f, 0.f, 0.f, 0.f);
+        const int64_t k4 = kk + 4 * h2;
+        if (k4 < p.k) {
+          x4 = load4<T>(p.x, tok * p.k + k4);
+          x4.x *= __ldg(p.su + k4);  // su is only 4-byte aligned (API contract)
+          x4.y *= __ldg(p.su + k4 + 1);
+          x4.z *= __ldg(p.su + k4 + 2);
+          x4.w *= __ldg(p.su + k4 + 3);
+        }
+        e[4 * h2] = x4.x;
+        e[4 * h2 + 1] = x4.y;
+        e[4 * h2 + 2] = x4.z;
+        e[4 * h2 + 3] = x4.w;
+      }
+      // block Hadamard (had_in <= 256): h = 1, 2, 4 inside the lane, h = 8 .. 128 across lanes
+#pragma unroll
+      for (int h = 1; h < 8; h <<= 1) {
+        if (h < p.had_in) {
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            if ((i & h) == 0) {
+              const float a = e[i], b = e[i + h];
+              e[i] = a + b;
+              e[i + h] = a - b;
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int hl = 1; hl < 32; hl <<= 1) {
+        if (hl * 8 < p.had_in) {
+          const bool upper = (lane & hl) != 0;
+#pragma unroll
+          for (int i = 0; i < 8; ++i) {
+            const float o = __shfl_xor_sync(0xffffffffu, e[i], hl);
+            e[i] = upper ? o - e[i] : e[i] + o;
+          }
+        }
+      }
+      // fold: v = A^T u, c = b . u for the lane's 2 groups; unit maximum of |v|
+      float mx = 0.f, cp = 0.f;
+#pragma unroll
+      for (int gg = 0; gg < 2; ++gg) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          float acc = 0.f;
+#pragma unroll
+          for (int jj = 0; jj < 4; ++jj) acc = fmaf(sAb[jj * 4 + i], e[4 * gg + jj], acc);
+          acc *= hin;
+          v[j][4 * gg + i] = acc;
+          mx = fmaxf(mx, fabsf(acc));
+          cp = fmaf(sAb[16 + i], e[4 * gg + i] * hin, cp);
+        }
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) {
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        cp += __shfl_xor_sync(0xffffffffu, cp, o);
+      }
+      if (lane == 0) {
+        smax[tk][qu] = mx;
+        scp[tk][qu] = cp;
+      }
+    }
+  }
+  __syncthreads();
+  GEMV_STAMP(2);
+  // chunk scale per token, c part (fixed order: deterministic)
+  if (threadIdx.x < (unsigned)ntok) {
+    float mx = 0.f, c = csum[threadIdx.x];
+    for (int qu = 0; qu < nqc; ++qu) {
+      mx = fmaxf(mx, smax[threadIdx.x][qu]);
+      c += scp[threadIdx.x][qu];
+    }
+    csum[threadIdx.x] = c;
+    sscale[threadIdx.x] = mx > 0.f ? mx / GQMAX : 0.f;
+  }
+  // digits: lane l holds groups 2l, 2l+1 of its quad = bytes 2(l&3), 2(l&3)+1 of the 8-byte fragment of
+  // step pp * 4 + s (pp = (l >> 2) & 1), column 2 tk + digit, tig' = l >> 3
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const int u = warp + NW * j;
+    if (u < nqc * ntok) {
+      const int qu = u / ntok, tk = u - qu * ntok;
+      float mx = lane < nqc ? smax[tk][lane] : 0.f;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      const float inv = mx > 0.f ? GQMAX / mx : 0.f;
+      const int pp = (lane >> 2) & 1, tg = lane >> 3, c = lane & 3;
+      uint8_t* base = dig + qu * (GQT * ntok) + (2 * tk * 4 + tg) * 8 + 2 * c;
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        uint32_t lo2 = 0, hi2 = 0;  // digit 0 / digit 1 bytes of the two groups
+#pragma unroll
+        for (int gg = 0; gg < 2; ++gg) {
+          // clamp: v*inv can round one unit above GQMAX, which would overflow the top int8 digit
+          int q = max(-(int)GQMAX, min((int)GQMAX, __float2int_rn(v[j][4 * gg + s] * inv)));
+          const int d0 = ((q + 128) & 255) - 128;
+          const int d1 = (q - d0) >> 8;
+          lo2 |= ((uint32_t)(uint8_t)(int8_t)d0) << (8 * gg);
+          hi2 |= ((uint32_t)(uint8_t)(int8_t)d1) << (8 * gg);
+        }
+        uint8_t* unit0 = base + (pp * 4 + s) * (64 * ntok);
+        *reinterpret_cast<uint16_t*>(unit0) = (uint16_t)lo2;
+        *reinterpret_cast<uint16_t*>(unit0 + 32) = (uint16_t)hi2;  // next column (+4 tig x 8 bytes)
+      }
+    }
+  }
+  __syncthreads();
+}
+
+// GEMV_PDL prologue kernel: grid (token columns, chunks per split, splits), 32 warps, one unit each.  It lets the
+// main kernel launch at once (it streams its first codes meanwhile), waits for x, and writes the chunk's digits,
+// scales and c parts to the workspace: the transform runs once per layer instead of once per CTA.
 template <typename T>
-__global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
-  extern __shared__ __align__(16) uint8_t dig[];  // [chunk quads][8 steps][8 columns][4 tig][8 bytes]
-  __shared__ __align__(16) float ptile[GTOK][GTN];  // partial t of this CTA (+ its c part), read by the cluster
+__global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
   __shared__ float smax[GTOK][32];
   __shared__ float scp[GTOK][32];
+  __shared__ float sscale[GTOK];
+  __shared__ float csum[GTOK];
+  __shared__ float sAb[20];
+  pdl_launch_dependents();
+  const int col = blockIdx.x, j = blockIdx.y, split = blockIdx.z;
+  const int c0 = split * p.qps + j * p.cq;
+  const int c1 = min(p.nq, min((split + 1) * p.qps, c0 + p.cq));
+  if (c0 >= c1) return;  // the short last split
+  const int64_t tok0 = (int64_t)col * GTOK;
+  const int ntok = (int)(p.m - tok0 < GTOK ? p.m - tok0 : GTOK);
+  if (threadIdx.x < 20) {
+    sAb[threadIdx.x] = threadIdx.x < 16 ? __ldg(p.A + threadIdx.x) : __ldg(p.b + threadIdx.x - 16);
+  } else if (threadIdx.x < 20 + GTOK) {
+    csum[threadIdx.x - 20] = 0.f;
+    sscale[threadIdx.x - 20] = 0.f;
+  }
+  pdl_wait();  // x is ready, and the previous layer no longer reads the workspace
+  __syncthreads();
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  uint8_t* dig = p.ws_dig + (size_t)col * p.nq * (GQT * GTOK) + (size_t)c0 * (GQT * ntok);
+  chunk_prologue<T, 32>(p, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum);
+  if (threadIdx.x < (unsigned)ntok) {
+    const size_t at = ((size_t)col * p.splits * p.cps + (size_t)split * p.cps + j) * GTOK + threadIdx.x;
+    p.ws_sc[at] = sscale[threadIdx.x];
+    p.ws_c[at] = csum[threadIdx.x];
+  }
+}
+
+// The main kernel.  PRE = false (GEMV): each CTA runs the input transform of its chunks itself (chunk_prologue on
+// its 8 warps).  PRE = true (GEMV_PDL): gemv_prep_kernel ran it; the CTA copies each chunk's digits from the
+// workspace into a double buffer (cp.async, the next chunk in flight while this one is consumed).
+template <typename T, bool PRE>
+__global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
+  extern __shared__ __align__(16) uint8_t dig[];  // PRE ? 2 : 1 chunk(s) of digits, compact layout
+  __shared__ __align__(16) float ptile[GTOK][GTN];  // partial t of this CTA (+ its c part), read by the cluster
+  __shared__ float smax[PRE ? 1 : GTOK][32];
+  __shared__ float scp[PRE ? 1 : GTOK][32];
   __shared__ float sscale[GTOK];
   __shared__ float csum[GTOK];
   __shared__ float sAb[20];
@@ -111,6 +291,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   const int ntok = (int)(p.m - tok0 < GTOK ? p.m - tok0 : GTOK);
   const int nrow = (int)(p.n - n0 < GTN ? p.n - n0 : GTN);
   const int cq = p.cq;
+  const int qbytes = GQT * ntok;  // digit bytes per quad of this column
 
   // 1. the first 4 quads of codes in flight before anything else
   // quad q of this lane: rows g, g + 8 of chunk 4q + tig; valid while q < qlim (tile, split and row end)
@@ -136,147 +317,56 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
     s_bias[rr] = (p.bias != nullptr && rr < nrow) ? __ldg(p.bias + n0 + rr) : 0.f;
   } else if (threadIdx.x < GTN + 20) {
     const int i = threadIdx.x - GTN;
-    sAb[i] = i < 16 ? __ldg(p.A + i) : __ldg(p.b + i - 16);
+    if (!PRE) sAb[i] = i < 16 ? __ldg(p.A + i) : __ldg(p.b + i - 16);
   } else if (threadIdx.x < GTN + 20 + GTOK) {
     const int i = threadIdx.x - GTN - 20;
     csum[i] = 0.f;
     sscale[i] = 0.f;  // padding tokens keep scale 0 (their digit columns are never loaded)
   }
-  pdl_wait();  // x is ready from here on
+  pdl_wait();  // x (GEMV) / the prologue kernel's workspace (GEMV_PDL) is ready from here on
   pdl_launch_dependents();
+  // GEMV_PDL: copy chunk jj of this CTA into buffer jj & 1 (one commit group per chunk, empty past the end)
+  const size_t bufbytes = (size_t)cq * GQT * min(p.m, (int64_t)GTOK);
+  const uint8_t* wsd = PRE ? p.ws_dig + (size_t)col * p.nq * (GQT * GTOK) : nullptr;
+  auto stage = [&](int jj) {
+    const int a0 = q0 + jj * cq;
+    if (a0 < q1) {
+      const int nb = (min(q1, a0 + cq) - a0) * qbytes;
+      const uint8_t* src = wsd + (size_t)a0 * qbytes;
+      uint8_t* dst = dig + (jj & 1) * bufbytes;
+      for (int o = threadIdx.x * 16; o < nb; o += 256 * 16) cp_async16(dst + o, src + o);
+    }
+    cp_async_commit();
+  };
+  const size_t scat = ((size_t)col * p.splits * p.cps + (size_t)split * p.cps) * GTOK + tig;  // + GTOK * chunk
+  float cacc = 0.f;  // GEMV_PDL: this lane's token's c part over the CTA's chunks
+  if (PRE) {
+    stage(0);
+    stage(1);
+  }
   __syncthreads();  // sAb, csum, sscale
   GEMV_STAMP(1);
 
   const bool colok = g < 2 * ntok;  // this lane's B column belongs to a real token
   float accf[2] = {0.f, 0.f};       // rows g and g + 8 of token tig
-  const float hin = rsqrtf((float)p.had_in);
 
-  for (int c0 = q0; c0 < q1; c0 += cq) {
+  int jc = 0;
+  for (int c0 = q0; c0 < q1; c0 += cq, ++jc) {
     const int c1 = min(q1, c0 + cq);
-    const int nqc = c1 - c0;
-    if (c0 != q0) __syncthreads();  // the previous chunk's digits and scales are no longer read
-    // 2. prologue: unit u = qu * ntok + tk, warp w takes u = w, w + 8, w + 16, w + 24
-    float v[4][8];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int u = warp + GW * j;
-      if (u < nqc * ntok) {
-        const int qu = u / ntok, tk = u - qu * ntok;
-        const int64_t kk = (int64_t)(c0 + qu) * 256 + lane * 8;
-        const int64_t tok = tok0 + tk;
-        float e[8];
-#pragma unroll
-        for (int h2 = 0; h2 < 2; ++h2) {
-          float4 x4 = make_float4(0.f, 0.f, 0.f, 0.f);
-          const int64_t k4 = kk + 4 * h2;
-          if (k4 < p.k) {
-            x4 = load4<T>(p.x, tok * p.k + k4);
-            x4.x *= __ldg(p.su + k4);  // su is only 4-byte aligned (API contract)
-            x4.y *= __ldg(p.su + k4 + 1);
-            x4.z *= __ldg(p.su + k4 + 2);
-            x4.w *= __ldg(p.su + k4 + 3);
-          }
-          e[4 * h2] = x4.x;
-          e[4 * h2 + 1] = x4.y;
-          e[4 * h2 + 2] = x4.z;
-          e[4 * h2 + 3] = x4.w;
-        }
-        // block Hadamard (had_in <= 256): h = 1, 2, 4 inside the lane, h = 8 .. 128 across lanes
-#pragma unroll
-        for (int h = 1; h < 8; h <<= 1) {
-          if (h < p.had_in) {
-#pragma unroll
-            for (int i = 0; i < 8; ++i) {
-              if ((i & h) == 0) {
-                const float a = e[i], b = e[i + h];
-                e[i] = a + b;
-                e[i + h] = a - b;
-              }
-            }
-          }
-        }
-#pragma unroll
-        for (int hl = 1; hl < 32; hl <<= 1) {
-          if (hl * 8 < p.had_in) {
-            const bool upper = (lane & hl) != 0;
-#pragma unroll
-            for (int i = 0; i < 8; ++i) {
-              const float o = __shfl_xor_sync(0xffffffffu, e[i], hl);
-              e[i] = upper ? o - e[i] : e[i] + o;
-            }
-          }
-        }
-        // fold: v = A^T u, c = b . u for the lane's 2 groups; unit maximum of |v|
-        float mx = 0.f, cp = 0.f;
-#pragma unroll
-        for (int gg = 0; gg < 2; ++gg) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            float acc = 0.f;
-#pragma unroll
-            for (int jj = 0; jj < 4; ++jj) acc = fmaf(sAb[jj * 4 + i], e[4 * gg + jj], acc);
-            acc *= hin;
-            v[j][4 * gg + i] = acc;
-            mx = fmaxf(mx, fabsf(acc));
-            cp = fmaf(sAb[16 + i], e[4 * gg + i] * hin, cp);
-          }
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-          cp += __shfl_xor_sync(0xffffffffu, cp, o);
-        }
-        if (lane == 0) {
-          smax[tk][qu] = mx;
-          scp[tk][qu] = cp;
-        }
+    float sc = 0.f;
+    const uint8_t* dchunk = dig;
+    if (PRE) {
+      if (tig < ntok) {  // L2 reads (written by the prologue kernel), in flight during the chunk
+        sc = __ldcg(p.ws_sc + scat + (size_t)jc * GTOK);
+        cacc += __ldcg(p.ws_c + scat + (size_t)jc * GTOK);
       }
+      cp_async_wait<1>();  // chunk jc has landed (chunk jc + 1 may still be in flight)
+      __syncthreads();
+      dchunk = dig + (jc & 1) * bufbytes;
+    } else {
+      if (c0 != q0) __syncthreads();  // the previous chunk's digits and scales are no longer read
+      chunk_prologue<T, GW>(p, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum);
     }
-    __syncthreads();
-    GEMV_STAMP(2);
-    // chunk scale per token, c part (fixed order: deterministic)
-    if (threadIdx.x < (unsigned)ntok) {
-      float mx = 0.f, c = csum[threadIdx.x];
-      for (int qu = 0; qu < nqc; ++qu) {
-        mx = fmaxf(mx, smax[threadIdx.x][qu]);
-        c += scp[threadIdx.x][qu];
-      }
-      csum[threadIdx.x] = c;
-      sscale[threadIdx.x] = mx > 0.f ? mx / GQMAX : 0.f;
-    }
-    // digits: lane l holds groups 2l, 2l+1 of its quad = bytes 2(l&3), 2(l&3)+1 of the 8-byte unit
-    // (step pp * 4 + s with pp = (l >> 2) & 1, column 2 tk + part, tig' = l >> 3)
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int u = warp + GW * j;
-      if (u < nqc * ntok) {
-        const int qu = u / ntok, tk = u - qu * ntok;
-        float mx = lane < nqc ? smax[tk][lane] : 0.f;
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-        const float inv = mx > 0.f ? GQMAX / mx : 0.f;
-        const int pp = (lane >> 2) & 1, tg = lane >> 3, c = lane & 3;
-        uint8_t* base = dig + (size_t)qu * GQB;
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          uint32_t lo2 = 0, hi2 = 0;  // digit 0 / digit 1 bytes of the two groups
-#pragma unroll
-          for (int gg = 0; gg < 2; ++gg) {
-            // clamp: v*inv can round one unit above GQMAX, which would overflow the top int8 digit
-            int q = max(-(int)GQMAX, min((int)GQMAX, __float2int_rn(v[j][4 * gg + s] * inv)));
-            const int d0 = ((q + 128) & 255) - 128;
-            const int d1 = (q - d0) >> 8;
-            lo2 |= ((uint32_t)(uint8_t)(int8_t)d0) << (8 * gg);
-            hi2 |= ((uint32_t)(uint8_t)(int8_t)d1) << (8 * gg);
-          }
-          const int st = pp * 4 + s;
-          uint8_t* unit0 = base + ((st * 8 + 2 * tk) * 4 + tg) * 8 + 2 * c;
-          *reinterpret_cast<uint16_t*>(unit0) = (uint16_t)lo2;
-          *reinterpret_cast<uint16_t*>(unit0 + 32) = (uint16_t)hi2;  // next column (+4 tig x 8 bytes)
-        }
-      }
-    }
-    __syncthreads();
     GEMV_STAMP(3);
     // 3. main loop over the chunk's quads: no barrier; one mma per (step) for both digits of 4 tokens
     int acc[4][4];
@@ -289,7 +379,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
       for (int qi = 0; qi < 4; ++qi) {
         const int q = qq + qi;
         if (q < c1) {  // warp-uniform
-          const uint8_t* bq = dig + (size_t)(q - c0) * GQB + lane * 8;
+          const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
 #pragma unroll
           for (int pp = 0; pp < 2; ++pp) {
             const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
@@ -298,7 +388,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
             for (int s = 0; s < 4; ++s) {
               const uint32_t M = 0x03030303u << (2 * s);
               uint2 bv = make_uint2(0u, 0u);
-              if (colok) bv = *reinterpret_cast<const uint2*>(bq + (pp * 4 + s) * 256);
+              if (colok) bv = *reinterpret_cast<const uint2*>(bq + (pp * 4 + s) * (64 * ntok));
               mma_u8s8(acc[s], wl0 & M, wh0 & M, wl1 & M, wh1 & M, bv.x, bv.y);
             }
           }
@@ -309,8 +399,8 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
       }
     }
     GEMV_STAMP(4);
+    if (!PRE) sc = sscale[tig];
     // flush: column 2 tig = digit 0, 2 tig + 1 = digit 1 of token tig; value = sum_s 4^-s (d0 + 256 d1)
-    const float sc = sscale[tig];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float val = 0.f;
@@ -319,13 +409,18 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
         val = fmaf(fmaf((float)acc[s][2 * r + 1], 256.f, (float)acc[s][2 * r]), 1.f / (float)(1 << (2 * s)), val);
       accf[r] = fmaf(val, sc, accf[r]);
     }
+    if (PRE) {
+      __syncthreads();  // buffer jc & 1 is no longer read
+      stage(jc + 2);
+    }
   }
   __syncthreads();  // csum complete
 
   // 4. partial tile (+ this split's c part: the cluster sum then carries the whole c)
   if (tig < ntok) {
-    ptile[tig][warp * 16 + g] = accf[0] + csum[tig];
-    ptile[tig][warp * 16 + g + 8] = accf[1] + csum[tig];
+    const float cpart = PRE ? cacc : csum[tig];
+    ptile[tig][warp * 16 + g] = accf[0] + cpart;
+    ptile[tig][warp * 16 + g + 8] = accf[1] + cpart;
   }
   const int nsp = p.splits;
   const int rank = nsp > 1 ? cluster_rank() : 0;
@@ -386,7 +481,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
 }
 
 struct GemvPlan {
-  int64_t nq, ncols, rgroups, splits, qps;
+  int64_t nq, ncols, rgroups, splits, qps, cq, cps;
   size_t smem;
 };
 
@@ -399,57 +494,48 @@ int gemv_max_splits() {
   return cap;
 }
 
-// The kernels' dynamic shared memory limit (32 quads of digits), set once per device for both instantiations (the
-// occupancy queries of the plan need it too).
-bool gemv_set_smem() {
-  static int done[16] = {};
-  const int cur = current_device();
-  if (done[cur & 15]) return true;
-  if (cudaFuncSetAttribute(gemv_kernel<__half>, cudaFuncAttributeMaxDynamicSharedMemorySize, 32 * GQB) != cudaSuccess ||
-      cudaFuncSetAttribute(gemv_kernel<__nv_bfloat16>, cudaFuncAttributeMaxDynamicSharedMemorySize, 32 * GQB) !=
-          cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  done[cur & 15] = 1;
-  return true;
+// chunk length of the layer's columns (every column uses the one of the first, the widest)
+int64_t gemv_cq(int64_t m) { return chunk_quads((int)std::min<int64_t>(GTOK, std::max<int64_t>(m, 1))); }
+
+// dynamic shared memory: one chunk of digits (GEMV) or two (GEMV_PDL's double buffer), at most 32 KB
+size_t gemv_smem(int64_t m, int64_t qps, bool pre) {
+  const int64_t ntok_max = std::min<int64_t>(GTOK, std::max<int64_t>(m, 1));
+  return (size_t)std::min<int64_t>(gemv_cq(m), qps) * GQT * ntok_max * (pre ? 2 : 1);
 }
 
-size_t gemv_smem(int64_t m, int64_t qps) {
-  const int ntok_max = (int)std::min<int64_t>(GTOK, std::max<int64_t>(m, 1));
-  return (size_t)std::min<int64_t>(chunk_quads(ntok_max), qps) * GQB;
+template <bool PRE>
+int gemv_occupancy(int splits, size_t smem) {
+  int n = 0;
+  if (splits == 1) {
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<__half, PRE>, 256, smem) == cudaSuccess)
+      n *= std::max(1, device_props().sm);
+    return n;
+  }
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(1, 1, (unsigned)splits);
+  cfg.blockDim = dim3(256);
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = 1;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = (unsigned)splits;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaOccupancyMaxActiveClusters(&n, gemv_kernel<__half, PRE>, &cfg) == cudaSuccess ? n : 0;
 }
 
 // How many CTAs (splits = 1) or clusters of `splits` CTAs can be resident at once with `smem` bytes of dynamic
 // shared memory each.  The cluster count can be well below slots / splits (H100, 2 CTAs per SM: Nsight Compute
 // reported 79 clusters of 3 and 62 of 4, not 88 and 66), and a cluster that does not fit runs in a second wave
 // (the session-6 trace of 11008 x 4096 at m = 1 with 3 splits: 86 clusters, CTAs starting 10 us late).
-// Cached per (device, splits, smem in 2 KB units); the fallback is 2 CTAs per SM.
-int64_t gemv_resident(int splits, size_t smem) {
-  static int cache[16][GMAXS + 1][33] = {};
+// Cached per (device, kernel, splits, smem in 2 KB units); the fallback is 2 CTAs per SM.
+int64_t gemv_resident(int splits, size_t smem, bool pre) {
+  static int cache[16][2][GMAXS + 1][17] = {};
   const int cur = current_device();
-  int& c = cache[cur & 15][splits][std::min<size_t>(32, smem / GQB)];
+  int& c = cache[cur & 15][pre ? 1 : 0][splits][std::min<size_t>(16, smem / 2048)];
   if (c == 0) {
-    int n = 0;
-    if (gemv_set_smem()) {
-      if (splits == 1) {
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<__half>, 256, smem) == cudaSuccess)
-          n *= std::max(1, device_props().sm);
-      } else {
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(1, 1, (unsigned)splits);
-        cfg.blockDim = dim3(256);
-        cfg.dynamicSmemBytes = smem;
-        cudaLaunchAttribute attr;
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = 1;
-        attr.val.clusterDim.y = 1;
-        attr.val.clusterDim.z = (unsigned)splits;
-        cfg.attrs = &attr;
-        cfg.numAttrs = 1;
-        if (cudaOccupancyMaxActiveClusters(&n, gemv_kernel<__half>, &cfg) != cudaSuccess) n = 0;
-      }
-    }
+    int n = pre ? gemv_occupancy<true>(splits, smem) : gemv_occupancy<false>(splits, smem);
     if (n <= 0) {
       cudaGetLastError();
       n = std::max(1, device_props().sm) * 2 / splits;
@@ -463,18 +549,19 @@ int64_t gemv_resident(int splits, size_t smem) {
 // the cluster reduction as one quad per rank (session-4 sweep on the H100: 4096x4096 at m = 1 took 12.2 us
 // with 4 splits, 15.7 us with 8); ties go to fewer splits.  Waves count the clusters that fit at once
 // (gemv_resident), not the CTA slots.
-GemvPlan make_gemv_plan(const lattq_layer_desc* d, int64_t m) {
+GemvPlan make_gemv_plan(const lattq_layer_desc* d, int64_t m, bool pre) {
   GemvPlan P;
   P.nq = cdiv(d->k, 256);
   P.ncols = cdiv(std::max<int64_t>(m, 1), GTOK);
   P.rgroups = cdiv(d->n, GTN);
+  P.cq = gemv_cq(m);
   const int cap = gemv_max_splits();
   int64_t best_s = 1, best_cost = INT64_MAX;
   for (int64_t s = 1; s <= cap && s <= P.nq; ++s) {
     const int64_t qps = cdiv(P.nq, s);
     const int64_t splits = cdiv(P.nq, qps);
     if (splits != s) continue;
-    const int64_t waves = cdiv(P.ncols * P.rgroups, gemv_resident((int)s, gemv_smem(m, qps)));
+    const int64_t waves = cdiv(P.ncols * P.rgroups, gemv_resident((int)s, gemv_smem(m, qps, pre), pre));
     const int64_t cost = waves * (qps + 3) + splits;  // + cluster reduction (sweep: 4096x4096)
     if (cost < best_cost) {
       best_cost = cost;
@@ -483,13 +570,53 @@ GemvPlan make_gemv_plan(const lattq_layer_desc* d, int64_t m) {
   }
   P.splits = best_s;
   P.qps = cdiv(P.nq, best_s);
-  P.smem = gemv_smem(m, P.qps);
+  P.cps = cdiv(P.qps, P.cq);
+  P.smem = gemv_smem(m, P.qps, pre);
   return P;
 }
 
-template <typename T>
+// GEMV_PDL workspace: digits [column][quad] (2 KB per quad and column), then scales and c parts [column][chunk][4]
+struct GemvWs {
+  size_t dig, sc, total;
+};
+GemvWs gemv_ws_layout(const GemvPlan& P) {
+  GemvWs w;
+  w.dig = align256((size_t)P.ncols * P.nq * GQT * GTOK);
+  w.sc = align256((size_t)P.ncols * P.splits * P.cps * GTOK * sizeof(float));
+  w.total = w.dig + 2 * w.sc;
+  return w;
+}
+
+cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, int cluster_z, cudaStream_t s,
+                      GemvParams& p) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[2];
+  int na = 0;
+  if (device_props().major >= 9) {
+    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[na].val.programmaticStreamSerializationAllowed = 1;
+    ++na;
+    if (cluster_z > 1) {
+      attr[na].id = cudaLaunchAttributeClusterDimension;
+      attr[na].val.clusterDim.x = 1;
+      attr[na].val.clusterDim.y = 1;
+      attr[na].val.clusterDim.z = (unsigned)cluster_z;
+      ++na;
+    }
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = na;
+  void* args[] = {&p};
+  return cudaLaunchKernelExC(&cfg, fn_ptr, args);
+}
+
+template <typename T, bool PRE>
 lattq_status gemv_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, const GemvPlan& P,
-                           cudaStream_t s) {
+                           void* ws, cudaStream_t s) {
   const lattq_layer_desc& d = L->desc;
   GemvParams p = {};
   p.codes = L->codes;
@@ -508,38 +635,29 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   p.nq = (int)P.nq;
   p.qps = (int)P.qps;
   p.splits = (int)P.splits;
-  p.cq = chunk_quads((int)std::min<int64_t>(GTOK, std::max<int64_t>(m, 1)));
+  p.cq = (int)P.cq;
+  p.cps = (int)P.cps;
   p.had_in = d.had_in;
   p.had_out = d.had_out;
-  if (!gemv_set_smem())
-    return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of gemv_kernel to %d bytes", fn, 32 * GQB);
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
-  cfg.blockDim = dim3(256);
-  cfg.dynamicSmemBytes = P.smem;
-  cfg.stream = s;
-  cudaLaunchAttribute attr[2];
-  int na = 0;
-  if (device_props().major >= 9) {
-    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[na].val.programmaticStreamSerializationAllowed = 1;
-    ++na;
-    if (P.splits > 1) {
-      attr[na].id = cudaLaunchAttributeClusterDimension;
-      attr[na].val.clusterDim.x = 1;
-      attr[na].val.clusterDim.y = 1;
-      attr[na].val.clusterDim.z = (unsigned)P.splits;
-      ++na;
+  if (PRE) {
+    const GemvWs w = gemv_ws_layout(P);
+    p.ws_dig = static_cast<uint8_t*>(ws);
+    p.ws_sc = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig);
+    p.ws_c = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig + w.sc);
+    const dim3 pg((unsigned)P.ncols, (unsigned)P.cps, (unsigned)P.splits);
+    const cudaError_t e = launch_ex((const void*)gemv_prep_kernel<T>, pg, dim3(1024), 0, 1, s, p);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return LQ_ERR(Device, "%s: launching gemv_prep_kernel (grid %u x %u x %u) failed: %s", fn, pg.x, pg.y, pg.z,
+                    cudaGetErrorString(e));
     }
   }
-  cfg.attrs = attr;
-  cfg.numAttrs = na;
-  const cudaError_t e = cudaLaunchKernelEx(&cfg, gemv_kernel<T>, p);
+  const dim3 grid((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
+  const cudaError_t e = launch_ex((const void*)gemv_kernel<T, PRE>, grid, dim3(256), P.smem, (int)P.splits, s, p);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    return LQ_ERR(Device, "%s: launching gemv_kernel (grid %lld x %lld x %lld, cluster %lld) failed: %s", fn,
-                  (long long)P.ncols, (long long)P.rgroups, (long long)P.splits, (long long)P.splits,
-                  cudaGetErrorString(e));
+    return LQ_ERR(Device, "%s: launching gemv_kernel (grid %u x %u x %u, cluster %lld) failed: %s", fn, grid.x, grid.y,
+                  grid.z, (long long)P.splits, cudaGetErrorString(e));
   }
   return check_launch(fn, "gemv_kernel");
 }
@@ -556,13 +674,21 @@ const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
   return "";
 }
 
+size_t gemv_pdl_workspace_bytes(const lattq_layer_desc* d, int64_t m) {
+  return gemv_ws_layout(make_gemv_plan(d, m, true)).total;
+}
+
 lattq_status gemv_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
-                          cudaStream_t s) {
-  const GemvPlan P = make_gemv_plan(&L->desc, m);
+                          bool pre, void* ws, cudaStream_t s) {
+  const GemvPlan P = make_gemv_plan(&L->desc, m, pre);
   if (P.ncols > 2147483647 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
   switch (dtype) {
-    case LATTQ_F16: return gemv_launch_t<__half>(fn, L, x, m, y, P, s);
-    case LATTQ_BF16: return gemv_launch_t<__nv_bfloat16>(fn, L, x, m, y, P, s);
+    case LATTQ_F16:
+      return pre ? gemv_launch_t<__half, true>(fn, L, x, m, y, P, ws, s)
+                 : gemv_launch_t<__half, false>(fn, L, x, m, y, P, ws, s);
+    case LATTQ_BF16:
+      return pre ? gemv_launch_t<__nv_bfloat16, true>(fn, L, x, m, y, P, ws, s)
+                 : gemv_launch_t<__nv_bfloat16, false>(fn, L, x, m, y, P, ws, s);
   }
   return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not supported by variant gemv (f16, bf16)", fn, dtype);
 }

@@ -14,6 +14,8 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <memory>
+#include <memory>
 #include <vector>
 
 #include "lattq/lattq.h"
@@ -237,11 +239,12 @@ const char* var_name(int32_t v) {
     case LATTQ_VARIANT_TILED_GEMM: return "tiled_gemm";
     case LATTQ_VARIANT_GEMV: return "gemv";
     case LATTQ_VARIANT_WGMMA: return "wgmma";
+    case LATTQ_VARIANT_GEMV_PDL: return "gemv_pdl";
   }
   return "?";
 }
 
-// The documented contract of LATTQ_VARIANT_GEMV (lattq_cuda.h): f16/bf16, had_in <= 256, had_out <= 128;
+// The documented contract of LATTQ_VARIANT_GEMV and GEMV_PDL (lattq_cuda.h): f16/bf16, had_in <= 256, had_out <= 128;
 // anything else must be refused with LATTQ_ERR_UNSUPPORTED.
 bool gemv_serves(const lattq_layer_desc& d, int32_t dt) {
   return dt != LATTQ_F32 && d.had_in <= 256 && d.had_out <= 128;
@@ -462,7 +465,7 @@ void test_forward(bool quick) {
       std::vector<double> x0(m * S.k);
       for (auto& v : x0) v = randn();
       for (int64_t j = 0; j < S.k; j += 97) x0[j] *= 50.0;  // outliers in token 0
-      double worst[3][8] = {};
+      double worst[3][9] = {};
       for (int32_t dt : {LATTQ_F32, LATTQ_F16, LATTQ_BF16}) {
         std::vector<double> x(x0.size());
         for (size_t i = 0; i < x.size(); ++i) x[i] = round_to(dt, x0[i]);
@@ -483,9 +486,10 @@ void test_forward(bool quick) {
         }
         for (int32_t var : {LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_AUTO,
                             LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV,
-                            LATTQ_VARIANT_WGMMA}) {
+                            LATTQ_VARIANT_WGMMA, LATTQ_VARIANT_GEMV_PDL}) {
           std::vector<double> y;
-          if ((var == LATTQ_VARIANT_GEMV && !gemv_serves(h.d, dt)) || (var == LATTQ_VARIANT_WGMMA && !wgmma_serves(dt))) {
+          const bool gemv_like = var == LATTQ_VARIANT_GEMV || var == LATTQ_VARIANT_GEMV_PDL;
+          if ((gemv_like && !gemv_serves(h.d, dt)) || (var == LATTQ_VARIANT_WGMMA && !wgmma_serves(dt))) {
             lattq_status st = LATTQ_OK;
             bool ran = run_forward(D, D.L, x, dt, m, var, y, stream, &st);
             CHECK(!ran && st == LATTQ_ERR_UNSUPPORTED, "%s %s n=%lld k=%lld had_in=%d had_out=%d must be UNSUPPORTED, got %d",
@@ -509,7 +513,7 @@ void test_forward(bool quick) {
         if (m == ms.back() || m == 1) {
           std::printf("  n=%-6lld k=%-6lld m=%-4lld %-4s dense-in-dtype err %.3g | ", (long long)S.n, (long long)S.k,
                       (long long)m, dt_name(dt), dense_err);
-          for (int v = 0; v < 8; ++v)
+          for (int v = 0; v < 9; ++v)
             std::printf("%s %.3g%s  ", var_name(v), worst[dt][v], dt == LATTQ_F32 ? "" : "x");
           std::printf("\n");
         }
@@ -592,7 +596,7 @@ void test_forward_generic() {
       CHECK(ok && e <= 1e-5, "generic bits=%d dim=%d %s rel err %.3g", c.bits, c.dim, var_name(var), e);
     }
     for (int32_t fv : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV,
-                       LATTQ_VARIANT_WGMMA}) {
+                       LATTQ_VARIANT_WGMMA, LATTQ_VARIANT_GEMV_PDL}) {
       lattq_status st = LATTQ_OK;
       bool ok = run_forward(D, D.L, x, LATTQ_F32, m, fv, y, nullptr, &st);
       CHECK(!ok && st == LATTQ_ERR_UNSUPPORTED && std::strstr(lattq_last_error(), "bits"),
@@ -661,9 +665,10 @@ void test_gemv_splits(bool quick) {
   std::vector<Shape> cases = {{576, 1536, 64, 64, false}, {256, 16384, 128, 128, true}, {300, 9216, 256, 4, true}};
   if (quick) cases.resize(1);  // the sanitizer runs (racecheck is slow)
   std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 2, 3, 5, 8};
-  check_env_settings("gemv split counts", LATTQ_VARIANT_GEMV, cases, ms,
-                     {"LATTQ_GEMV_MAX_SPLITS=1", "LATTQ_GEMV_MAX_SPLITS=2", "LATTQ_GEMV_MAX_SPLITS=3",
-                      "LATTQ_GEMV_MAX_SPLITS=8"});
+  for (int32_t var : {LATTQ_VARIANT_GEMV, LATTQ_VARIANT_GEMV_PDL})
+    check_env_settings(var == LATTQ_VARIANT_GEMV ? "gemv split counts" : "gemv_pdl split counts", var, cases, ms,
+                       {"LATTQ_GEMV_MAX_SPLITS=1", "LATTQ_GEMV_MAX_SPLITS=2", "LATTQ_GEMV_MAX_SPLITS=3",
+                        "LATTQ_GEMV_MAX_SPLITS=8"});
 }
 
 // WGMMA: both cluster sizes (1; 2 = B multicast to the CTA pair, including an odd number of row groups, whose
@@ -717,6 +722,20 @@ void test_errors() {
           "gemv with workspace NULL: %s", lattq_last_error());
     CUDA_OK(cudaDeviceSynchronize());
   }
+  {  // gemv_pdl keeps the digits of v in the workspace: it needs one and refuses a missing or short one
+    size_t pb = 0;
+    CHECK(lattq_cuda_forward_workspace_size(&h.d, m, LATTQ_VARIANT_GEMV_PDL, &pb) == LATTQ_OK && pb > 0,
+          "gemv_pdl workspace: %zu bytes, expected > 0", pb);
+    size_t ab = 0;
+    CHECK(lattq_cuda_forward_workspace_size(&h.d, m, LATTQ_VARIANT_AUTO, &ab) == LATTQ_OK && ab >= pb,
+          "AUTO workspace %zu bytes must cover gemv_pdl's %zu", ab, pb);
+    expect(lattq_cuda_forward(&D.L, x.p, LATTQ_BF16, m, y.p, nullptr, 0, LATTQ_VARIANT_GEMV_PDL, nullptr),
+           LATTQ_ERR_WORKSPACE, "workspace", "gemv_pdl null ws");
+    expect(lattq_cuda_forward(&D.L, x.p, LATTQ_BF16, m, y.p, ws.p, pb - 256, LATTQ_VARIANT_GEMV_PDL, nullptr),
+           LATTQ_ERR_WORKSPACE, "workspace", "gemv_pdl short ws");
+    expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_GEMV_PDL, nullptr),
+           LATTQ_ERR_UNSUPPORTED, "f16 or bf16", "gemv_pdl f32");
+  }
   {  // fused_gemv with fused transforms (had_in <= 1024, had_out <= 128) needs no workspace at all
     size_t fb = 1;
     CHECK(lattq_cuda_forward_workspace_size(&h.d, m, LATTQ_VARIANT_FUSED_GEMV, &fb) == LATTQ_OK && fb == 0,
@@ -758,12 +777,63 @@ void test_errors() {
   std::printf("error paths checked\n");
 }
 
+// Back to back on one stream, no synchronisation in between, one shared workspace: layer i + 1 reads the output of
+// layer i (two layers alternating).  Programmatic dependent launch lets a kernel start before its predecessor ends;
+// this checks that no kernel reads x or the workspace early, or overwrites the workspace while the previous layer
+// still reads it: the chain must equal the same calls made one at a time with a synchronisation after each
+// (bit for bit: every variant is deterministic).
+void test_chain() {
+  HostLayer h0 = make_layer(2, 4, 2048, 2048, 128, 128, true), h1 = make_layer(2, 4, 2048, 2048, 64, 32, false);
+  DevLayer D0(h0), D1(h1);
+  const int steps = 8;
+  for (int32_t var : {LATTQ_VARIANT_GEMV, LATTQ_VARIANT_GEMV_PDL, LATTQ_VARIANT_IMMA, LATTQ_VARIANT_AUTO}) {
+    for (int64_t m : {1, 3, 6}) {
+      std::vector<double> x(m * 2048);
+      for (auto& v : x) v = round_to(LATTQ_BF16, randn());
+      auto xh = to16(LATTQ_BF16, x);
+      std::vector<std::unique_ptr<DevBuf<uint16_t>>> bufs;
+      for (int i = 0; i <= steps; ++i) bufs.push_back(std::make_unique<DevBuf<uint16_t>>(m * 2048));
+      size_t wsb = 0, w1 = 0;
+      lattq_cuda_forward_workspace_size(&h0.d, m, var, &wsb);
+      lattq_cuda_forward_workspace_size(&h1.d, m, var, &w1);
+      wsb = std::max<size_t>(std::max(wsb, w1), 256);
+      DevBuf<uint8_t> ws(wsb);
+      cudaStream_t s;
+      CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+      std::vector<std::vector<uint16_t>> outs[2];
+      for (int mode = 0; mode < 2; ++mode) {  // 0: synchronise after every call, 1: back to back
+        bufs[0]->put(xh);
+        for (int i = 1; i <= steps; ++i) CUDA_OK(cudaMemset(bufs[i]->p, 0xFF, m * 2048 * 2));
+        CUDA_OK(cudaMemset(ws.p, 0x5A, wsb));
+        CUDA_OK(cudaDeviceSynchronize());
+        for (int i = 0; i < steps; ++i) {
+          const lattq_layer& L = (i & 1) ? D1.L : D0.L;
+          const lattq_status st = lattq_cuda_forward(&L, bufs[i]->p, LATTQ_BF16, m, bufs[i + 1]->p, ws.p, wsb, var, s);
+          CHECK(st == LATTQ_OK, "chain %s m=%lld step %d: %s", var_name(var), (long long)m, i, lattq_last_error());
+          if (mode == 0) CUDA_OK(cudaStreamSynchronize(s));
+        }
+        CUDA_OK(cudaStreamSynchronize(s));
+        for (int i = 1; i <= steps; ++i) outs[mode].push_back(bufs[i]->get());
+      }
+      for (int i = 0; i < steps; ++i) {
+        bool finite = true;
+        for (uint16_t b : outs[0][i]) finite = finite && std::isfinite(lattq::bfloat16_to_float(b));
+        CHECK(finite, "chain %s m=%lld step %d: non-finite output", var_name(var), (long long)m, i);
+        CHECK(outs[0][i] == outs[1][i], "chain %s m=%lld step %d: back-to-back result differs from the synchronised one",
+              var_name(var), (long long)m, i);
+      }
+      CUDA_OK(cudaStreamDestroy(s));
+    }
+  }
+  std::printf("forward: back-to-back chains checked\n");
+}
+
 // Non-default stream + CUDA graph capture and replays: identical results, and graph-replay safe counters.
 void test_graph() {
   HostLayer h = make_layer(2, 4, 1024, 4096, 128, 128, true);
   DevLayer D(h);
   for (int32_t var : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_FUSED_GEMV,
-                      LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV, LATTQ_VARIANT_WGMMA}) {
+                      LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV, LATTQ_VARIANT_WGMMA, LATTQ_VARIANT_GEMV_PDL}) {
     if (var == LATTQ_VARIANT_WGMMA && !wgmma_serves(LATTQ_BF16)) continue;
     int64_t m = var == LATTQ_VARIANT_IMMA_WIDE ? 24 : (var == LATTQ_VARIANT_TILED_GEMM || var == LATTQ_VARIANT_WGMMA) ? 70 : 3;
     std::vector<double> x(m * h.d.k);
@@ -829,6 +899,7 @@ int main(int argc, char** argv) {
   test_forward(quick);
   test_fused_splits();
   test_gemv_splits(quick);
+  test_chain();
   test_wgmma_settings(quick);
   std::printf("%d checks passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;

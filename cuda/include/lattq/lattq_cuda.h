@@ -36,7 +36,11 @@ typedef enum lattq_cuda_variant {
   /* tensor-core GEMM on Hopper's wgmma (sm_90a builds on sm_90 GPUs, f16/bf16): the TILED_GEMM prologue
    * writes the int8 digits of v as the wgmma B image, CTA = 128 rows x 8..64 tokens, codes decoded in
    * registers as the A operand, B streamed by cp.async.bulk.  Any m works.  LATTQ_ERR_UNSUPPORTED elsewhere. */
-  LATTQ_VARIANT_WGMMA = 7
+  LATTQ_VARIANT_WGMMA = 7,
+  /* GEMV (6) with the input transform moved to a small prologue kernel that runs once per layer (digits of v
+   * in the workspace) and overlaps the main kernel's first code loads through programmatic dependent launch
+   * (sm_90; in stream order elsewhere).  Same constraints as GEMV; needs a workspace. */
+  LATTQ_VARIANT_GEMV_PDL = 8
 } lattq_cuda_variant;
 
 /* Number of visible CUDA devices; 0 when there is no driver or device (never an error). */
