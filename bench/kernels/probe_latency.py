@@ -40,6 +40,9 @@ def timed(fn, flush, reps=100, warmup=10):
 
 PHASES = ["pdl_wait+setup", "prologue (x, Hadamard, fold)", "scale+digits", "main loop (warp 0)",
           "flush+cluster sync", "epilogue"]
+# GEMV_PDL (variant 8): the prologue runs in its own kernel, so the main kernel's phases read differently
+PHASES_PDL = ["setup+pdl_wait (prologue kernel)", "stage first chunks", "wait for the digits", "main loop (warp 0)",
+              "flush+cluster sync", "epilogue"]
 
 
 def trace(args):
@@ -48,6 +51,8 @@ def trace(args):
     import ctypes
 
     lib = load_lib(args.trace_lib)
+    variant = args.variant or 6
+    phases = PHASES_PDL if variant == 8 else PHASES
     lib.lattq_debug_gemv_trace.argtypes = [ctypes.c_void_p, ctypes.c_int]
     gen = torch.Generator(device="cuda").manual_seed(7)
     buf = torch.empty(max(8 * torch.cuda.get_device_properties(0).L2_cache_size, 256 * 2**20), dtype=torch.uint8,
@@ -59,11 +64,11 @@ def trace(args):
         m = args.trace_batch
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
         y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
-        L.workspace(m, 6)
+        L.workspace(m, variant)
         runs = []
         for _ in range(8):
             buf.zero_()
-            L(x, y, 6)
+            L(x, y, variant)
             torch.cuda.synchronize()
             if lib.lattq_debug_gemv_trace(ctypes.addressof(rec), 4096) != 0:
                 raise RuntimeError("lattq_debug_gemv_trace failed")
@@ -77,15 +82,15 @@ def trace(args):
         ph = [sorted(c[i + 1] - c[i] for c in ctas) for i in range(6)]
         ends = sorted(c[6] - t0 for c in ctas)
         med = lambda v: v[len(v) // 2]  # noqa: E731
-        print(f"{n}x{k} m={m}: {len(ctas)} CTAs, span {span / 1e3:.2f} us; CTA start offsets med/max "
+        print(f"variant {variant} {n}x{k} m={m}: {len(ctas)} CTAs, span {span / 1e3:.2f} us; CTA start offsets med/max "
               f"{med(start) / 1e3:.2f}/{start[-1] / 1e3:.2f} us, end med/max {med(ends) / 1e3:.2f}/{ends[-1] / 1e3:.2f} us")
-        for name, v in zip(PHASES, ph):
+        for name, v in zip(phases, ph):
             print(f"    {name:32s} min {v[0] / 1e3:6.2f}  med {med(v) / 1e3:6.2f}  max {v[-1] / 1e3:6.2f} us")
-        out.append(dict(n=n, k=k, m=m, ctas=len(ctas), span_ns=span, start_med_ns=med(start), start_max_ns=start[-1],
-                        phases={nm: dict(min=v[0], med=med(v), max=v[-1]) for nm, v in zip(PHASES, ph)}))
+        out.append(dict(variant=variant, n=n, k=k, m=m, ctas=len(ctas), span_ns=span, start_med_ns=med(start), start_max_ns=start[-1],
+                        phases={nm: dict(min=v[0], med=med(v), max=v[-1]) for nm, v in zip(phases, ph)}))
         del L
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"gemv_trace_m{args.trace_batch}.json"), "w") as f:
+    with open(os.path.join(args.out, f"gemv_trace_v{variant}_m{args.trace_batch}.json"), "w") as f:
         json.dump(dict(git_rev=args.git_rev, device=torch.cuda.get_device_name(0), shapes=out), f, indent=1)
 
 
@@ -94,7 +99,7 @@ def main():
     ap.add_argument("--lib", help="liblattq_capi.so (required unless --trace-lib)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--batches", default="1,16")
-    ap.add_argument("--variant", type=int, default=0, help="lattq variant id (0 = dispatcher)")
+    ap.add_argument("--variant", type=int, default=0, help="lattq variant id (0 = dispatcher; with --trace-lib: 6 = GEMV (default) or 8 = GEMV_PDL)")
     ap.add_argument("--git-rev", default="unknown")
     ap.add_argument("--trace-lib", default="",
                     help="liblattq_capi.so built with -DLATTQ_GEMV_TRACE: print the GEMV kernel's per-CTA phase times "

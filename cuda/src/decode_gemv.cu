@@ -360,6 +360,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
         sc = __ldcg(p.ws_sc + scat + (size_t)jc * GTOK);
         cacc += __ldcg(p.ws_c + scat + (size_t)jc * GTOK);
       }
+      GEMV_STAMP(2);
       cp_async_wait<1>();  // chunk jc has landed (chunk jc + 1 may still be in flight)
       __syncthreads();
       dchunk = dig + (jc & 1) * bufbytes;
