@@ -101,7 +101,31 @@ def rmsnorm(x, w, eps):
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
 
 
+# The decode step's small ops, identical for both models.  Eager, they cost about 45 tiny kernels per layer (3.4 ms
+# per token on the H100 in session 7, measured with --overhead: more than lattq's linears).  With --compile
+# (default) torch.compile fuses each group below into one or two kernels; the KV-cache writes and the attention
+# stay eager (index_copy_ on the cache, scaled_dot_product_attention).
+def add_norm(x, d, w, eps):
+    """residual add and the next RMSNorm: (x + d, rmsnorm(x + d))"""
+    x = x + d
+    return x, rmsnorm(x, w, eps)
+
+
+def rope2(q, k, cos, sin):
+    """rotary embedding of q and k, (1, heads, 1, head_dim) each, interleaved pairs; cos / sin (1, 1, 1, hd / 2)"""
+    def one(x):
+        x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()
+        return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2).to(x.dtype)
+    return one(q), one(k)
+
+
+def silu_mul(g, u):
+    return F.silu(g) * u
+
+
 class Model:
+    fused = dict(add_norm=add_norm, rope2=rope2, silu_mul=silu_mul, rmsnorm=rmsnorm)
+
     def __init__(self, make_linear, n_layers, max_len, gen):
         c = Cfg
         self.emb = (torch.randn(c.vocab, c.hidden, device="cuda", generator=gen) * 0.02).to(torch.bfloat16)
@@ -122,34 +146,31 @@ class Model:
         inv = 1.0 / (10000 ** (torch.arange(0, c.head_dim, 2, device="cuda").float() / c.head_dim))
         ang = torch.arange(max_len, device="cuda").float()[:, None] * inv[None, :]
         self.cos, self.sin = ang.cos(), ang.sin()
+        self.zero = torch.zeros(1, c.hidden, device="cuda", dtype=torch.bfloat16)
         # static inputs of the captured step
         self.tok = torch.zeros(1, dtype=torch.long, device="cuda")
         self.pos = torch.zeros(1, dtype=torch.long, device="cuda")
 
-    def rope(self, x):  # x: (1, heads, 1, head_dim)
-        cos = self.cos.index_select(0, self.pos)[None, None]  # (1,1,1,hd/2)
-        sin = self.sin.index_select(0, self.pos)[None, None]
-        x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()
-        out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
-        return out.to(x.dtype)
-
     def step(self):
-        c = Cfg
+        c, f = Cfg, self.fused
         x = self.emb.index_select(0, self.tok)  # (1, hidden)
         mask = (torch.arange(self.max_len, device="cuda") <= self.pos)[None, None, None, :]
+        cos = self.cos.index_select(0, self.pos)[None, None]  # (1, 1, 1, hd / 2), once per step
+        sin = self.sin.index_select(0, self.pos)[None, None]
+        d = self.zero
         for L in self.layers:
-            h = rmsnorm(x, L["n1"], c.eps)
+            x, h = f["add_norm"](x, d, L["n1"], c.eps)
             q = L["q"](h).view(1, 1, c.heads, c.head_dim).transpose(1, 2)
             k = L["k"](h).view(1, 1, c.heads, c.head_dim).transpose(1, 2)
             v = L["v"](h).view(1, 1, c.heads, c.head_dim).transpose(1, 2)
-            q, k = self.rope(q), self.rope(k)
+            q, k = f["rope2"](q, k, cos, sin)
             L["kc"].index_copy_(2, self.pos, k)
             L["vc"].index_copy_(2, self.pos, v)
             a = F.scaled_dot_product_attention(q, L["kc"], L["vc"], attn_mask=mask)
-            x = x + L["o"](a.transpose(1, 2).reshape(1, c.hidden))
-            h = rmsnorm(x, L["n2"], c.eps)
-            x = x + L["down"](F.silu(L["gate"](h)) * L["up"](h))
-        logits = F.linear(rmsnorm(x, self.norm, c.eps), self.head)
+            x, h = f["add_norm"](x, L["o"](a.transpose(1, 2).reshape(1, c.hidden)), L["n2"], c.eps)
+            d = L["down"](f["silu_mul"](L["gate"](h), L["up"](h)))
+        x = x + d
+        logits = F.linear(f["rmsnorm"](x, self.norm, c.eps), self.head)
         self.tok.copy_(logits.argmax(-1))
         self.pos.add_(1)
 
@@ -206,12 +227,16 @@ def main():
     ap.add_argument("--gen", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--variants", default="0", help="lattq variants to run (comma list; 0 = AUTO, 2 = IMMA, 6 = GEMV)")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="run the small ops of the step eagerly (about 45 kernels per layer) instead of torch.compile'd")
     ap.add_argument("--overhead", action="store_true",
                     help="also run the step with free linears (NullLinear): the harness cost outside the linears")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     LattqLinear.lib = load_lib(args.lib)
+    if not args.no_compile:
+        Model.fused = {name: torch.compile(fn, fullgraph=True, dynamic=False) for name, fn in Model.fused.items()}
     gen = torch.Generator(device="cuda").manual_seed(0)
     rows = [run_model("bf16", Bf16Linear, args, gen)]
     for v in [int(t) for t in args.variants.split(",") if t]:
@@ -221,7 +246,8 @@ def main():
         rows.append(run_model("no-linears (harness only)", NullLinear, args, gen))
     meta = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, cuda=torch.version.cuda,
                 git_rev=args.git_rev, layers=args.layers, prompt=args.prompt, gen=args.gen, batch=1,
-                cuda_graph="whole decode step", time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                cuda_graph="whole decode step",
+                small_ops="eager" if args.no_compile else "torch.compile (add+rmsnorm, rope, silu*mul fused)", time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     with open(os.path.join(args.out, "bench_e2e.json"), "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
     for r in rows[1:]:

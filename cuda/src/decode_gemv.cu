@@ -100,10 +100,12 @@ constexpr int GQT = 512;  // digit bytes per quad and token
 // (had_in <= 256: 3 in-register + 5 shuffle stages), v = A^T u and the c part; then the per-token chunk maximum
 // (one barrier), scale and int8 digits of v in the compact layout at `dig` (shared or global memory).  Thread
 // tk < ntok sets sscale[tk] and adds the chunk's c part to csum[tk].  Ends with a barrier.
+// With sul != nullptr (NW = 32, one unit per warp), the caller has already loaded the lane's 8 SU values there.
 template <typename T, int NW>
 __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float* sAb, int c0, int nqc, int64_t tok0,
                                                int ntok, int warp, int lane, uint8_t* dig, float (*smax)[32],
-                                               float (*scp)[32], float* sscale, float* csum) {
+                                               float (*scp)[32], float* sscale, float* csum,
+                                               const float* sul = nullptr) {
   constexpr int J = 32 / NW;  // units per warp (nqc * ntok <= 32)
   const float hin = rsqrtf((float)p.had_in);
   float v[J][8];
@@ -121,10 +123,17 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
         const int64_t k4 = kk + 4 * h2;
         if (k4 < p.k) {
           x4 = load4<T>(p.x, tok * p.k + k4);
-          x4.x *= __ldg(p.su + k4);  // su is only 4-byte aligned (API contract)
-          x4.y *= __ldg(p.su + k4 + 1);
-          x4.z *= __ldg(p.su + k4 + 2);
-          x4.w *= __ldg(p.su + k4 + 3);
+          if (sul != nullptr) {
+            x4.x *= sul[4 * h2];
+            x4.y *= sul[4 * h2 + 1];
+            x4.z *= sul[4 * h2 + 2];
+            x4.w *= sul[4 * h2 + 3];
+          } else {
+            x4.x *= __ldg(p.su + k4);  // su is only 4-byte aligned (API contract)
+            x4.y *= __ldg(p.su + k4 + 1);
+            x4.z *= __ldg(p.su + k4 + 2);
+            x4.w *= __ldg(p.su + k4 + 3);
+          }
         }
         e[4 * h2] = x4.x;
         e[4 * h2 + 1] = x4.y;
@@ -251,11 +260,19 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
     csum[threadIdx.x - 20] = 0.f;
     sscale[threadIdx.x - 20] = 0.f;
   }
+  // the lane's SU values do not depend on the previous kernel: load them before waiting for it
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float sul[8];
+  {
+    const int u = warp, qu = u / max(ntok, 1);
+    const int64_t kk = (int64_t)(c0 + qu) * 256 + lane * 8;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) sul[i] = (u < (c1 - c0) * ntok && kk + i < p.k) ? __ldg(p.su + kk + i) : 0.f;
+  }
   pdl_wait();  // x is ready, and the previous layer no longer reads the workspace
   __syncthreads();
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   uint8_t* dig = p.ws_dig + (size_t)col * p.nq * (GQT * GTOK) + (size_t)c0 * (GQT * ntok);
-  chunk_prologue<T, 32>(p, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum);
+  chunk_prologue<T, 32>(p, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum, sul);
   if (threadIdx.x < (unsigned)ntok) {
     const size_t at = ((size_t)col * p.splits * p.cps + (size_t)split * p.cps + j) * GTOK + threadIdx.x;
     p.ws_sc[at] = sscale[threadIdx.x];
@@ -293,7 +310,9 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   const int cq = p.cq;
   const int qbytes = GQT * ntok;  // digit bytes per quad of this column
 
-  // 1. the first 4 quads of codes in flight before anything else
+  // 1. the first RING quads of codes in flight before anything else.  GEMV_PDL, free of the prologue's registers,
+  // keeps 8 quads in its ring (chunk lengths are multiples of 8)
+  constexpr int RING = PRE ? 8 : 4;
   // quad q of this lane: rows g, g + 8 of chunk 4q + tig; valid while q < qlim (tile, split and row end)
   const uint8_t* cptr = p.codes + (tileI * p.C + tig) * 256 + g * 16;
   const int64_t qc = (p.C - tig + 3) >> 2;
@@ -308,9 +327,9 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
       hi = lo;
     }
   };
-  uint4 cb[4][2];
+  uint4 cb[RING][2];
 #pragma unroll
-  for (int i = 0; i < 4; ++i) load_quad(q0 + i, cb[i][0], cb[i][1]);
+  for (int i = 0; i < RING; ++i) load_quad(q0 + i, cb[i][0], cb[i][1]);
   if (threadIdx.x < GTN) {
     const int rr = threadIdx.x;
     s_sv[rr] = rr < nrow ? __ldg(p.sv + n0 + rr) : 0.f;
@@ -375,9 +394,9 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
     for (int s = 0; s < 4; ++s)
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[s][c] = 0;
-    for (int qq = c0; qq < c1; qq += 4) {
+    for (int qq = c0; qq < c1; qq += RING) {
 #pragma unroll
-      for (int qi = 0; qi < 4; ++qi) {
+      for (int qi = 0; qi < RING; ++qi) {
         const int q = qq + qi;
         if (q < c1) {  // warp-uniform
           const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
@@ -395,7 +414,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
           }
           // refill the slot only after its last use: the load then lands in the same registers (no register
           // copy that would wait for it), and 3 quads stay in flight while this warp computes
-          load_quad(q + 4, cb[qi][0], cb[qi][1]);
+          load_quad(q + RING, cb[qi][0], cb[qi][1]);
         }
       }
     }
