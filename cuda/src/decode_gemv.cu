@@ -99,7 +99,9 @@ constexpr int GQT = 512;  // digit bytes per quad and token
 // the CTA: unit u = qu * ntok + tk, warp w takes u = w, w + NW, ..., lane = 8 elements.  x * SU, block Hadamard
 // (had_in <= 256: 3 in-register + 5 shuffle stages), v = A^T u and the c part; then the per-token chunk maximum
 // (one barrier), scale and int8 digits of v in the compact layout at `dig` (shared or global memory).  Thread
-// tk < ntok sets sscale[tk] and adds the chunk's c part to csum[tk].  Ends with a barrier.
+// tk < ntok sets sscale[tk] and adds the chunk's c part to csum[tk].  Three barriers: after the loads (so the
+// caller needs none before: the first orders its shared-state writes and the previous chunk's reads), after the
+// maxima, at the end.
 // With sul != nullptr (NW = 32, one unit per warp), the caller has already loaded the lane's 8 SU values there.
 template <typename T, int NW>
 __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float* sAb, int c0, int nqc, int64_t tok0,
@@ -109,6 +111,7 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
   constexpr int J = 32 / NW;  // units per warp (nqc * ntok <= 32)
   const float hin = rsqrtf((float)p.had_in);
   float v[J][8];
+  // (a) every unit's x * SU in flight at once: one memory latency for the whole chunk
 #pragma unroll
   for (int j = 0; j < J; ++j) {
     const int u = warp + NW * j;
@@ -116,7 +119,6 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
       const int qu = u / ntok, tk = u - qu * ntok;
       const int64_t kk = (int64_t)(c0 + qu) * 256 + lane * 8;
       const int64_t tok = tok0 + tk;
-      float e[8];
 #pragma unroll
       for (int h2 = 0; h2 < 2; ++h2) {
         float4 x4 = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -135,11 +137,25 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
             x4.w *= __ldg(p.su + k4 + 3);
           }
         }
-        e[4 * h2] = x4.x;
-        e[4 * h2 + 1] = x4.y;
-        e[4 * h2 + 2] = x4.z;
-        e[4 * h2 + 3] = x4.w;
+        v[j][4 * h2] = x4.x;
+        v[j][4 * h2 + 1] = x4.y;
+        v[j][4 * h2 + 2] = x4.z;
+        v[j][4 * h2 + 3] = x4.w;
       }
+    }
+  }
+  // the caller's shared state (sAb, csum, sscale) is set, and the previous chunk's digits, maxima and scales are
+  // no longer read: the loads above were issued before this barrier, the writes below come after it
+  __syncthreads();
+  // (b) block Hadamard, fold, unit maximum and c part
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const int u = warp + NW * j;
+    if (u < nqc * ntok) {
+      const int qu = u / ntok, tk = u - qu * ntok;
+      float e[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) e[i] = v[j][i];
       // block Hadamard (had_in <= 256): h = 1, 2, 4 inside the lane, h = 8 .. 128 across lanes
 #pragma unroll
       for (int h = 1; h < 8; h <<= 1) {
@@ -270,7 +286,6 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
     for (int i = 0; i < 8; ++i) sul[i] = (u < (c1 - c0) * ntok && kk + i < p.k) ? __ldg(p.su + kk + i) : 0.f;
   }
   pdl_wait();  // x is ready, and the previous layer no longer reads the workspace
-  __syncthreads();
   uint8_t* dig = p.ws_dig + (size_t)col * p.nq * (GQT * GTOK) + (size_t)c0 * (GQT * ntok);
   chunk_prologue<T, 32>(p, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum, sul);
   if (threadIdx.x < (unsigned)ntok) {
@@ -330,10 +345,13 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   uint4 cb[RING][2];
 #pragma unroll
   for (int i = 0; i < RING; ++i) load_quad(q0 + i, cb[i][0], cb[i][1]);
+  // SV and bias are needed only by the epilogue: held in registers (their latency hides behind the main loop) and
+  // stored to shared memory before the barrier that precedes it
+  float r_sv = 0.f, r_bias = 0.f;
   if (threadIdx.x < GTN) {
     const int rr = threadIdx.x;
-    s_sv[rr] = rr < nrow ? __ldg(p.sv + n0 + rr) : 0.f;
-    s_bias[rr] = (p.bias != nullptr && rr < nrow) ? __ldg(p.bias + n0 + rr) : 0.f;
+    r_sv = rr < nrow ? __ldg(p.sv + n0 + rr) : 0.f;
+    r_bias = (p.bias != nullptr && rr < nrow) ? __ldg(p.bias + n0 + rr) : 0.f;
   } else if (threadIdx.x < GTN + 20) {
     const int i = threadIdx.x - GTN;
     if (!PRE) sAb[i] = i < 16 ? __ldg(p.A + i) : __ldg(p.b + i - 16);
@@ -363,7 +381,8 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
     stage(0);
     stage(1);
   }
-  __syncthreads();  // sAb, csum, sscale
+  // no barrier here: chunk_prologue's first one orders sAb, csum and sscale (GEMV); GEMV_PDL waits on its first
+  // chunk with one
   GEMV_STAMP(1);
 
   const bool colok = g < 2 * ntok;  // this lane's B column belongs to a real token
@@ -384,7 +403,6 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
       __syncthreads();
       dchunk = dig + (jc & 1) * bufbytes;
     } else {
-      if (c0 != q0) __syncthreads();  // the previous chunk's digits and scales are no longer read
       chunk_prologue<T, GW>(p, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum);
     }
     GEMV_STAMP(3);
@@ -434,9 +452,12 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
       stage(jc + 2);
     }
   }
-  __syncthreads();  // csum complete
-
-  // 4. partial tile (+ this split's c part: the cluster sum then carries the whole c)
+  // 4. partial tile (+ this split's c part: the cluster sum then carries the whole c; csum is complete since
+  // chunk_prologue's last barrier), SV and bias for the epilogue
+  if (threadIdx.x < GTN) {
+    s_sv[threadIdx.x] = r_sv;
+    s_bias[threadIdx.x] = r_bias;
+  }
   if (tig < ntok) {
     const float cpart = PRE ? cacc : csum[tig];
     ptile[tig][warp * 16 + g] = accf[0] + cpart;
