@@ -715,6 +715,23 @@ const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
   return "";
 }
 
+// Where AUTO takes GEMV_PDL instead of GEMV / IMMA / WGMMA: sm_90 only (elsewhere the prologue kernel runs in plain
+// stream order).  From the session-7 H100 runs (bench/results/gpu/h100_session7/, rev f51ba38; cold L2, median):
+// at m = 1 it wins on the two 70B shapes (28672x8192 36.2 vs 39.4 us, 8192x28672 41.1 vs 45.8) and loses up to
+// 0.7 us on the 7B/8B shapes, whose GEMV prologue is short; at m = 2 it wins except at 4096x4096; at m = 3..4
+// everywhere; at m = 5..8 everywhere but 28672x8192 (two waves of CTAs: IMMA 52.3 vs 60.5); at m = 9..16 on the
+// n = 4096 shapes (4096x4096 19.0 vs 21.4, 4096x14336 35.4 vs 38.2; 4096x11008 30.1 vs 29.2 is the one loss).
+bool gemv_pdl_preferred(const lattq_layer_desc* d, int64_t m) {
+  if (device_props().major < 9) return false;
+  const int64_t nk = d->n * d->k;
+  if (m == 1) return nk >= 8192LL * 8192;
+  if (m == 2) return nk > 4096LL * 4096;
+  if (m <= 4) return true;
+  if (m <= 8) return d->n <= 16384;
+  if (m <= 16) return d->n <= 4096;
+  return false;
+}
+
 size_t gemv_pdl_workspace_bytes(const lattq_layer_desc* d, int64_t m) {
   return gemv_ws_layout(make_gemv_plan(d, m, true)).total;
 }
