@@ -58,6 +58,9 @@ def trace(args):
     buf = torch.empty(max(8 * torch.cuda.get_device_properties(0).L2_cache_size, 256 * 2**20), dtype=torch.uint8,
                       device="cuda")
     rec = (ctypes.c_ulonglong * (4096 * 16))()
+    prep = (ctypes.c_ulonglong * 16)()
+    if variant == 8:
+        lib.lattq_debug_prep_trace.argtypes = [ctypes.c_void_p]
     out = []
     for n, k in SHAPES:
         L = LattqLayer(lib, n, k, gen)
@@ -73,24 +76,34 @@ def trace(args):
             if lib.lattq_debug_gemv_trace(ctypes.addressof(rec), 4096) != 0:
                 raise RuntimeError("lattq_debug_gemv_trace failed")
             ctas = [list(rec[i * 16:(i + 1) * 16]) for i in range(4096) if rec[i * 16] != 0]
+            pst = []
+            if variant == 8:
+                if lib.lattq_debug_prep_trace(ctypes.addressof(prep)) != 0:
+                    raise RuntimeError("lattq_debug_prep_trace failed")
+                pst = list(prep[:5])
             t0 = min(c[0] for c in ctas)
             span = max(c[6] for c in ctas) - t0
-            runs.append((span, t0, ctas))
+            runs.append((span, t0, ctas, pst))
         runs = sorted(runs[1:])  # the first call is warm-up
-        span, t0, ctas = runs[len(runs) // 2]
+        span, t0, ctas, pst = runs[len(runs) // 2]
         start = sorted(c[0] - t0 for c in ctas)
         ph = [sorted(c[i + 1] - c[i] for c in ctas) for i in range(6)]
         ends = sorted(c[6] - t0 for c in ctas)
         med = lambda v: v[len(v) // 2]  # noqa: E731
         print(f"variant {variant} {n}x{k} m={m}: {len(ctas)} CTAs, span {span / 1e3:.2f} us; CTA start offsets med/max "
               f"{med(start) / 1e3:.2f}/{start[-1] / 1e3:.2f} us, end med/max {med(ends) / 1e3:.2f}/{ends[-1] / 1e3:.2f} us")
+        prep_rel = None
+        if pst and all(pst):  # prologue kernel CTA 0, relative to the first main-kernel CTA's start
+            prep_rel = [(s - t0) / 1e3 for s in pst]
+            print("    prologue kernel CTA 0 (us from the first main CTA start): start {:.2f}, after PDL wait {:.2f}, "
+                  "loads issued {:.2f}, loads landed + arithmetic {:.2f}, end {:.2f}".format(*prep_rel))
         for name, v in zip(phases, ph):
             print(f"    {name:32s} min {v[0] / 1e3:6.2f}  med {med(v) / 1e3:6.2f}  max {v[-1] / 1e3:6.2f} us")
-        out.append(dict(variant=variant, n=n, k=k, m=m, ctas=len(ctas), span_ns=span, start_med_ns=med(start), start_max_ns=start[-1],
+        out.append(dict(variant=variant, prep_us=prep_rel, n=n, k=k, m=m, ctas=len(ctas), span_ns=span, start_med_ns=med(start), start_max_ns=start[-1],
                         phases={nm: dict(min=v[0], med=med(v), max=v[-1]) for nm, v in zip(phases, ph)}))
         del L
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"gemv_trace_v{variant}_m{args.trace_batch}.json"), "w") as f:
+    with open(os.path.join(args.out, f"gemv_trace_v{variant}_m{args.trace_batch}{os.environ.get('TRACE_TAG', '')}.json"), "w") as f:
         json.dump(dict(git_rev=args.git_rev, device=torch.cuda.get_device_name(0), shapes=out), f, indent=1)
 
 

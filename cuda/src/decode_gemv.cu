@@ -59,8 +59,20 @@ __device__ __forceinline__ void gemv_stamp(int i) {
   }
 }
 #define GEMV_STAMP(i) gemv_stamp(i)
+// GEMV_PDL's prologue kernel, CTA 0 thread 0: start, after its PDL wait, after the loads barrier, after the
+// maxima barrier, end (slots 0..4), read back with the GEMV records (lattq_debug_gemv_trace: record GTRACE_CTAS)
+__device__ unsigned long long g_prep_trace[16];
+__device__ __forceinline__ void prep_stamp(int i) {
+  if (threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    g_prep_trace[i] = t;
+  }
+}
+#define PREP_STAMP(i) prep_stamp(i)
 #else
 #define GEMV_STAMP(i) ((void)0)
+#define PREP_STAMP(i) ((void)0)
 #endif
 
 struct GemvParams {
@@ -84,6 +96,7 @@ struct GemvParams {
   int cq;         // chunk length in quads (from min(m, 4), the same for every column)
   int cps;        // chunks per split, cdiv(qps, cq)
   int had_in, had_out;
+  int trig;       // GEMV_PDL prologue kernel: where it lets the main kernel launch (prep_trigger)
 };
 
 // chunk length in quads for `ntok` tokens: ntok * cq <= 32, a multiple of 4 (the code ring period)
@@ -147,6 +160,7 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
   // the caller's shared state (sAb, csum, sscale) is set, and the previous chunk's digits, maxima and scales are
   // no longer read: the loads above were issued before this barrier, the writes below come after it
   __syncthreads();
+  if (NW == 32) PREP_STAMP(2);
   // (b) block Hadamard, fold, unit maximum and c part
 #pragma unroll
   for (int j = 0; j < J; ++j) {
@@ -209,6 +223,10 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
   }
   __syncthreads();
   GEMV_STAMP(2);
+  if (NW == 32) {  // the prologue kernel
+    PREP_STAMP(3);
+    if (p.trig == 1) pdl_launch_dependents();
+  }
   // chunk scale per token, c part (fixed order: deterministic)
   if (threadIdx.x < (unsigned)ntok) {
     float mx = 0.f, c = csum[threadIdx.x];
@@ -263,7 +281,8 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
   __shared__ float sscale[GTOK];
   __shared__ float csum[GTOK];
   __shared__ float sAb[20];
-  pdl_launch_dependents();
+  PREP_STAMP(0);
+  if (p.trig == 0) pdl_launch_dependents();
   const int col = blockIdx.x, j = blockIdx.y, split = blockIdx.z;
   const int c0 = split * p.qps + j * p.cq;
   const int c1 = min(p.nq, min((split + 1) * p.qps, c0 + p.cq));
@@ -286,6 +305,7 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
     for (int i = 0; i < 8; ++i) sul[i] = (u < (c1 - c0) * ntok && kk + i < p.k) ? __ldg(p.su + kk + i) : 0.f;
   }
   pdl_wait();  // x is ready, and the previous layer no longer reads the workspace
+  PREP_STAMP(1);
   uint8_t* dig = p.ws_dig + (size_t)col * p.nq * (GQT * GTOK) + (size_t)c0 * (GQT * ntok);
   chunk_prologue<T, 32>(p, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum, sul);
   if (threadIdx.x < (unsigned)ntok) {
@@ -293,6 +313,7 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
     p.ws_sc[at] = sscale[threadIdx.x];
     p.ws_c[at] = csum[threadIdx.x];
   }
+  PREP_STAMP(4);
 }
 
 // The main kernel.  PRE = false (GEMV): each CTA runs the input transform of its chunks itself (chunk_prologue on
@@ -655,6 +676,17 @@ cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, in
   return cudaLaunchKernelExC(&cfg, fn_ptr, args);
 }
 
+// Where the prologue kernel triggers the main kernel's launch: 0 = first thing (default: the main kernel's code
+// loads overlap the whole prologue), 1 = once the prologue's loads have landed (they then do not queue behind the
+// main kernel's), 2 = never (at exit: no overlap).  LATTQ_GEMV_PDL_TRIGGER, for measurements and tests.
+int prep_trigger() {
+  if (const char* e = std::getenv("LATTQ_GEMV_PDL_TRIGGER")) {
+    const int v = std::atoi(e);
+    if (v >= 0 && v <= 2) return v;
+  }
+  return 0;
+}
+
 template <typename T, bool PRE>
 lattq_status gemv_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, const GemvPlan& P,
                            void* ws, cudaStream_t s) {
@@ -680,6 +712,7 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   p.cps = (int)P.cps;
   p.had_in = d.had_in;
   p.had_out = d.had_out;
+  p.trig = prep_trigger();
   if (PRE) {
     const GemvWs w = gemv_ws_layout(P);
     p.ws_dig = static_cast<uint8_t*>(ws);
@@ -761,5 +794,12 @@ extern "C" int lattq_debug_gemv_trace(unsigned long long* host, int records) {
   if (cudaMemcpyFromSymbol(host, lattq_cuda::g_gemv_trace, (size_t)n * 16 * 8) != cudaSuccess) return 1;
   if (cudaGetSymbolAddress(&dptr, lattq_cuda::g_gemv_trace) != cudaSuccess) return 1;
   return cudaMemset(dptr, 0, sizeof(lattq_cuda::g_gemv_trace)) == cudaSuccess ? 0 : 1;
+}
+// the GEMV_PDL prologue kernel's 5 stamps (0 where it did not run), cleared after the read
+extern "C" int lattq_debug_prep_trace(unsigned long long* host) {
+  void* dptr = nullptr;
+  if (cudaMemcpyFromSymbol(host, lattq_cuda::g_prep_trace, 16 * 8) != cudaSuccess) return 1;
+  if (cudaGetSymbolAddress(&dptr, lattq_cuda::g_prep_trace) != cudaSuccess) return 1;
+  return cudaMemset(dptr, 0, sizeof(lattq_cuda::g_prep_trace)) == cudaSuccess ? 0 : 1;
 }
 #endif
