@@ -4,7 +4,9 @@ a 128-token prompt then 256 generated tokens (greedy), static KV cache, the WHOL
 layers, attention, final norm, LM head, argmax) captured in one CUDA graph - for bf16 (cuBLAS through
 torch.nn.functional.linear) and for lattq 2-bit (every decoder linear through lattq_cuda_forward, bf16
 activations; embeddings and LM head stay bf16 in both).  Reports decode tokens/s and peak GPU memory of
-each model, built and measured one after the other in the same process.
+each model, built and measured one after the other in the same process.  The step's small ops (add + RMSNorm,
+rotary, SiLU * mul) are torch.compile'd for both models (session 7; --no-compile: eager), and --overhead also
+times the step with free linears, i.e. the harness alone.
 
 First run: session 4 (bench/results/bench_e2e*.json).
 
@@ -226,7 +228,7 @@ def main():
     ap.add_argument("--prompt", type=int, default=128)
     ap.add_argument("--gen", type=int, default=256)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--variants", default="0", help="lattq variants to run (comma list; 0 = AUTO, 2 = IMMA, 6 = GEMV)")
+    ap.add_argument("--variants", default="0", help="lattq variants to run (comma list; 0 = AUTO, 2 = IMMA, 6 = GEMV, 8 = GEMV_PDL)")
     ap.add_argument("--no-compile", action="store_true",
                     help="run the small ops of the step eagerly (about 45 kernels per layer) instead of torch.compile'd")
     ap.add_argument("--overhead", action="store_true",

@@ -1,4 +1,7 @@
-// Decode-path k=2, d=4 layer forward (LATTQ_VARIANT_GEMV): one launch per layer for batch 1..8, f16/bf16.
+// Decode-path k=2, d=4 layer forward, f16/bf16, batch 1..16: LATTQ_VARIANT_GEMV (one launch per layer, each CTA
+// runs the input transform of its K range) and LATTQ_VARIANT_GEMV_PDL (session 7: the transform runs once per layer
+// in gemv_prep_kernel, whose digits the main kernel copies from the workspace; the main kernel launches through
+// programmatic dependent launch while the prologue runs and streams its first codes meanwhile).  docs/kernels.md.
 //
 // Why a third kernel (docs/kernels.md, "GEMV"): Nsight Compute on the IMMA path at m = 1 showed a kernel
 // bound by instruction issue and barriers, not by memory (28672x8192: 12.9M warp instructions, 1.29 TB/s,

@@ -669,6 +669,10 @@ void test_gemv_splits(bool quick) {
     check_env_settings(var == LATTQ_VARIANT_GEMV ? "gemv split counts" : "gemv_pdl split counts", var, cases, ms,
                        {"LATTQ_GEMV_MAX_SPLITS=1", "LATTQ_GEMV_MAX_SPLITS=2", "LATTQ_GEMV_MAX_SPLITS=3",
                         "LATTQ_GEMV_MAX_SPLITS=8"});
+  // GEMV_PDL: every trigger point of the prologue kernel (the main kernel waits for its completion either way)
+  check_env_settings("gemv_pdl trigger points", LATTQ_VARIANT_GEMV_PDL, cases, ms,
+                     {"LATTQ_GEMV_PDL_TRIGGER=0", "LATTQ_GEMV_PDL_TRIGGER=1 LATTQ_GEMV_MAX_SPLITS=2",
+                      "LATTQ_GEMV_PDL_TRIGGER=2 LATTQ_GEMV_MAX_SPLITS=3"});
 }
 
 // WGMMA: both cluster sizes (1; 2 = B multicast to the CTA pair, including an odd number of row groups, whose
