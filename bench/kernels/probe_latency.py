@@ -96,7 +96,8 @@ def trace(args):
         if pst and all(pst):  # prologue kernel CTA 0, relative to the first main-kernel CTA's start
             prep_rel = [(s - t0) / 1e3 for s in pst]
             print("    prologue kernel CTA 0 (us from the first main CTA start): start {:.2f}, after PDL wait {:.2f}, "
-                  "loads issued {:.2f}, loads landed + arithmetic {:.2f}, end {:.2f}".format(*prep_rel))
+                  "x and SU landed (barrier 1) {:.2f}, Hadamard + fold + maxima done (barrier 2) {:.2f}, end {:.2f}"
+                  .format(*prep_rel))
         for name, v in zip(phases, ph):
             print(f"    {name:32s} min {v[0] / 1e3:6.2f}  med {med(v) / 1e3:6.2f}  max {v[-1] / 1e3:6.2f} us")
         out.append(dict(variant=variant, prep_us=prep_rel, n=n, k=k, m=m, ctas=len(ctas), span_ns=span, start_med_ns=med(start), start_max_ns=start[-1],

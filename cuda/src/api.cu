@@ -89,7 +89,9 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
       need = std::max(need, gemm_workspace_bytes(desc, m, dt));
     if ((variant == LATTQ_VARIANT_WGMMA || variant == LATTQ_VARIANT_AUTO) && wgmma_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_workspace_bytes(desc, m, dt));
-    if ((variant == LATTQ_VARIANT_GEMV_PDL || variant == LATTQ_VARIANT_AUTO) && gemv_unsupported_reason(desc, dt)[0] == 0)
+    // AUTO takes GEMV_PDL only up to m = 16 (gemv_pdl_preferred)
+    if ((variant == LATTQ_VARIANT_GEMV_PDL || (variant == LATTQ_VARIANT_AUTO && m <= 16)) &&
+        gemv_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, gemv_pdl_workspace_bytes(desc, m));
   }
   *bytes = need;

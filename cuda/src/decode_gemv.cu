@@ -15,13 +15,16 @@
 //    7 are padding at m = 1).  Lanes of padding columns skip their shared-memory load.
 //  * One scale per (token, chunk of up to 32 quads) instead of per 1024-wide slice: the int32 accumulators
 //    are flushed once per chunk (at most 2048 groups x 192 x 128 < 2^31, exact).
-//  * Per-CTA prologue, all 8 warps: unit = (token, quad of 256 K), lane = 8 elements, the block Hadamard
-//    (had_in <= 256) as 3 in-register + 5 shuffle stages; no global workspace, no second kernel.
-//  * No barrier inside the main loop; the codes stream through a 4-quad register ring (16-byte
-//    L1::no_allocate loads issued before griddepcontrol.wait: they do not depend on the previous kernel).
+//  * GEMV: per-CTA prologue, all 8 warps: unit = (token, quad of 256 K), lane = 8 elements, the block Hadamard
+//    (had_in <= 256) as 3 in-register + 5 shuffle stages; no global workspace, no second kernel.  GEMV_PDL: the
+//    same prologue once per layer in gemv_prep_kernel (32 warps, one unit each), digits through the workspace.
+//  * No barrier inside the main loop; the codes stream through a register ring of 4 (GEMV) or 8 (GEMV_PDL)
+//    quads (16-byte L1::no_allocate loads issued before griddepcontrol.wait: they do not depend on the
+//    previous kernel).
 //  * Split-K over a thread-block cluster (sm_90, <= 8 CTAs) reduced through distributed shared memory in a
 //    fixed rank order (deterministic); the output Hadamard (had_out <= 128), SV, bias and the cast run
-//    per token in one warp with shuffles.  No workspace, no counters: graph-replay safe by construction.
+//    per token in one warp with shuffles.  No counters; GEMV needs no workspace, GEMV_PDL's is rewritten in
+//    full by every launch: graph-replay safe by construction.
 //
 // Layout (TILED v1, unchanged): lane (g, tig) of the warp owning 16-row tile T reads, for quad q, rows g
 // and g + 8 of chunk 4q + tig (16-byte loads, a warp reads 1 KB contiguous).
@@ -62,8 +65,8 @@ __device__ __forceinline__ void gemv_stamp(int i) {
   }
 }
 #define GEMV_STAMP(i) gemv_stamp(i)
-// GEMV_PDL's prologue kernel, CTA 0 thread 0: start, after its PDL wait, after the loads barrier, after the
-// maxima barrier, end (slots 0..4), read back with the GEMV records (lattq_debug_gemv_trace: record GTRACE_CTAS)
+// GEMV_PDL's prologue kernel, CTA 0 thread 0: start, after its PDL wait, after the loads barrier (x and SU have
+// landed), after the maxima barrier (Hadamard, fold, maxima done), end (slots 0..4); lattq_debug_prep_trace()
 __device__ unsigned long long g_prep_trace[16];
 __device__ __forceinline__ void prep_stamp(int i) {
   if (threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0) {
@@ -140,7 +143,7 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
         float4 x4 = make_float4(0.f, 0.f, 0.f, 0.f);
         const int64_t k4 = kk + 4 * h2;
         if (k4 < p.k) {
-          x4 = load4<T>(p.x, tok * p.k + k4);
+          x4 = load4_cg<T>(p.x, tok * p.k + k4);  // x comes from the PDL predecessor
           if (sul != nullptr) {
             x4.x *= sul[4 * h2];
             x4.y *= sul[4 * h2 + 1];
@@ -225,7 +228,7 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
     }
   }
   __syncthreads();
-  GEMV_STAMP(2);
+  if (NW == GW) GEMV_STAMP(2);
   if (NW == 32) {  // the prologue kernel
     PREP_STAMP(3);
     if (p.trig == 1) pdl_launch_dependents();
@@ -383,7 +386,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   } else if (threadIdx.x < GTN + 20) {
     const int i = threadIdx.x - GTN;
     if (!PRE) sAb[i] = i < 16 ? __ldg(p.A + i) : __ldg(p.b + i - 16);
-  } else if (threadIdx.x < GTN + 20 + GTOK) {
+  } else if (!PRE && threadIdx.x < GTN + 20 + GTOK) {
     const int i = threadIdx.x - GTN - 20;
     csum[i] = 0.f;
     sscale[i] = 0.f;  // padding tokens keep scale 0 (their digit columns are never loaded)
@@ -644,14 +647,20 @@ GemvPlan make_gemv_plan(const lattq_layer_desc* d, int64_t m, bool pre) {
   return P;
 }
 
-// GEMV_PDL workspace: digits [column][quad] (2 KB per quad and column), then scales and c parts [column][chunk][4]
+// GEMV_PDL workspace: digits [column][quad] (2 KB per quad and column), then scales and c parts [column][chunk][4].
+// The chunk count is bounded over every split count the plan may pick (1 .. GMAXS), so the size depends only on the
+// layer and m, not on the device, its occupancy or LATTQ_GEMV_MAX_SPLITS: a size queried anywhere fits the plan
+// of any device.  The plan's chunks (split * cps + j < splits * cps) index into that bound.
 struct GemvWs {
   size_t dig, sc, total;
 };
-GemvWs gemv_ws_layout(const GemvPlan& P) {
+GemvWs gemv_ws_layout(const lattq_layer_desc* d, int64_t m) {
+  const int64_t nq = cdiv(d->k, 256), ncols = cdiv(std::max<int64_t>(m, 1), GTOK), cq = gemv_cq(m);
+  int64_t nch = 0;
+  for (int64_t s = 1; s <= GMAXS; ++s) nch = std::max(nch, s * cdiv(cdiv(nq, s), cq));
   GemvWs w;
-  w.dig = align256((size_t)P.ncols * P.nq * GQT * GTOK);
-  w.sc = align256((size_t)P.ncols * P.splits * P.cps * GTOK * sizeof(float));
+  w.dig = align256((size_t)ncols * nq * GQT * GTOK);
+  w.sc = align256((size_t)ncols * nch * GTOK * sizeof(float));
   w.total = w.dig + 2 * w.sc;
   return w;
 }
@@ -684,8 +693,9 @@ cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, in
 }
 
 // Where the prologue kernel triggers the main kernel's launch: 0 = first thing (default: the main kernel's code
-// loads overlap the whole prologue), 1 = once the prologue's loads have landed (they then do not queue behind the
-// main kernel's), 2 = never (at exit: no overlap).  LATTQ_GEMV_PDL_TRIGGER, for measurements and tests.
+// loads overlap the whole prologue), 1 = after its maxima barrier (x and SU have landed, Hadamard and fold are done:
+// its loads do not queue behind the main kernel's), 2 = never (at exit: no overlap).  LATTQ_GEMV_PDL_TRIGGER, for
+// measurements and tests (read per launch, like LATTQ_GEMV_MAX_SPLITS, so tests can change it between calls).
 int prep_trigger() {
   if (const char* e = std::getenv("LATTQ_GEMV_PDL_TRIGGER")) {
     const int v = std::atoi(e);
@@ -719,9 +729,9 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   p.cps = (int)P.cps;
   p.had_in = d.had_in;
   p.had_out = d.had_out;
-  p.trig = prep_trigger();
+  p.trig = PRE ? prep_trigger() : 0;
   if (PRE) {
-    const GemvWs w = gemv_ws_layout(P);
+    const GemvWs w = gemv_ws_layout(&d, m);
     p.ws_dig = static_cast<uint8_t*>(ws);
     p.ws_sc = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig);
     p.ws_c = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig + w.sc);
@@ -762,7 +772,7 @@ const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
 // everywhere; at m = 5..8 everywhere but 28672x8192 (two waves of CTAs: IMMA 52.3 vs 60.5); at m = 9..16 on the
 // n = 4096 shapes (4096x4096 19.0 vs 21.4, 4096x14336 35.4 vs 38.2; 4096x11008 30.1 vs 29.2 is the one loss).
 bool gemv_pdl_preferred(const lattq_layer_desc* d, int64_t m) {
-  if (device_props().major < 9) return false;
+  if (device_props().major != 9) return false;  // measured on the H100 only
   const int64_t nk = d->n * d->k;
   if (m == 1) return nk >= 8192LL * 8192;
   if (m == 2) return nk > 4096LL * 4096;
@@ -773,13 +783,14 @@ bool gemv_pdl_preferred(const lattq_layer_desc* d, int64_t m) {
 }
 
 size_t gemv_pdl_workspace_bytes(const lattq_layer_desc* d, int64_t m) {
-  return gemv_ws_layout(make_gemv_plan(d, m, true)).total;
+  return gemv_ws_layout(d, m).total;
 }
 
 lattq_status gemv_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
                           bool pre, void* ws, cudaStream_t s) {
   const GemvPlan P = make_gemv_plan(&L->desc, m, pre);
-  if (P.ncols > 2147483647 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
+  if (P.ncols > 2147483647 || P.rgroups > 65535 || P.cps > 65535)
+    return LQ_ERR(Shape, "%s: m, n or k too large for this variant", fn);
   switch (dtype) {
     case LATTQ_F16:
       return pre ? gemv_launch_t<__half, true>(fn, L, x, m, y, P, ws, s)

@@ -15,7 +15,6 @@
 #include <string>
 #include <thread>
 #include <memory>
-#include <memory>
 #include <vector>
 
 #include "lattq/lattq.h"
@@ -663,8 +662,8 @@ void check_env_settings(const char* what, int32_t variant, const std::vector<Sha
 // GEMV: every K-split count (cluster size 1 = the sm_80 code path, 2, 3, 8) and several digit chunks per CTA.
 void test_gemv_splits(bool quick) {
   std::vector<Shape> cases = {{576, 1536, 64, 64, false}, {256, 16384, 128, 128, true}, {300, 9216, 256, 4, true}};
-  if (quick) cases.resize(1);  // the sanitizer runs (racecheck is slow)
-  std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 2, 3, 5, 8};
+  if (quick) cases.resize(2);  // the sanitizer runs (racecheck is slow); k = 16384 with 1 split = 2 .. 8 chunks per CTA
+  std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 2, 3, 5, 8, 12};
   for (int32_t var : {LATTQ_VARIANT_GEMV, LATTQ_VARIANT_GEMV_PDL})
     check_env_settings(var == LATTQ_VARIANT_GEMV ? "gemv split counts" : "gemv_pdl split counts", var, cases, ms,
                        {"LATTQ_GEMV_MAX_SPLITS=1", "LATTQ_GEMV_MAX_SPLITS=2", "LATTQ_GEMV_MAX_SPLITS=3",
@@ -711,6 +710,8 @@ void test_errors() {
   expect(lattq_cuda_forward(&D.L, x.p, 7, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_DTYPE, "dtype", "bad dtype");
   expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, -1, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_SHAPE, "'m'", "negative m");
   expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 99, nullptr), LATTQ_ERR_INVALID_ARGUMENT, "variant", "bad variant");
+  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_GEMV_PDL + 1, nullptr),
+         LATTQ_ERR_INVALID_ARGUMENT, "variant", "first id past the last variant");
   expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_IMMA, nullptr), LATTQ_ERR_LAYOUT, "layout", "canonical imma");
   expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_FUSED_GEMV, nullptr), LATTQ_ERR_LAYOUT, "layout",
          "canonical fused_gemv");
@@ -781,56 +782,77 @@ void test_errors() {
   std::printf("error paths checked\n");
 }
 
-// Back to back on one stream, no synchronisation in between, one shared workspace: layer i + 1 reads the output of
-// layer i (two layers alternating).  Programmatic dependent launch lets a kernel start before its predecessor ends;
-// this checks that no kernel reads x or the workspace early, or overwrites the workspace while the previous layer
-// still reads it: the chain must equal the same calls made one at a time with a synchronisation after each
-// (bit for bit: every variant is deterministic).
+// Back to back on one stream, no synchronisation in between, one shared workspace: two layers of different shapes
+// (4096 x 2048, then 2048 x 4096) alternate, ping-ponging between two activation buffers, so each buffer is
+// overwritten right after the layer that read it.  Programmatic dependent launch lets a kernel start before its
+// predecessor ends; this checks that no kernel reads x or the workspace early, overwrites the workspace while the
+// previous layer still reads it, or writes y while the previous layer still reads that buffer: the final buffers
+// must equal those of the same calls made one at a time with a synchronisation after each (bit for bit: every
+// variant is deterministic).  GEMV_PDL runs under each trigger point of its prologue kernel.  Also: GEMV and
+// GEMV_PDL compute the same arithmetic in the same order (their split-K plans agree on these shapes), so their
+// synchronised results must be bit-identical.
 void test_chain(bool quick) {
-  HostLayer h0 = make_layer(2, 4, 2048, 2048, 128, 128, true), h1 = make_layer(2, 4, 2048, 2048, 64, 32, false);
+  HostLayer h0 = make_layer(2, 4, 4096, 2048, 128, 128, true), h1 = make_layer(2, 4, 2048, 4096, 64, 32, false);
   DevLayer D0(h0), D1(h1);
   const int steps = quick ? 4 : 8;  // quick: the sanitizer runs
-  const std::vector<int32_t> vars = quick ? std::vector<int32_t>{LATTQ_VARIANT_GEMV_PDL, LATTQ_VARIANT_AUTO}
-                                          : std::vector<int32_t>{LATTQ_VARIANT_GEMV, LATTQ_VARIANT_GEMV_PDL,
-                                                                 LATTQ_VARIANT_IMMA, LATTQ_VARIANT_AUTO};
+  struct Run {
+    int32_t var;
+    const char* trig;  // LATTQ_GEMV_PDL_TRIGGER, or nullptr
+  };
+  std::vector<Run> runs = {{LATTQ_VARIANT_GEMV, nullptr},       {LATTQ_VARIANT_GEMV_PDL, "0"},
+                           {LATTQ_VARIANT_GEMV_PDL, "1"},       {LATTQ_VARIANT_GEMV_PDL, "2"},
+                           {LATTQ_VARIANT_IMMA, nullptr},       {LATTQ_VARIANT_AUTO, nullptr}};
+  if (quick) runs = {{LATTQ_VARIANT_GEMV, nullptr}, {LATTQ_VARIANT_GEMV_PDL, "0"}, {LATTQ_VARIANT_GEMV_PDL, "1"}};
   const std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 3, 6, 12};
-  for (int32_t var : vars) {
-    for (int64_t m : ms) {
-      std::vector<double> x(m * 2048);
-      for (auto& v : x) v = round_to(LATTQ_BF16, randn());
-      auto xh = to16(LATTQ_BF16, x);
-      std::vector<std::unique_ptr<DevBuf<uint16_t>>> bufs;
-      for (int i = 0; i <= steps; ++i) bufs.push_back(std::make_unique<DevBuf<uint16_t>>(m * 2048));
-      size_t wsb = 0, w1 = 0;
-      lattq_cuda_forward_workspace_size(&h0.d, m, var, &wsb);
-      lattq_cuda_forward_workspace_size(&h1.d, m, var, &w1);
-      wsb = std::max<size_t>(std::max(wsb, w1), 256);
+  for (int64_t m : ms) {
+    std::vector<double> x(m * 2048);
+    for (auto& v : x) v = round_to(LATTQ_BF16, randn());
+    const auto xh = to16(LATTQ_BF16, x);
+    DevBuf<uint16_t> a(m * 2048), b(m * 4096);  // layer 0: a -> b, layer 1: b -> a
+    std::vector<uint16_t> gemv_a, gemv_b;       // GEMV's synchronised result, for the GEMV_PDL comparison
+    for (const Run& r : runs) {
+      if (r.trig) setenv("LATTQ_GEMV_PDL_TRIGGER", r.trig, 1);
+      size_t w0 = 0, w1 = 0;
+      CHECK(lattq_cuda_forward_workspace_size(&h0.d, m, r.var, &w0) == LATTQ_OK &&
+                lattq_cuda_forward_workspace_size(&h1.d, m, r.var, &w1) == LATTQ_OK,
+            "chain %s m=%lld: workspace size: %s", var_name(r.var), (long long)m, lattq_last_error());
+      const size_t wsb = std::max<size_t>(std::max(w0, w1), 256);
       DevBuf<uint8_t> ws(wsb);
       cudaStream_t s;
       CUDA_OK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-      std::vector<std::vector<uint16_t>> outs[2];
+      std::vector<uint16_t> out_a[2], out_b[2];
       for (int mode = 0; mode < 2; ++mode) {  // 0: synchronise after every call, 1: back to back
-        bufs[0]->put(xh);
-        for (int i = 1; i <= steps; ++i) CUDA_OK(cudaMemset(bufs[i]->p, 0xFF, m * 2048 * 2));
+        a.put(xh);
+        CUDA_OK(cudaMemset(b.p, 0xFF, m * 4096 * 2));
         CUDA_OK(cudaMemset(ws.p, 0x5A, wsb));
         CUDA_OK(cudaDeviceSynchronize());
         for (int i = 0; i < steps; ++i) {
-          const lattq_layer& L = (i & 1) ? D1.L : D0.L;
-          const lattq_status st = lattq_cuda_forward(&L, bufs[i]->p, LATTQ_BF16, m, bufs[i + 1]->p, ws.p, wsb, var, s);
-          CHECK(st == LATTQ_OK, "chain %s m=%lld step %d: %s", var_name(var), (long long)m, i, lattq_last_error());
+          const bool odd = i & 1;
+          const lattq_status st = lattq_cuda_forward(odd ? &D1.L : &D0.L, odd ? (void*)b.p : (void*)a.p, LATTQ_BF16, m,
+                                                     odd ? (void*)a.p : (void*)b.p, ws.p, wsb, r.var, s);
+          CHECK(st == LATTQ_OK, "chain %s m=%lld step %d: %s", var_name(r.var), (long long)m, i, lattq_last_error());
           if (mode == 0) CUDA_OK(cudaStreamSynchronize(s));
         }
         CUDA_OK(cudaStreamSynchronize(s));
-        for (int i = 1; i <= steps; ++i) outs[mode].push_back(bufs[i]->get());
-      }
-      for (int i = 0; i < steps; ++i) {
-        bool finite = true;
-        for (uint16_t b : outs[0][i]) finite = finite && std::isfinite(lattq::bfloat16_to_float(b));
-        CHECK(finite, "chain %s m=%lld step %d: non-finite output", var_name(var), (long long)m, i);
-        CHECK(outs[0][i] == outs[1][i], "chain %s m=%lld step %d: back-to-back result differs from the synchronised one",
-              var_name(var), (long long)m, i);
+        out_a[mode] = a.get();
+        out_b[mode] = b.get();
       }
       CUDA_OK(cudaStreamDestroy(s));
+      if (r.trig) unsetenv("LATTQ_GEMV_PDL_TRIGGER");
+      bool finite = true;
+      for (uint16_t v : out_a[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
+      for (uint16_t v : out_b[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
+      CHECK(finite, "chain %s m=%lld: non-finite output", var_name(r.var), (long long)m);
+      CHECK(out_a[0] == out_a[1] && out_b[0] == out_b[1],
+            "chain %s (trigger %s) m=%lld: back-to-back result differs from the synchronised one", var_name(r.var),
+            r.trig ? r.trig : "-", (long long)m);
+      if (r.var == LATTQ_VARIANT_GEMV) {
+        gemv_a = out_a[0];
+        gemv_b = out_b[0];
+      } else if (r.var == LATTQ_VARIANT_GEMV_PDL) {
+        CHECK(out_a[0] == gemv_a && out_b[0] == gemv_b, "chain m=%lld: gemv_pdl (trigger %s) differs from gemv",
+              (long long)m, r.trig);
+      }
     }
   }
   std::printf("forward: back-to-back chains checked\n");

@@ -12,5 +12,5 @@ for t in 0 1 2; do
   LATTQ_GEMV_PDL_TRIGGER=$t TRACE_TAG=_trig$t python3 bench/kernels/probe_latency.py --trace-lib $B/cuda/liblattq_capi.so --out $OUT --trace-batch 1 --variant 8 --git-rev ${GIT_REV:-unknown} 2>&1 | grep -v Warn | grep -E "variant|prologue kernel|setup|main loop"
   mkdir -p $OUT/t$t
   LATTQ_GEMV_PDL_TRIGGER=$t python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --out $OUT/t$t --git-rev ${GIT_REV:-unknown} --batches 1,4 --variants gemv,gemv_pdl --ref-limit 0 --sweep none --profile none 2>&1 | grep -E " m=" 
-  rm -rf $OUT/t$t
+  mv $OUT/t$t/bench_gemm.json $OUT/trigger_bench_t$t.json; rm -rf $OUT/t$t
 done
