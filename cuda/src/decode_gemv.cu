@@ -143,7 +143,10 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
         float4 x4 = make_float4(0.f, 0.f, 0.f, 0.f);
         const int64_t k4 = kk + 4 * h2;
         if (k4 < p.k) {
-          x4 = load4_cg<T>(p.x, tok * p.k + k4);  // x comes from the PDL predecessor
+          // x comes from the PDL predecessor, read after griddepcontrol.wait (its writes are complete and visible).
+          // ld.global.cg here measured 1.5-2.3 us slower per GEMV_PDL call on the H100 than the read-only path
+          // (bench/results/gpu/h100_session7/decode_ldcg_a6ddd84.json), so x keeps __ldg like every lattq prologue.
+          x4 = load4<T>(p.x, tok * p.k + k4);
           if (sul != nullptr) {
             x4.x *= sul[4 * h2];
             x4.y *= sul[4 * h2 + 1];

@@ -66,23 +66,6 @@ template <> __device__ __forceinline__ float4 load4<__nv_bfloat16>(const void* x
   return make_float4(fa.x, fa.y, fb.x, fb.y);
 }
 
-// the same for data written by the previous kernel when this one may have started before it ended (programmatic
-// dependent launch): ld.global.cg, not the read-only path (.nc requires the data to be read-only for the whole
-// lifetime of the kernel)
-template <typename T> __device__ __forceinline__ float4 load4_cg(const void* x, int64_t off);
-template <> __device__ __forceinline__ float4 load4_cg<__half>(const void* x, int64_t off) {
-  uint2 r = __ldcg(reinterpret_cast<const uint2*>(static_cast<const __half*>(x) + off));
-  __half2 a = *reinterpret_cast<__half2*>(&r.x), b = *reinterpret_cast<__half2*>(&r.y);
-  float2 fa = __half22float2(a), fb = __half22float2(b);
-  return make_float4(fa.x, fa.y, fb.x, fb.y);
-}
-template <> __device__ __forceinline__ float4 load4_cg<__nv_bfloat16>(const void* x, int64_t off) {
-  uint2 r = __ldcg(reinterpret_cast<const uint2*>(static_cast<const __nv_bfloat16*>(x) + off));
-  __nv_bfloat162 a = *reinterpret_cast<__nv_bfloat162*>(&r.x), b = *reinterpret_cast<__nv_bfloat162*>(&r.y);
-  float2 fa = __bfloat1622float2(a), fb = __bfloat1622float2(b);
-  return make_float4(fa.x, fa.y, fb.x, fb.y);
-}
-
 // thread-block clusters (sm_90; single-CTA no-ops below): full cluster barrier (release / acquire), the
 // shared-memory address of `p` in CTA `rank` of the cluster, this CTA's rank
 __device__ __forceinline__ void cluster_sync_all() {
