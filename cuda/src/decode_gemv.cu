@@ -144,8 +144,9 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
         const int64_t k4 = kk + 4 * h2;
         if (k4 < p.k) {
           // x comes from the PDL predecessor, read after griddepcontrol.wait (its writes are complete and visible).
-          // ld.global.cg here measured 1.5-2.3 us slower per GEMV_PDL call on the H100 than the read-only path
-          // (bench/results/gpu/h100_session7/decode_ldcg_a6ddd84.json), so x keeps __ldg like every lattq prologue.
+          // ld.global.cg here made GEMV_PDL 0.2-2.1 us slower per call on the H100 (m = 1: 11008x4096 18.7 vs 16.6,
+          // 28672x8192 39.0 vs 36.9; bench/results/gpu/h100_session7/decode_ldcg_a6ddd84.json vs decode_0c7a5fa.json),
+          // so x keeps the read-only path (__ldg) like every lattq prologue.
           x4 = load4<T>(p.x, tok * p.k + k4);
           if (sul != nullptr) {
             x4.x *= sul[4 * h2];
