@@ -3,4 +3,4 @@
 . tools/dev/s7_common.sh
 build_gpu; full_tests
 decode_bench 1,4 gemv,gemv_pdl; rm -f "$OUT/bench_gemm.md" "$OUT/bench_gemm.png"
-[ "${SANITIZE:-1}" = 1 ] && sanitize
+if [ "${SANITIZE:-1}" = 1 ]; then sanitize; fi
