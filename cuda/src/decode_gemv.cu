@@ -181,30 +181,7 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
 #pragma unroll
       for (int i = 0; i < 8; ++i) e[i] = v[j][i];
       // block Hadamard (had_in <= 256): h = 1, 2, 4 inside the lane, h = 8 .. 128 across lanes
-#pragma unroll
-      for (int h = 1; h < 8; h <<= 1) {
-        if (h < p.had_in) {
-#pragma unroll
-          for (int i = 0; i < 8; ++i) {
-            if ((i & h) == 0) {
-              const float a = e[i], b = e[i + h];
-              e[i] = a + b;
-              e[i + h] = a - b;
-            }
-          }
-        }
-      }
-#pragma unroll
-      for (int hl = 1; hl < 32; hl <<= 1) {
-        if (hl * 8 < p.had_in) {
-          const bool upper = (lane & hl) != 0;
-#pragma unroll
-          for (int i = 0; i < 8; ++i) {
-            const float o = __shfl_xor_sync(0xffffffffu, e[i], hl);
-            e[i] = upper ? o - e[i] : e[i] + o;
-          }
-        }
-      }
+      warp_block_hadamard(e, p.had_in, lane);
       // fold: v = A^T u, c = b . u for the lane's 2 groups; unit maximum of |v|
       float mx = 0.f, cp = 0.f;
 #pragma unroll
@@ -519,31 +496,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
       if (4 * lane + i >= nrow) e[i] = 0.f;
-    if (p.had_out > 1) {
-      const float a0 = e[0] + e[1], a1 = e[0] - e[1], a2 = e[2] + e[3], a3 = e[2] - e[3];
-      e[0] = a0;
-      e[1] = a1;
-      e[2] = a2;
-      e[3] = a3;
-    }
-    if (p.had_out > 2) {
-      const float a0 = e[0] + e[2], a1 = e[1] + e[3], a2 = e[0] - e[2], a3 = e[1] - e[3];
-      e[0] = a0;
-      e[1] = a1;
-      e[2] = a2;
-      e[3] = a3;
-    }
-#pragma unroll
-    for (int hl = 1; hl < 32; hl <<= 1) {
-      if (hl * 4 < p.had_out) {
-        const bool upper = (lane & hl) != 0;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float o = __shfl_xor_sync(0xffffffffu, e[i], hl);
-          e[i] = upper ? o - e[i] : e[i] + o;
-        }
-      }
-    }
+    warp_block_hadamard(e, p.had_out, lane);  // had_out <= 128: h = 1, 2 inside the lane, 4 .. 64 across lanes
     const float hs = rsqrtf((float)p.had_out);
     T* y = static_cast<T*>(p.y) + (tok0 + tk) * p.n + n0;
 #pragma unroll

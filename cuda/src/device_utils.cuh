@@ -66,6 +66,38 @@ template <> __device__ __forceinline__ float4 load4<__nv_bfloat16>(const void* x
   return make_float4(fa.x, fa.y, fb.x, fb.y);
 }
 
+// Orthonormal-up-to-scale block Walsh-Hadamard over a warp's 32 x N values (lane l holds elements N l .. N l + N - 1
+// in e) for blocks of `had` elements (a power of two <= 32 N): stages h < N pair elements inside the lane, stages
+// h = N .. 16 N pair lane l with lane l ^ (h / N), the lower lane keeping a + b.  Unscaled (the caller multiplies by
+// had^-1/2).  Every lane of the warp must call it with the same `had`.
+template <int N>
+__device__ __forceinline__ void warp_block_hadamard(float (&e)[N], int had, int lane) {
+#pragma unroll
+  for (int h = 1; h < N; h <<= 1) {
+    if (h < had) {
+#pragma unroll
+      for (int i = 0; i < N; ++i) {
+        if ((i & h) == 0) {
+          const float a = e[i], b = e[i + h];
+          e[i] = a + b;
+          e[i + h] = a - b;
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int hl = 1; hl < 32; hl <<= 1) {
+    if (hl * N < had) {
+      const bool upper = (lane & hl) != 0;
+#pragma unroll
+      for (int i = 0; i < N; ++i) {
+        const float o = __shfl_xor_sync(0xffffffffu, e[i], hl);
+        e[i] = upper ? o - e[i] : e[i] + o;
+      }
+    }
+  }
+}
+
 // thread-block clusters (sm_90; single-CTA no-ops below): full cluster barrier (release / acquire), the
 // shared-memory address of `p` in CTA `rank` of the cluster, this CTA's rank
 __device__ __forceinline__ void cluster_sync_all() {

@@ -123,32 +123,8 @@ __device__ __forceinline__ void prologue_words(const FusedParams& p, int64_t tok
     u[4 * j + 3] = v4.w;
   }
   if (!p.u_pre && p.had_in > 1) {
-    // in-register stages (h = 1..16): partner index i ^ h inside the lane
-#pragma unroll
-    for (int h = 1; h < 32; h <<= 1) {
-      if (h < p.had_in) {
-#pragma unroll
-        for (int i = 0; i < 32; ++i) {
-          if ((i & h) == 0) {
-            const float a = u[i], b = u[i + h];
-            u[i] = a + b;
-            u[i + h] = a - b;
-          }
-        }
-      }
-    }
-    // cross-lane stages (h = 32..512): partner lane l ^ (h / 32); the lower lane keeps a + b
-#pragma unroll
-    for (int hl = 1; hl < 32; hl <<= 1) {
-      if (hl * 32 < p.had_in) {
-        const bool upper = (lane & hl) != 0;
-#pragma unroll
-        for (int i = 0; i < 32; ++i) {
-          const float o = __shfl_xor_sync(0xffffffffu, u[i], hl);
-          u[i] = upper ? o - u[i] : u[i] + o;
-        }
-      }
-    }
+    // in-register stages h = 1..16 (partner index i ^ h inside the lane), cross-lane stages h = 32..512
+    warp_block_hadamard(u, p.had_in, lane);
     const float sc = rsqrtf((float)p.had_in);
 #pragma unroll
     for (int i = 0; i < 32; ++i) u[i] *= sc;
