@@ -3,7 +3,7 @@
 
 using namespace lattq_cuda;
 
-// Variants in cuda/src/fast_v2_fused.cu (FUSED_GEMV, TILED_GEMM) and cuda/src/decode_gemv.cu (GEMV).
+// Variants in cuda/src/fast_v2_fused.cu (FUSED_GEMV, TILED_GEMM, WGMMA) and cuda/src/decode_gemv.cu (GEMV, GEMV_PDL).
 namespace lattq_cuda {
 const char* fused_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 size_t fused_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype);
