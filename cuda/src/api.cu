@@ -1,4 +1,6 @@
 // lattq CUDA C API entry points: argument checks, workspace sizing, dispatch.
+#include <cstdio>
+
 #include "kernels.cuh"
 
 using namespace lattq_cuda;
@@ -22,8 +24,9 @@ bool wgmma_preferred(const lattq_layer_desc* d, int64_t m);
 const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 size_t gemv_pdl_workspace_bytes(const lattq_layer_desc* d, int64_t m);
 bool gemv_pdl_preferred(const lattq_layer_desc* d, int64_t m);
-lattq_status gemv_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
-                          bool pre, void* ws, cudaStream_t s);
+size_t gemv_pdl_group_workspace_bytes(const lattq_layer_desc* d, int count, int64_t m);
+lattq_status gemv_forward(const char* fn, const lattq_layer* Ls, int count, const void* x, int32_t dtype, int64_t m,
+                          void* const* y, bool pre, void* ws, cudaStream_t s);
 }  // namespace lattq_cuda
 
 extern "C" {
@@ -98,31 +101,33 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
   return LATTQ_OK;
 }
 
-lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t dtype, int64_t m, void* y,
-                                void* workspace, size_t workspace_bytes, int32_t variant, void* stream) {
-  const char* fn = "lattq_cuda_forward";
+// A layer's own arguments (everything but x, y and the workspace), as lattq_cuda_forward checks them.
+static lattq_status check_forward_layer(const char* fn, const lattq_layer* layer) {
   lattq_status s;
   if ((s = check_layer_cuda(fn, layer, false))) return s;
-  if ((s = check_variant(fn, variant))) return s;
-  if (dtype != LATTQ_F32 && dtype != LATTQ_F16 && dtype != LATTQ_BF16)
-    return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not LATTQ_F32 (0), LATTQ_F16 (1) or LATTQ_BF16 (2)", fn, dtype);
-  if (m < 0) return LQ_ERR(Shape, "%s: argument 'm' = %lld is negative", fn, (long long)m);
-  if (m > 65535) return LQ_ERR(Shape, "%s: argument 'm' = %lld exceeds the supported maximum 65535", fn, (long long)m);
-  const lattq_layer_desc* d = &layer->desc;
   if ((s = check_device_ptr(fn, "layer.su", layer->su))) return s;
   if ((s = check_align(fn, "layer.su", layer->su, 4))) return s;
   if ((s = check_device_ptr(fn, "layer.sv", layer->sv))) return s;
   if ((s = check_align(fn, "layer.sv", layer->sv, 4))) return s;
   if ((s = check_device_ptr(fn, "layer.bias", layer->bias, true))) return s;
-  if ((s = check_align(fn, "layer.bias", layer->bias, 4))) return s;
-  if (m == 0) return LATTQ_OK;
-  if ((s = check_device_ptr(fn, "x", x))) return s;
-  if ((s = check_align(fn, "x", x, 16))) return s;
-  if ((s = check_device_ptr(fn, "y", y))) return s;
-  if ((s = check_align(fn, "y", y, 16))) return s;
-  if ((s = check_device_ptr(fn, "workspace", workspace, true))) return s;
-  if ((s = check_align(fn, "workspace", workspace, 256))) return s;
-  int32_t v = pick_variant(d, layer->layout, dtype, m, variant);
+  return check_align(fn, "layer.bias", layer->bias, 4);
+}
+
+static lattq_status check_forward_args(const char* fn, int32_t dtype, int64_t m, int32_t variant) {
+  lattq_status s;
+  if ((s = check_variant(fn, variant))) return s;
+  if (dtype != LATTQ_F32 && dtype != LATTQ_F16 && dtype != LATTQ_BF16)
+    return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not LATTQ_F32 (0), LATTQ_F16 (1) or LATTQ_BF16 (2)", fn, dtype);
+  if (m < 0) return LQ_ERR(Shape, "%s: argument 'm' = %lld is negative", fn, (long long)m);
+  if (m > 65535) return LQ_ERR(Shape, "%s: argument 'm' = %lld exceeds the supported maximum 65535", fn, (long long)m);
+  return LATTQ_OK;
+}
+
+// The variant that runs this layer and the workspace it needs, or the error that lattq_cuda_forward reports.
+static lattq_status plan_forward(const char* fn, const lattq_layer* layer, int32_t dtype, int64_t m, int32_t variant,
+                                 int32_t* v_out, size_t* need_out) {
+  const lattq_layer_desc* d = &layer->desc;
+  const int32_t v = pick_variant(d, layer->layout, dtype, m, variant);
   size_t need = 0;
   if (v == LATTQ_VARIANT_REFERENCE) {
     need = ref_workspace_bytes(d, m);
@@ -142,6 +147,27 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
            : v == LATTQ_VARIANT_WGMMA      ? wgmma_workspace_bytes(d, m, dtype)
                                            : imma_workspace_bytes(d, m, dtype, v);
   }
+  *v_out = v;
+  *need_out = need;
+  return LATTQ_OK;
+}
+
+lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t dtype, int64_t m, void* y,
+                                void* workspace, size_t workspace_bytes, int32_t variant, void* stream) {
+  const char* fn = "lattq_cuda_forward";
+  lattq_status s;
+  if ((s = check_forward_layer(fn, layer))) return s;
+  if ((s = check_forward_args(fn, dtype, m, variant))) return s;
+  if (m == 0) return LATTQ_OK;
+  if ((s = check_device_ptr(fn, "x", x))) return s;
+  if ((s = check_align(fn, "x", x, 16))) return s;
+  if ((s = check_device_ptr(fn, "y", y))) return s;
+  if ((s = check_align(fn, "y", y, 16))) return s;
+  if ((s = check_device_ptr(fn, "workspace", workspace, true))) return s;
+  if ((s = check_align(fn, "workspace", workspace, 256))) return s;
+  int32_t v = 0;
+  size_t need = 0;
+  if ((s = plan_forward(fn, layer, dtype, m, variant, &v, &need))) return s;
   // a variant that needs no workspace (FUSED_GEMV with fused transforms) accepts workspace == NULL
   if ((need > 0 && workspace == nullptr) || workspace_bytes < need)
     return LQ_ERR(Workspace, "%s: argument 'workspace' has %zu bytes, %zu needed (see lattq_cuda_forward_workspace_size)",
@@ -151,9 +177,119 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
   if (v == LATTQ_VARIANT_FUSED_GEMV) return fused_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   if (v == LATTQ_VARIANT_TILED_GEMM) return gemm_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   if (v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL)
-    return gemv_forward(fn, layer, x, dtype, m, y, v == LATTQ_VARIANT_GEMV_PDL, workspace, cs);
+    return gemv_forward(fn, layer, 1, x, dtype, m, &y, v == LATTQ_VARIANT_GEMV_PDL, workspace, cs);
   if (v == LATTQ_VARIANT_WGMMA) return wgmma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   return imma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, v, cs);
+}
+
+// ---- several layers on one input (lattq_cuda_forward_group) ------------------------------------------------------
+// The message of a failed per-layer step, re-issued with the layer's index (same status code).
+static lattq_status in_layer(const char* fn, int i, lattq_status s) {
+  if (s == LATTQ_OK) return s;
+  char msg[768];
+  std::snprintf(msg, sizeof msg, "%s", lattq_last_error());
+  return st(set_error(static_cast<Status>(s), "%s: layers[%d]: %s", fn, i, msg));
+}
+
+static lattq_status check_group_descs(const char* fn, const lattq_layer_desc* const* descs, int32_t count) {
+  if (count < 1 || count > LATTQ_CUDA_MAX_GROUP)
+    return LQ_ERR(InvalidArgument, "%s: argument 'count' = %d is outside 1..%d (LATTQ_CUDA_MAX_GROUP)", fn, count,
+                  LATTQ_CUDA_MAX_GROUP);
+  for (int32_t i = 0; i < count; ++i)
+    if (descs[i]->k != descs[0]->k)
+      return LQ_ERR(Shape, "%s: layers[%d] has k = %lld but layers[0] has k = %lld: a group shares its input", fn, i,
+                    (long long)descs[i]->k, (long long)descs[0]->k);
+  return LATTQ_OK;
+}
+
+// The one launch of a group: GEMV / GEMV_PDL when every layer is TILED and GEMV serves it (AUTO: when the dispatcher
+// picks one of them for a layer of sum(n) rows); 0 = run the layers one by one.
+static int32_t group_variant(const lattq_layer* layers, int32_t count, int32_t dtype, int64_t m, int32_t variant) {
+  if (variant != LATTQ_VARIANT_AUTO && variant != LATTQ_VARIANT_GEMV && variant != LATTQ_VARIANT_GEMV_PDL) return 0;
+  lattq_layer_desc all = layers[0].desc;
+  all.n = 0;
+  for (int32_t i = 0; i < count; ++i) {
+    if (layers[i].layout != LATTQ_LAYOUT_TILED || gemv_unsupported_reason(&layers[i].desc, dtype)[0] != 0) return 0;
+    all.n += layers[i].desc.n;
+  }
+  if (variant != LATTQ_VARIANT_AUTO) return variant;
+  const int32_t v = pick_variant(&all, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO);
+  return v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL ? v : 0;
+}
+
+lattq_status lattq_cuda_forward_group_workspace_size(const lattq_layer_desc* descs, int32_t count, int64_t m,
+                                                     int32_t variant, size_t* bytes) {
+  const char* fn = "lattq_cuda_forward_group_workspace_size";
+  if (bytes == nullptr) return LQ_ERR(InvalidArgument, "%s: argument 'bytes' is NULL", fn);
+  if (descs == nullptr) return LQ_ERR(InvalidArgument, "%s: argument 'descs' is NULL", fn);
+  const lattq_layer_desc* ds[LATTQ_CUDA_MAX_GROUP];
+  lattq_status s;
+  size_t need = 0;
+  for (int32_t i = 0; i < count && i < LATTQ_CUDA_MAX_GROUP; ++i) {
+    size_t one = 0;
+    if ((s = in_layer(fn, i, lattq_cuda_forward_workspace_size(&descs[i], m, variant, &one)))) return s;
+    need = std::max(need, one);  // the layers run one by one: they share it
+    ds[i] = &descs[i];
+  }
+  if ((s = check_group_descs(fn, ds, count))) return s;
+  // one GEMV_PDL launch for all: a workspace part per layer (AUTO takes GEMV_PDL only up to m = 16)
+  if (variant == LATTQ_VARIANT_GEMV_PDL || (variant == LATTQ_VARIANT_AUTO && m <= 16)) {
+    bool gemv_all = true;
+    for (int32_t i = 0; i < count; ++i) gemv_all = gemv_all && gemv_unsupported_reason(&descs[i], LATTQ_BF16)[0] == 0;
+    if (gemv_all) need = std::max(need, gemv_pdl_group_workspace_bytes(&descs[0], count, m));
+  }
+  *bytes = need;
+  return LATTQ_OK;
+}
+
+lattq_status lattq_cuda_forward_group(const lattq_layer* layers, int32_t count, const void* x, int32_t dtype, int64_t m,
+                                      void* const* y, void* workspace, size_t workspace_bytes, int32_t variant,
+                                      void* stream) {
+  const char* fn = "lattq_cuda_forward_group";
+  lattq_status s;
+  if (layers == nullptr) return LQ_ERR(InvalidArgument, "%s: argument 'layers' is NULL", fn);
+  if (y == nullptr) return LQ_ERR(InvalidArgument, "%s: argument 'y' is NULL (a host array of count pointers)", fn);
+  const lattq_layer_desc* ds[LATTQ_CUDA_MAX_GROUP];
+  for (int32_t i = 0; i < count && i < LATTQ_CUDA_MAX_GROUP; ++i) {
+    if ((s = in_layer(fn, i, check_forward_layer(fn, &layers[i])))) return s;
+    ds[i] = &layers[i].desc;
+  }
+  if ((s = check_group_descs(fn, ds, count))) return s;
+  if ((s = check_forward_args(fn, dtype, m, variant))) return s;
+  if (m == 0) return LATTQ_OK;
+  if ((s = check_device_ptr(fn, "x", x))) return s;
+  if ((s = check_align(fn, "x", x, 16))) return s;
+  for (int32_t i = 0; i < count; ++i) {
+    char arg[16];
+    std::snprintf(arg, sizeof arg, "y[%d]", i);
+    if ((s = check_device_ptr(fn, arg, y[i]))) return s;
+    if ((s = check_align(fn, arg, y[i], 16))) return s;
+  }
+  if ((s = check_device_ptr(fn, "workspace", workspace, true))) return s;
+  if ((s = check_align(fn, "workspace", workspace, 256))) return s;
+  const int32_t v = group_variant(layers, count, dtype, m, variant);
+  // every layer is checked before anything is launched: the layers that run one by one (v = 0) as
+  // lattq_cuda_forward checks them, those of one GEMV / GEMV_PDL launch likewise (the forced variant named)
+  int32_t vs[LATTQ_CUDA_MAX_GROUP];
+  size_t need = v == LATTQ_VARIANT_GEMV_PDL ? gemv_pdl_group_workspace_bytes(ds[0], count, m) : 0;
+  for (int32_t i = 0; i < count; ++i) {
+    size_t one = 0;
+    if ((s = in_layer(fn, i, plan_forward(fn, &layers[i], dtype, m, v != 0 ? v : variant, &vs[i], &one)))) return s;
+    if (v == 0) need = std::max(need, one);
+  }
+  if ((need > 0 && workspace == nullptr) || workspace_bytes < need)
+    return LQ_ERR(Workspace,
+                  "%s: argument 'workspace' has %zu bytes, %zu needed (see lattq_cuda_forward_group_workspace_size)", fn,
+                  workspace == nullptr ? (size_t)0 : workspace_bytes, need);
+  if (v != 0)  // one launch for all
+    return gemv_forward(fn, layers, count, x, dtype, m, y, v == LATTQ_VARIANT_GEMV_PDL, workspace,
+                        static_cast<cudaStream_t>(stream));
+  // one after the other on the stream, sharing the workspace (stream order)
+  for (int32_t i = 0; i < count; ++i)
+    if ((s = in_layer(fn, i, lattq_cuda_forward(&layers[i], x, dtype, m, y[i], workspace, workspace_bytes, vs[i],
+                                                stream))))
+      return s;
+  return LATTQ_OK;
 }
 
 lattq_status lattq_cuda_decode(const lattq_layer* layer, float* out, void* stream) {

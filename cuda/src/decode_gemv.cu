@@ -81,29 +81,54 @@ __device__ __forceinline__ void prep_stamp(int i) {
 #define PREP_STAMP(i) ((void)0)
 #endif
 
-struct GemvParams {
+// One layer of a launch.  A launch serves 1..GMAXG layers that read the same x (Q, K and V; gate and up:
+// lattq_cuda_forward_group): same K, so the same digit chunks, split-K plan and code row length; its row groups
+// (blockIdx.y) are those of layer 0, then layer 1, ...  A CTA never spans two layers.
+constexpr int GMAXG = 8;  // = LATTQ_CUDA_MAX_GROUP
+struct GemvSeg {
   const uint8_t* codes;
   const float* A;
   const float* b;
   const float* su;
   const float* sv;
   const float* bias;
-  const void* x;
   void* y;
+  int64_t n;
+  int64_t T;  // 16-row tiles
+  int rg0;    // first row group (blockIdx.y) of this layer
+  int had_in, had_out;
+};
+
+struct GemvParams {
+  GemvSeg seg[GMAXG];
+  int nseg;
+  const void* x;
   uint8_t* ws_dig;  // GEMV_PDL: digits of v, [column][quad] in the compact chunk layout (chunk_prologue)
   float* ws_sc;     // GEMV_PDL: [column][chunk][4] fixed-point scale of each (token, chunk)
   float* ws_c;      // GEMV_PDL: [column][chunk][4] c part of each (token, chunk)
-  int64_t n, k, m;
+  size_t ws_seg;    // GEMV_PDL: workspace bytes per layer (layer i's three arrays start i * ws_seg bytes later)
+  int64_t k, m;
   int64_t C;      // 16-byte chunks per row
-  int64_t T;      // 16-row tiles
   int nq;         // quads (256 K) of the layer
   int qps;        // quads per K split
   int splits;     // K splits (= cluster size on sm_90)
   int cq;         // chunk length in quads (from min(m, 4), the same for every column)
   int cps;        // chunks per split, cdiv(qps, cq)
-  int had_in, had_out;
   int trig;       // GEMV_PDL prologue kernel: where it lets the main kernel launch (prep_trigger)
 };
+
+// the layer of row group rg (layers are in row-group order)
+__device__ __forceinline__ int gemv_seg_of(const GemvParams& p, int rg) {
+  int si = 0;
+#pragma unroll
+  for (int i = 1; i < GMAXG; ++i) si += (i < p.nseg && rg >= p.seg[i].rg0) ? 1 : 0;
+  return si;
+}
+
+template <typename P>
+__device__ __forceinline__ P* ws_at(P* base, size_t bytes) {
+  return reinterpret_cast<P*>(reinterpret_cast<uint8_t*>(base) + bytes);
+}
 
 // chunk length in quads for `ntok` tokens: ntok * cq <= 32, a multiple of 4 (the code ring period)
 __host__ __device__ inline int chunk_quads(int ntok) { return ntok <= 1 ? 32 : ntok == 2 ? 16 : 8; }
@@ -123,12 +148,12 @@ constexpr int GQT = 512;  // digit bytes per quad and token
 // maxima, at the end.
 // With sul != nullptr (NW = 32, one unit per warp), the caller has already loaded the lane's 8 SU values there.
 template <typename T, int NW>
-__device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float* sAb, int c0, int nqc, int64_t tok0,
+__device__ __forceinline__ void chunk_prologue(const GemvParams& p, const GemvSeg& S, const float* sAb, int c0, int nqc, int64_t tok0,
                                                int ntok, int warp, int lane, uint8_t* dig, float (*smax)[32],
                                                float (*scp)[32], float* sscale, float* csum,
                                                const float* sul = nullptr) {
   constexpr int J = 32 / NW;  // units per warp (nqc * ntok <= 32)
-  const float hin = rsqrtf((float)p.had_in);
+  const float hin = rsqrtf((float)S.had_in);
   float v[J][8];
   // (a) every unit's x * SU in flight at once: one memory latency for the whole chunk
 #pragma unroll
@@ -154,10 +179,10 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
             x4.z *= sul[4 * h2 + 2];
             x4.w *= sul[4 * h2 + 3];
           } else {
-            x4.x *= __ldg(p.su + k4);  // su is only 4-byte aligned (API contract)
-            x4.y *= __ldg(p.su + k4 + 1);
-            x4.z *= __ldg(p.su + k4 + 2);
-            x4.w *= __ldg(p.su + k4 + 3);
+            x4.x *= __ldg(S.su + k4);  // su is only 4-byte aligned (API contract)
+            x4.y *= __ldg(S.su + k4 + 1);
+            x4.z *= __ldg(S.su + k4 + 2);
+            x4.w *= __ldg(S.su + k4 + 3);
           }
         }
         v[j][4 * h2] = x4.x;
@@ -181,7 +206,7 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
 #pragma unroll
       for (int i = 0; i < 8; ++i) e[i] = v[j][i];
       // block Hadamard (had_in <= 256): h = 1, 2, 4 inside the lane, h = 8 .. 128 across lanes
-      warp_block_hadamard(e, p.had_in, lane);
+      warp_block_hadamard(e, S.had_in, lane);
       // fold: v = A^T u, c = b . u for the lane's 2 groups; unit maximum of |v|
       float mx = 0.f, cp = 0.f;
 #pragma unroll
@@ -262,7 +287,7 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const float*
   __syncthreads();
 }
 
-// GEMV_PDL prologue kernel: grid (token columns, chunks per split, splits), 32 warps, one unit each.  It lets the
+// GEMV_PDL prologue kernel: grid (token columns, chunks per split, splits x layers), 32 warps, one unit each.  It lets the
 // main kernel launch at once (it streams its first codes meanwhile), waits for x, and writes the chunk's digits,
 // scales and c parts to the workspace: the transform runs once per layer instead of once per CTA.
 template <typename T>
@@ -274,14 +299,16 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
   __shared__ float sAb[20];
   PREP_STAMP(0);
   if (p.trig == 0) pdl_launch_dependents();
-  const int col = blockIdx.x, j = blockIdx.y, split = blockIdx.z;
+  const int col = blockIdx.x, j = blockIdx.y, si = blockIdx.z / p.splits, split = blockIdx.z - si * p.splits;
+  const GemvSeg& S = p.seg[si];
+  const size_t wso = (size_t)si * p.ws_seg;  // this layer's part of the workspace
   const int c0 = split * p.qps + j * p.cq;
   const int c1 = min(p.nq, min((split + 1) * p.qps, c0 + p.cq));
   if (c0 >= c1) return;  // the short last split
   const int64_t tok0 = (int64_t)col * GTOK;
   const int ntok = (int)(p.m - tok0 < GTOK ? p.m - tok0 : GTOK);
   if (threadIdx.x < 20) {
-    sAb[threadIdx.x] = threadIdx.x < 16 ? __ldg(p.A + threadIdx.x) : __ldg(p.b + threadIdx.x - 16);
+    sAb[threadIdx.x] = threadIdx.x < 16 ? __ldg(S.A + threadIdx.x) : __ldg(S.b + threadIdx.x - 16);
   } else if (threadIdx.x < 20 + GTOK) {
     csum[threadIdx.x - 20] = 0.f;
     sscale[threadIdx.x - 20] = 0.f;
@@ -293,16 +320,16 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
     const int u = warp, qu = u / max(ntok, 1);
     const int64_t kk = (int64_t)(c0 + qu) * 256 + lane * 8;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) sul[i] = (u < (c1 - c0) * ntok && kk + i < p.k) ? __ldg(p.su + kk + i) : 0.f;
+    for (int i = 0; i < 8; ++i) sul[i] = (u < (c1 - c0) * ntok && kk + i < p.k) ? __ldg(S.su + kk + i) : 0.f;
   }
   pdl_wait();  // x is ready, and the previous layer no longer reads the workspace
   PREP_STAMP(1);
-  uint8_t* dig = p.ws_dig + (size_t)col * p.nq * (GQT * GTOK) + (size_t)c0 * (GQT * ntok);
-  chunk_prologue<T, 32>(p, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum, sul);
+  uint8_t* dig = ws_at(p.ws_dig, wso) + (size_t)col * p.nq * (GQT * GTOK) + (size_t)c0 * (GQT * ntok);
+  chunk_prologue<T, 32>(p, S, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum, sul);
   if (threadIdx.x < (unsigned)ntok) {
     const size_t at = ((size_t)col * p.splits * p.cps + (size_t)split * p.cps + j) * GTOK + threadIdx.x;
-    p.ws_sc[at] = sscale[threadIdx.x];
-    p.ws_c[at] = csum[threadIdx.x];
+    ws_at(p.ws_sc, wso)[at] = sscale[threadIdx.x];
+    ws_at(p.ws_c, wso)[at] = csum[threadIdx.x];
   }
   PREP_STAMP(4);
 }
@@ -325,15 +352,18 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   GEMV_STAMP(0);
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
-  const int col = blockIdx.x, rg = blockIdx.y, split = blockIdx.z;
+  const int col = blockIdx.x, split = blockIdx.z;
+  const int si = gemv_seg_of(p, blockIdx.y);
+  const GemvSeg& S = p.seg[si];
+  const int rg = blockIdx.y - S.rg0;
   const int64_t tileI = (int64_t)rg * GW + warp;
-  const bool tile_ok = tileI < p.T;
+  const bool tile_ok = tileI < S.T;
   const int q0 = split * p.qps;
   const int q1 = min(p.nq, q0 + p.qps);
   const int64_t n0 = (int64_t)rg * GTN;
   const int64_t tok0 = (int64_t)col * GTOK;
   const int ntok = (int)(p.m - tok0 < GTOK ? p.m - tok0 : GTOK);
-  const int nrow = (int)(p.n - n0 < GTN ? p.n - n0 : GTN);
+  const int nrow = (int)(S.n - n0 < GTN ? S.n - n0 : GTN);
   const int cq = p.cq;
   const int qbytes = GQT * ntok;  // digit bytes per quad of this column
 
@@ -341,7 +371,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   // keeps 8 quads in its ring (chunk lengths are multiples of 8)
   constexpr int RING = PRE ? 8 : 4;
   // quad q of this lane: rows g, g + 8 of chunk 4q + tig; valid while q < qlim (tile, split and row end)
-  const uint8_t* cptr = p.codes + (tileI * p.C + tig) * 256 + g * 16;
+  const uint8_t* cptr = S.codes + (tileI * p.C + tig) * 256 + g * 16;
   const int64_t qc = (p.C - tig + 3) >> 2;
   const int qlim = tile_ok ? (int)(qc < q1 ? qc : q1) : 0;
   auto load_quad = [&](int q, uint4& lo, uint4& hi) {
@@ -362,11 +392,11 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   float r_sv = 0.f, r_bias = 0.f;
   if (threadIdx.x < GTN) {
     const int rr = threadIdx.x;
-    r_sv = rr < nrow ? __ldg(p.sv + n0 + rr) : 0.f;
-    r_bias = (p.bias != nullptr && rr < nrow) ? __ldg(p.bias + n0 + rr) : 0.f;
+    r_sv = rr < nrow ? __ldg(S.sv + n0 + rr) : 0.f;
+    r_bias = (S.bias != nullptr && rr < nrow) ? __ldg(S.bias + n0 + rr) : 0.f;
   } else if (threadIdx.x < GTN + 20) {
     const int i = threadIdx.x - GTN;
-    if (!PRE) sAb[i] = i < 16 ? __ldg(p.A + i) : __ldg(p.b + i - 16);
+    if (!PRE) sAb[i] = i < 16 ? __ldg(S.A + i) : __ldg(S.b + i - 16);
   } else if (!PRE && threadIdx.x < GTN + 20 + GTOK) {
     const int i = threadIdx.x - GTN - 20;
     csum[i] = 0.f;
@@ -376,7 +406,8 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   pdl_launch_dependents();
   // GEMV_PDL: copy chunk jj of this CTA into buffer jj & 1 (one commit group per chunk, empty past the end)
   const size_t bufbytes = (size_t)cq * GQT * min(p.m, (int64_t)GTOK);
-  const uint8_t* wsd = PRE ? p.ws_dig + (size_t)col * p.nq * (GQT * GTOK) : nullptr;
+  const size_t wso = (size_t)si * p.ws_seg;  // GEMV_PDL: this layer's part of the workspace
+  const uint8_t* wsd = PRE ? ws_at(p.ws_dig, wso) + (size_t)col * p.nq * (GQT * GTOK) : nullptr;
   auto stage = [&](int jj) {
     const int a0 = q0 + jj * cq;
     if (a0 < q1) {
@@ -407,15 +438,15 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
     const uint8_t* dchunk = dig;
     if (PRE) {
       if (tig < ntok) {  // L2 reads (written by the prologue kernel), in flight during the chunk
-        sc = __ldcg(p.ws_sc + scat + (size_t)jc * GTOK);
-        cacc += __ldcg(p.ws_c + scat + (size_t)jc * GTOK);
+        sc = __ldcg(ws_at(p.ws_sc, wso) + scat + (size_t)jc * GTOK);
+        cacc += __ldcg(ws_at(p.ws_c, wso) + scat + (size_t)jc * GTOK);
       }
       GEMV_STAMP(2);
       cp_async_wait<1>();  // chunk jc has landed (chunk jc + 1 may still be in flight)
       __syncthreads();
       dchunk = dig + (jc & 1) * bufbytes;
     } else {
-      chunk_prologue<T, GW>(p, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum);
+      chunk_prologue<T, GW>(p, S, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum);
     }
     GEMV_STAMP(3);
     // 3. main loop over the chunk's quads: no barrier; one mma per (step) for both digits of 4 tokens
@@ -496,9 +527,9 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
 #pragma unroll
     for (int i = 0; i < 4; ++i)
       if (4 * lane + i >= nrow) e[i] = 0.f;
-    warp_block_hadamard(e, p.had_out, lane);  // had_out <= 128: h = 1, 2 inside the lane, 4 .. 64 across lanes
-    const float hs = rsqrtf((float)p.had_out);
-    T* y = static_cast<T*>(p.y) + (tok0 + tk) * p.n + n0;
+    warp_block_hadamard(e, S.had_out, lane);  // had_out <= 128: h = 1, 2 inside the lane, 4 .. 64 across lanes
+    const float hs = rsqrtf((float)S.had_out);
+    T* y = static_cast<T*>(S.y) + (tok0 + tk) * S.n + n0;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
       const int rr = 4 * lane + i;
@@ -578,11 +609,12 @@ int64_t gemv_resident(int splits, size_t smem, bool pre) {
 // the cluster reduction as one quad per rank (session-4 sweep on the H100: 4096x4096 at m = 1 took 12.2 us
 // with 4 splits, 15.7 us with 8); ties go to fewer splits.  Waves count the clusters that fit at once
 // (gemv_resident), not the CTA slots.
-GemvPlan make_gemv_plan(const lattq_layer_desc* d, int64_t m, bool pre) {
+// A grouped launch is planned as one layer with the row groups of all its layers.
+GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre) {
   GemvPlan P;
-  P.nq = cdiv(d->k, 256);
+  P.nq = cdiv(k, 256);
   P.ncols = cdiv(std::max<int64_t>(m, 1), GTOK);
-  P.rgroups = cdiv(d->n, GTN);
+  P.rgroups = rgroups;
   P.cq = gemv_cq(m);
   const int cap = gemv_max_splits();
   int64_t best_s = 1, best_cost = INT64_MAX;
@@ -662,37 +694,45 @@ int prep_trigger() {
 }
 
 template <typename T, bool PRE>
-lattq_status gemv_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, const GemvPlan& P,
-                           void* ws, cudaStream_t s) {
-  const lattq_layer_desc& d = L->desc;
+lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, const void* x, int64_t m, void* const* y,
+                           const GemvPlan& P, void* ws, cudaStream_t s) {
   GemvParams p = {};
-  p.codes = L->codes;
-  p.A = L->A;
-  p.b = L->b;
-  p.su = L->su;
-  p.sv = L->sv;
-  p.bias = L->bias;
+  int64_t rg = 0;
+  for (int i = 0; i < count; ++i) {
+    const lattq_layer& L = Ls[i];
+    GemvSeg& g = p.seg[i];
+    g.codes = L.codes;
+    g.A = L.A;
+    g.b = L.b;
+    g.su = L.su;
+    g.sv = L.sv;
+    g.bias = L.bias;
+    g.y = y[i];
+    g.n = L.desc.n;
+    g.T = cdiv(L.desc.n, 16);
+    g.rg0 = (int)rg;
+    g.had_in = L.desc.had_in;
+    g.had_out = L.desc.had_out;
+    rg += cdiv(L.desc.n, GTN);
+  }
+  p.nseg = count;
   p.x = x;
-  p.y = y;
-  p.n = d.n;
-  p.k = d.k;
+  p.k = Ls[0].desc.k;
   p.m = m;
-  p.C = cdiv(d.k / 4, 16);
-  p.T = cdiv(d.n, 16);
+  p.C = cdiv(p.k / 4, 16);
   p.nq = (int)P.nq;
   p.qps = (int)P.qps;
   p.splits = (int)P.splits;
   p.cq = (int)P.cq;
   p.cps = (int)P.cps;
-  p.had_in = d.had_in;
-  p.had_out = d.had_out;
   p.trig = PRE ? prep_trigger() : 0;
   if (PRE) {
-    const GemvWs w = gemv_ws_layout(&d, m);
+    const GemvWs w = gemv_ws_layout(&Ls[0].desc, m);
     p.ws_dig = static_cast<uint8_t*>(ws);
     p.ws_sc = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig);
     p.ws_c = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig + w.sc);
-    const dim3 pg((unsigned)P.ncols, (unsigned)P.cps, (unsigned)P.splits);
+    p.ws_seg = w.total;
+    const dim3 pg((unsigned)P.ncols, (unsigned)P.cps, (unsigned)(P.splits * count));
     const cudaError_t e = launch_ex((const void*)gemv_prep_kernel<T>, pg, dim3(1024), 0, 1, s, p);
     if (e != cudaSuccess) {
       cudaGetLastError();
@@ -743,18 +783,26 @@ size_t gemv_pdl_workspace_bytes(const lattq_layer_desc* d, int64_t m) {
   return gemv_ws_layout(d, m).total;
 }
 
-lattq_status gemv_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
-                          bool pre, void* ws, cudaStream_t s) {
-  const GemvPlan P = make_gemv_plan(&L->desc, m, pre);
-  if (P.ncols > 2147483647 || P.rgroups > 65535 || P.cps > 65535)
+size_t gemv_pdl_group_workspace_bytes(const lattq_layer_desc* d, int count, int64_t m) {
+  return gemv_ws_layout(d, m).total * (size_t)count;
+}
+
+// count (1..GMAXG) layers of the same k (checked by the caller) on one x: one launch (two for GEMV_PDL)
+lattq_status gemv_forward(const char* fn, const lattq_layer* Ls, int count, const void* x, int32_t dtype, int64_t m,
+                          void* const* y, bool pre, void* ws, cudaStream_t s) {
+  if (count < 1 || count > GMAXG) return LQ_ERR(InvalidArgument, "%s: %d layers in one launch (1..%d)", fn, count, GMAXG);
+  int64_t rgroups = 0;
+  for (int i = 0; i < count; ++i) rgroups += cdiv(Ls[i].desc.n, GTN);
+  const GemvPlan P = make_gemv_plan(Ls[0].desc.k, rgroups, m, pre);
+  if (P.ncols > 2147483647 || P.rgroups > 65535 || P.cps > 65535 || P.splits * count > 65535)
     return LQ_ERR(Shape, "%s: m, n or k too large for this variant", fn);
   switch (dtype) {
     case LATTQ_F16:
-      return pre ? gemv_launch_t<__half, true>(fn, L, x, m, y, P, ws, s)
-                 : gemv_launch_t<__half, false>(fn, L, x, m, y, P, ws, s);
+      return pre ? gemv_launch_t<__half, true>(fn, Ls, count, x, m, y, P, ws, s)
+                 : gemv_launch_t<__half, false>(fn, Ls, count, x, m, y, P, ws, s);
     case LATTQ_BF16:
-      return pre ? gemv_launch_t<__nv_bfloat16, true>(fn, L, x, m, y, P, ws, s)
-                 : gemv_launch_t<__nv_bfloat16, false>(fn, L, x, m, y, P, ws, s);
+      return pre ? gemv_launch_t<__nv_bfloat16, true>(fn, Ls, count, x, m, y, P, ws, s)
+                 : gemv_launch_t<__nv_bfloat16, false>(fn, Ls, count, x, m, y, P, ws, s);
   }
   return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not supported by variant gemv (f16, bf16)", fn, dtype);
 }

@@ -858,6 +858,294 @@ void test_chain(bool quick) {
   std::printf("forward: back-to-back chains checked\n");
 }
 
+// lattq_cuda_forward_group: layers of one K with different N, Hadamard blocks and bias, on one input.  Every output
+// against the float64 oracle (f16 / bf16: 2x the dense-in-dtype error, f32: 1e-5); GEMV / GEMV_PDL bit-identical to
+// the single-layer calls when the split-K plans agree (LATTQ_GEMV_MAX_SPLITS=1), every other variant (which runs the
+// layers one by one) bit-identical always; a graph-captured group replays bit for bit; the error paths name the layer
+// and nothing is launched when any layer is refused.
+struct GroupCase {
+  int64_t k;
+  std::vector<Shape> layers;  // Shape.k unused
+};
+
+bool run_group(std::vector<DevLayer*>& D, const std::vector<double>& x, int32_t dt, int64_t m, int32_t variant,
+               std::vector<std::vector<double>>& ys, cudaStream_t stream, lattq_status* status = nullptr) {
+  const int cnt = (int)D.size();
+  const int64_t k = D[0]->L.desc.k;
+  const size_t es = dt == LATTQ_F32 ? 4 : 2;
+  std::vector<lattq_layer> Ls;
+  std::vector<lattq_layer_desc> ds;
+  for (DevLayer* d : D) {
+    Ls.push_back(d->L);
+    ds.push_back(d->L.desc);
+  }
+  DevBuf<uint8_t> dx(m * k * es);
+  if (dt == LATTQ_F32) {
+    std::vector<float> xf(x.begin(), x.end());
+    CUDA_OK(cudaMemcpy(dx.p, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
+  } else {
+    std::vector<uint16_t> xh = to16(dt, x);
+    CUDA_OK(cudaMemcpy(dx.p, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+  }
+  std::vector<std::unique_ptr<DevBuf<uint8_t>>> dy;
+  std::vector<void*> yp;
+  for (int i = 0; i < cnt; ++i) {
+    dy.emplace_back(new DevBuf<uint8_t>(m * Ls[i].desc.n * es));
+    CUDA_OK(cudaMemset(dy.back()->p, 0xFF, m * Ls[i].desc.n * es));  // NaN poison
+    yp.push_back(dy.back()->p);
+  }
+  size_t wsb = 0;
+  lattq_status s = lattq_cuda_forward_group_workspace_size(ds.data(), cnt, m, variant, &wsb);
+  if (s != LATTQ_OK) {
+    std::printf("group workspace_size failed: %s\n", lattq_last_error());
+    return false;
+  }
+  DevBuf<uint8_t> ws(std::max<size_t>(wsb, 1));
+  CUDA_OK(cudaMemset(ws.p, 0xA5, std::max<size_t>(wsb, 1)));
+  CUDA_OK(cudaDeviceSynchronize());
+  s = lattq_cuda_forward_group(Ls.data(), cnt, dx.p, dt, m, yp.data(), ws.p, wsb, variant, stream);
+  if (status) *status = s;
+  if (s != LATTQ_OK) {
+    if (!status) std::printf("group forward failed: %s\n", lattq_last_error());
+    return false;
+  }
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaGetLastError());
+  ys.assign(cnt, {});
+  for (int i = 0; i < cnt; ++i) {
+    const int64_t n = Ls[i].desc.n;
+    ys[i].resize(m * n);
+    if (dt == LATTQ_F32) {
+      std::vector<float> yf(m * n);
+      CUDA_OK(cudaMemcpy(yf.data(), yp[i], m * n * 4, cudaMemcpyDeviceToHost));
+      for (size_t j = 0; j < yf.size(); ++j) ys[i][j] = yf[j];
+    } else {
+      std::vector<uint16_t> yh(m * n);
+      CUDA_OK(cudaMemcpy(yh.data(), yp[i], m * n * 2, cudaMemcpyDeviceToHost));
+      for (size_t j = 0; j < yh.size(); ++j)
+        ys[i][j] = dt == LATTQ_F16 ? lattq::half_to_float(yh[j]) : lattq::bfloat16_to_float(yh[j]);
+    }
+  }
+  return true;
+}
+
+void test_group(bool quick) {
+  std::vector<GroupCase> cases = {
+      {1024, {{512, 0, 128, 64, true}, {136, 0, 64, 8, false}, {1040, 0, 256, 16, true}}},  // QKV-like, odd N
+      {512, {{24, 0, 8, 8, false}, {200, 0, 32, 8, true}, {64, 0, 64, 64, false}, {128, 0, 128, 128, true},
+             {8, 0, 8, 8, true}, {300, 0, 16, 4, false}, {40, 0, 8, 8, true}, {1, 0, 1, 1, false}}},  // 8 layers
+      {1088, {{384, 0, 64, 128, false}}},  // one layer, partial quads
+      {2048, {{4096, 0, 128, 128, false}, {4096, 0, 128, 128, true}}},  // gate / up-like
+  };
+  if (quick) cases.resize(2);
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (const GroupCase& G : cases) {
+    std::vector<HostLayer> hs;
+    for (const Shape& S : G.layers) hs.push_back(make_layer(2, 4, S.n, G.k, S.had_in, S.had_out, S.bias));
+    std::vector<std::unique_ptr<DevLayer>> own;
+    std::vector<DevLayer*> D;
+    for (const HostLayer& h : hs) {
+      own.emplace_back(new DevLayer(h));
+      D.push_back(own.back().get());
+    }
+    const int cnt = (int)hs.size();
+    std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 2, 3, 4, 7, 9, 16, 17, 70};
+    for (int64_t m : ms) {
+      std::vector<double> x0(m * G.k);
+      for (auto& v : x0) v = randn();
+      for (int32_t dt : {LATTQ_F32, LATTQ_F16, LATTQ_BF16}) {
+        std::vector<double> x(x0.size());
+        for (size_t i = 0; i < x.size(); ++i) x[i] = round_to(dt, x0[i]);
+        std::vector<std::vector<double>> refs(cnt);
+        std::vector<double> tols(cnt);
+        for (int i = 0; i < cnt; ++i) {
+          refs[i] = oracle_forward(hs[i], x, m);
+          if (dt == LATTQ_F32) {
+            tols[i] = 1e-5;
+            continue;
+          }
+          const int64_t n = hs[i].d.n;
+          std::vector<double> W = dense_weight(hs[i]), yd(m * n);
+          for (auto& w : W) w = round_to(dt, w);
+          parallel_for(n, [&](int64_t r) {
+            for (int64_t t = 0; t < m; ++t) {
+              double acc = 0;
+              for (int64_t j = 0; j < G.k; ++j) acc += W[r * G.k + j] * x[t * G.k + j];
+              yd[t * n + r] = round_to(dt, acc + (hs[i].has_bias ? (double)hs[i].bias[r] : 0.0));
+            }
+          });
+          tols[i] = 2.0 * rel_err(yd, refs[i]);
+        }
+        std::vector<int32_t> vars = {LATTQ_VARIANT_AUTO, LATTQ_VARIANT_GEMV, LATTQ_VARIANT_GEMV_PDL, LATTQ_VARIANT_IMMA,
+                                     LATTQ_VARIANT_REFERENCE};
+        if (wgmma_serves(dt) && m >= 16) vars.push_back(LATTQ_VARIANT_WGMMA);
+        for (int32_t var : vars) {
+          const bool gemv_like = var == LATTQ_VARIANT_GEMV || var == LATTQ_VARIANT_GEMV_PDL;
+          bool serves = true;
+          for (const HostLayer& h : hs) serves = serves && (!gemv_like || gemv_serves(h.d, dt));
+          std::vector<std::vector<double>> ys;
+          if (!serves) {
+            lattq_status st = LATTQ_OK;
+            const bool ran = run_group(D, x, dt, m, var, ys, stream, &st);
+            CHECK(!ran && st == LATTQ_ERR_UNSUPPORTED && std::strstr(lattq_last_error(), "layers["),
+                  "group %s %s k=%lld must be UNSUPPORTED naming the layer, got %d (%s)", var_name(var), dt_name(dt),
+                  (long long)G.k, (int)st, lattq_last_error());
+            continue;
+          }
+          const bool ok = run_group(D, x, dt, m, var, ys, stream);
+          CHECK(ok, "group %s %s k=%lld m=%lld failed", var_name(var), dt_name(dt), (long long)G.k, (long long)m);
+          if (!ok) continue;
+          for (int i = 0; i < cnt; ++i) {
+            bool finite = true;
+            for (double v : ys[i]) finite = finite && std::isfinite(v);
+            const double e = rel_err(ys[i], refs[i]);
+            CHECK(finite && e <= tols[i], "group %s %s k=%lld m=%lld layer %d (n=%lld): rel err %.3g > tol %.3g%s",
+                  var_name(var), dt_name(dt), (long long)G.k, (long long)m, i, (long long)hs[i].d.n, e, tols[i],
+                  finite ? "" : " (non-finite output)");
+          }
+          // against the single-layer calls, bit for bit where the arithmetic is the same: the layers that run one by
+          // one always; one GEMV / GEMV_PDL launch when its split-K plan equals the single layers' (1 split).  AUTO
+          // may pick another variant for the group than for one layer: checked against the oracle only.
+          if (var == LATTQ_VARIANT_AUTO) continue;
+          if (gemv_like) {
+            setenv("LATTQ_GEMV_MAX_SPLITS", "1", 1);
+            CHECK(run_group(D, x, dt, m, var, ys, stream), "group %s 1 split failed", var_name(var));
+          }
+          for (int i = 0; i < cnt && i < (int)ys.size(); ++i) {
+            std::vector<double> yi;
+            bool same = run_forward(*D[i], D[i]->L, x, dt, m, var, yi, stream) && yi.size() == ys[i].size();
+            for (size_t j = 0; same && j < yi.size(); ++j) same = yi[j] == ys[i][j];
+            CHECK(same, "group %s %s k=%lld m=%lld layer %d differs from lattq_cuda_forward%s", var_name(var),
+                  dt_name(dt), (long long)G.k, (long long)m, i, gemv_like ? " (1 split)" : "");
+          }
+          if (gemv_like) unsetenv("LATTQ_GEMV_MAX_SPLITS");
+        }
+      }
+    }
+    // graph capture of the group, GEMV_PDL at m = 3, replayed bit for bit
+    {
+      const int64_t m = 3;
+      std::vector<double> x(m * G.k);
+      for (auto& v : x) v = round_to(LATTQ_BF16, randn());
+      std::vector<std::vector<double>> y0;
+      CHECK(run_group(D, x, LATTQ_BF16, m, LATTQ_VARIANT_GEMV_PDL, y0, stream), "group direct run: %s", lattq_last_error());
+      auto xh = to16(LATTQ_BF16, x);
+      DevBuf<uint16_t> dx(xh.size());
+      dx.put(xh);
+      std::vector<std::unique_ptr<DevBuf<uint16_t>>> dy;
+      std::vector<void*> yp;
+      std::vector<lattq_layer> Ls;
+      std::vector<lattq_layer_desc> ds;
+      for (int i = 0; i < cnt; ++i) {
+        dy.emplace_back(new DevBuf<uint16_t>(m * hs[i].d.n));
+        yp.push_back(dy.back()->p);
+        Ls.push_back(D[i]->L);
+        ds.push_back(hs[i].d);
+      }
+      size_t wsb = 0;
+      CHECK(lattq_cuda_forward_group_workspace_size(ds.data(), cnt, m, LATTQ_VARIANT_GEMV_PDL, &wsb) == LATTQ_OK, "ws");
+      DevBuf<uint8_t> ws(wsb);
+      CUDA_OK(cudaMemset(ws.p, 0x5A, wsb));
+      CUDA_OK(cudaDeviceSynchronize());
+      cudaGraph_t graph;
+      cudaGraphExec_t exec;
+      CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+      const lattq_status st =
+          lattq_cuda_forward_group(Ls.data(), cnt, dx.p, LATTQ_BF16, m, yp.data(), ws.p, wsb, LATTQ_VARIANT_GEMV_PDL, stream);
+      CUDA_OK(cudaStreamEndCapture(stream, &graph));
+      CHECK(st == LATTQ_OK, "group capture: %s", lattq_last_error());
+      CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+      for (int rep = 0; rep < 3; ++rep) {
+        for (int i = 0; i < cnt; ++i) CUDA_OK(cudaMemsetAsync(yp[i], 0xFF, m * hs[i].d.n * 2, stream));
+        CUDA_OK(cudaGraphLaunch(exec, stream));
+        CUDA_OK(cudaStreamSynchronize(stream));
+        bool same = true;
+        for (int i = 0; i < cnt; ++i) {
+          std::vector<uint16_t> yh = dy[i]->get();
+          for (size_t j = 0; j < yh.size(); ++j) same = same && lattq::bfloat16_to_float(yh[j]) == (float)y0[i][j];
+        }
+        CHECK(same, "group graph replay %d differs from the direct run", rep);
+      }
+      cudaGraphExecDestroy(exec);
+      cudaGraphDestroy(graph);
+    }
+  }
+  // error paths
+  {
+    HostLayer h0 = make_layer(2, 4, 64, 256, 64, 64, false), h1 = make_layer(2, 4, 128, 256, 64, 64, true),
+              h2 = make_layer(2, 4, 64, 512, 64, 64, false);
+    DevLayer D0(h0), D1(h1), D2(h2);
+    const int64_t m = 2;
+    DevBuf<uint8_t> x(m * 512 * 4), y0(m * 64 * 4), y1(m * 128 * 4), ws(1 << 20);
+    void* yp[2] = {y0.p, y1.p};
+    lattq_layer Ls[2] = {D0.L, D1.L};
+    auto expect = [&](lattq_status got, lattq_status want, const char* needle, const char* what) {
+      CHECK(got == want, "group %s: status %d, expected %d (%s)", what, (int)got, (int)want, lattq_last_error());
+      CHECK(std::strstr(lattq_last_error(), needle) != nullptr, "group %s: message '%s' should mention '%s'", what,
+            lattq_last_error(), needle);
+    };
+    expect(lattq_cuda_forward_group(Ls, 0, x.p, LATTQ_BF16, m, yp, ws.p, 1 << 20, 0, stream), LATTQ_ERR_INVALID_ARGUMENT,
+           "count", "count 0");
+    expect(lattq_cuda_forward_group(Ls, LATTQ_CUDA_MAX_GROUP + 1, x.p, LATTQ_BF16, m, yp, ws.p, 1 << 20, 0, stream),
+           LATTQ_ERR_INVALID_ARGUMENT, "count", "count 9");
+    expect(lattq_cuda_forward_group(nullptr, 2, x.p, LATTQ_BF16, m, yp, ws.p, 1 << 20, 0, stream),
+           LATTQ_ERR_INVALID_ARGUMENT, "layers", "null layers");
+    expect(lattq_cuda_forward_group(Ls, 2, x.p, LATTQ_BF16, m, nullptr, ws.p, 1 << 20, 0, stream),
+           LATTQ_ERR_INVALID_ARGUMENT, "'y'", "null y");
+    lattq_layer mixed[2] = {D0.L, D2.L};
+    expect(lattq_cuda_forward_group(mixed, 2, x.p, LATTQ_BF16, m, yp, ws.p, 1 << 20, 0, stream), LATTQ_ERR_SHAPE,
+           "layers[1] has k = 512", "k mismatch");
+    lattq_layer_desc mixed_d[2] = {h0.d, h2.d};
+    size_t b = 0;
+    expect(lattq_cuda_forward_group_workspace_size(mixed_d, 2, m, 0, &b), LATTQ_ERR_SHAPE, "k = 512", "ws k mismatch");
+    std::vector<float> hy(m * 128);
+    void* yhost[2] = {y0.p, hy.data()};
+    expect(lattq_cuda_forward_group(Ls, 2, x.p, LATTQ_BF16, m, yhost, ws.p, 1 << 20, 0, stream), LATTQ_ERR_DEVICE,
+           "'y[1]'", "host y[1]");
+    void* ymis[2] = {y0.p, y1.p + 2};
+    expect(lattq_cuda_forward_group(Ls, 2, x.p, LATTQ_BF16, m, ymis, ws.p, 1 << 20, 0, stream), LATTQ_ERR_ALIGNMENT,
+           "'y[1]'", "misaligned y[1]");
+    lattq_layer badl[2] = {D0.L, D1.L};
+    badl[1].A = nullptr;
+    expect(lattq_cuda_forward_group(badl, 2, x.p, LATTQ_BF16, m, yp, ws.p, 1 << 20, 0, stream),
+           LATTQ_ERR_INVALID_ARGUMENT, "layers[1]", "null A in layer 1");
+    expect(lattq_cuda_forward_group(Ls, 2, x.p, LATTQ_F32, m, yp, ws.p, 1 << 20, LATTQ_VARIANT_GEMV, stream),
+           LATTQ_ERR_UNSUPPORTED, "layers[0]", "gemv f32");
+    size_t pb = 0;
+    lattq_layer_desc ds[2] = {h0.d, h1.d};
+    CHECK(lattq_cuda_forward_group_workspace_size(ds, 2, m, LATTQ_VARIANT_GEMV_PDL, &pb) == LATTQ_OK && pb > 0,
+          "group gemv_pdl workspace %zu", pb);
+    size_t p0 = 0;
+    lattq_cuda_forward_workspace_size(&h0.d, m, LATTQ_VARIANT_GEMV_PDL, &p0);
+    CHECK(pb == 2 * p0, "group gemv_pdl workspace %zu bytes, expected 2 x %zu", pb, p0);
+    size_t ab = 0;
+    CHECK(lattq_cuda_forward_group_workspace_size(ds, 2, m, LATTQ_VARIANT_AUTO, &ab) == LATTQ_OK && ab >= pb,
+          "group AUTO workspace %zu must cover gemv_pdl's %zu", ab, pb);
+    expect(lattq_cuda_forward_group(Ls, 2, x.p, LATTQ_BF16, m, yp, ws.p, pb - 256, LATTQ_VARIANT_GEMV_PDL, stream),
+           LATTQ_ERR_WORKSPACE, "workspace", "group gemv_pdl short ws");
+    // nothing launched when a later layer is refused: layer 1 is CANONICAL, IMMA needs TILED
+    lattq_layer canon1[2] = {D0.L, D1.Lc};
+    CUDA_OK(cudaMemset(y0.p, 0xFF, m * 64 * 2));
+    CUDA_OK(cudaDeviceSynchronize());
+    expect(lattq_cuda_forward_group(canon1, 2, x.p, LATTQ_BF16, m, yp, ws.p, 1 << 20, LATTQ_VARIANT_IMMA, stream),
+           LATTQ_ERR_LAYOUT, "layers[1]", "canonical layer 1 with imma");
+    CUDA_OK(cudaDeviceSynchronize());
+    const std::vector<uint8_t> y0h = y0.get();
+    bool untouched = true;
+    for (size_t j = 0; j < (size_t)m * 64 * 2; ++j) untouched = untouched && y0h[j] == 0xFF;
+    CHECK(untouched, "group: layer 0 ran although layer 1 was refused");
+    // CANONICAL layers under AUTO run one by one through the reference path
+    CUDA_OK(cudaMemset(x.p, 0, m * 512 * 4));
+    CUDA_OK(cudaDeviceSynchronize());
+    CHECK(lattq_cuda_forward_group(canon1, 2, x.p, LATTQ_F32, m, yp, ws.p, 1 << 20, 0, stream) == LATTQ_OK,
+          "group AUTO with a canonical layer: %s", lattq_last_error());
+    CUDA_OK(cudaStreamSynchronize(stream));
+  }
+  CUDA_OK(cudaStreamDestroy(stream));
+  std::printf("forward_group: layers, m, dtypes, variants, graph replay and errors checked\n");
+}
+
 // Non-default stream + CUDA graph capture and replays: identical results, and graph-replay safe counters.
 void test_graph() {
   HostLayer h = make_layer(2, 4, 1024, 4096, 128, 128, true);
@@ -930,6 +1218,7 @@ int main(int argc, char** argv) {
   test_fused_splits();
   test_gemv_splits(quick);
   test_chain(quick);
+  test_group(quick);
   test_wgmma_settings(quick);
   std::printf("%d checks passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;

@@ -56,6 +56,24 @@ LATTQ_API lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* 
                                           void* y, void* workspace, size_t workspace_bytes, int32_t variant,
                                           void* stream);
 
+/* Most layers in one lattq_cuda_forward_group call. */
+#define LATTQ_CUDA_MAX_GROUP 8
+
+/* Workspace bytes needed by lattq_cuda_forward_group for these `count` layers (same k), m rows, this variant. */
+LATTQ_API lattq_status lattq_cuda_forward_group_workspace_size(const lattq_layer_desc* descs, int32_t count, int64_t m,
+                                                               int32_t variant, size_t* bytes);
+
+/* Several layers that read the same input, e.g. the Q, K and V projections or gate and up:
+ * y[i] (m x N_i, dtype) = layers[i](x (m x K, dtype)) for i < count (1..LATTQ_CUDA_MAX_GROUP); every layer has the
+ * same K; y is a host array of `count` device pointers.  GEMV and GEMV_PDL (and AUTO where it picks one of them
+ * for a single layer of sum(N_i) rows) serve all the layers in one launch (GEMV_PDL: one prologue kernel + one main
+ * kernel); any other variant runs the layers one after the other on `stream`, sharing the workspace.  The split-K
+ * plan is made for the whole group, so results equal lattq_cuda_forward's up to fp32 summation order.  Every
+ * layer is checked before anything is launched; a message names the failing layer as layers[i]. */
+LATTQ_API lattq_status lattq_cuda_forward_group(const lattq_layer* layers, int32_t count, const void* x, int32_t dtype,
+                                                int64_t m, void* const* y, void* workspace, size_t workspace_bytes,
+                                                int32_t variant, void* stream);
+
 /* Codes (TILED or CANONICAL) -> What (N x K fp32, lattice domain, no transforms). Bit-exact equal to
  * lattq_decode(layer, 0, out) on the CPU. */
 LATTQ_API lattq_status lattq_cuda_decode(const lattq_layer* layer, float* out, void* stream);
