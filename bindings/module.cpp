@@ -604,6 +604,98 @@ void py_cuda_forward(py::handle desc, py::handle codes, py::handle A, py::handle
   check(s, "cuda_forward");
 }
 
+// Re-throws the exception of layer i's checks with "layers[i]: " in front (same Python exception type).
+template <typename F>
+auto in_layer(int i, F f) -> decltype(f()) {
+  const std::string pre = "layers[" + std::to_string(i) + "]: ";
+  try {
+    return f();
+  } catch (const LattqTypeError& e) {
+    throw LattqTypeError(pre + e.what());
+  } catch (const LattqValueError& e) {
+    throw LattqValueError(pre + e.what());
+  } catch (const LattqRuntimeError& e) {
+    throw LattqRuntimeError(pre + e.what());
+  }
+}
+
+std::vector<lattq_layer_desc> parse_descs(const py::sequence& descs) {
+  std::vector<lattq_layer_desc> ds;
+  for (size_t i = 0; i < descs.size(); ++i) ds.push_back(in_layer((int)i, [&] { return parse_desc(descs[i]); }));
+  return ds;
+}
+
+size_t py_cuda_forward_group_workspace_size(py::sequence descs, int64_t m, int variant) {
+  std::vector<lattq_layer_desc> ds = parse_descs(descs);
+  if (m < 1) value_error("argument 'm' must be >= 1, got " + std::to_string(m));
+  size_t bytes = 0;
+  check(lattq_cuda_forward_group_workspace_size(ds.data(), (int32_t)ds.size(), m, variant, &bytes),
+        "cuda_forward_group_workspace_size");
+  return bytes;
+}
+
+// Several layers on one x (lattq_cuda_forward_group): lists of per-layer arguments, one output tensor per layer.
+void py_cuda_forward_group(py::sequence descs, py::sequence codes, py::sequence A, py::sequence b, py::sequence su,
+                           py::sequence sv, py::sequence bias, py::handle x_, py::sequence ys, py::handle ws_,
+                           int variant, uintptr_t stream) {
+  const size_t cnt = descs.size();
+  if (cnt < 1 || cnt > LATTQ_CUDA_MAX_GROUP)
+    value_error("a group has 1.." + std::to_string(LATTQ_CUDA_MAX_GROUP) + " layers, got " + std::to_string(cnt));
+  for (const py::sequence* l : {&codes, &A, &b, &su, &sv, &bias, &ys})
+    if (l->size() != cnt)
+      value_error("every per-layer list must have " + std::to_string(cnt) + " entries (one per layer), got " +
+                  std::to_string(l->size()));
+  std::vector<lattq_layer_desc> ds = parse_descs(descs);
+  TensorArg x = parse_x(x_, ds[0].k);
+  expect_cuda(x, x.device < 0 ? 0 : x.device);
+  const int dev = x.device;
+  const int64_t m = x.shape[0];
+  check_act(x, m, ds[0].k, x.dtype, 16);
+  std::vector<LayerArgs> a(cnt);
+  std::vector<lattq_layer> Ls(cnt);
+  std::vector<TensorArg> y(cnt);
+  std::vector<void*> yp(cnt);
+  for (size_t i = 0; i < cnt; ++i) {
+    in_layer((int)i, [&] {
+      a[i] = parse_layer(descs[i], codes[i], A[i], b[i], su[i], sv[i], bias[i]);
+      if (a[i].desc.k != ds[0].k)
+        value_error("in_features = " + std::to_string(a[i].desc.k) + " but layers[0] has " +
+                    std::to_string(a[0].desc.k) + ": a group shares its input");
+      Ls[i] = make_layer(a[i].desc, LATTQ_LAYOUT_TILED, a[i].codes, a[i].A, a[i].b, a[i].su, a[i].sv,
+                         a[i].has_bias ? &a[i].bias : nullptr, dev);
+      y[i] = parse(ys[i], "y");
+      expect_cuda(y[i], dev);
+      check_act(y[i], m, a[i].desc.n, x.dtype, 16);
+      yp[i] = y[i].data();
+      return 0;
+    });
+  }
+  size_t need = 0;
+  check(lattq_cuda_forward_group_workspace_size(ds.data(), (int32_t)cnt, m, variant, &need),
+        "cuda_forward_group_workspace_size");
+  void* ws_ptr = nullptr;
+  size_t ws_bytes = 0;
+  if (!is_none(ws_)) {
+    TensorArg ws = parse(ws_, "workspace");
+    expect_cuda(ws, dev);
+    expect_dtype(ws, {BD_U8});
+    expect_contiguous(ws);
+    expect_aligned(ws, 256);
+    ws_ptr = ws.data();
+    ws_bytes = static_cast<size_t>(ws.numel());
+  }
+  if (ws_bytes < need)
+    value_error("argument 'workspace' has " + std::to_string(ws_bytes) + " bytes; lattq_cuda_forward_group needs " +
+                std::to_string(need) + " for m = " + std::to_string(m));
+  lattq_status s;
+  {
+    py::gil_scoped_release nogil;
+    s = lattq_cuda_forward_group(Ls.data(), (int32_t)cnt, x.data(), x.dtype, m, yp.data(), ws_ptr, ws_bytes, variant,
+                                 reinterpret_cast<void*>(stream));
+  }
+  check(s, "cuda_forward_group");
+}
+
 void py_cuda_decode(py::handle desc, int layout, py::handle codes, py::handle A, py::handle b, py::handle su,
                     py::handle sv, py::handle out_, uintptr_t stream) {
   LayerArgs a = parse_layer(desc, codes, A, b, su, sv, py::none());
@@ -760,6 +852,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("variant") = 0);
   m.def("cuda_forward", &py_cuda_forward, py::arg("desc"), py::arg("codes"), py::arg("A"), py::arg("b"),
         py::arg("su"), py::arg("sv"), py::arg("bias"), py::arg("x"), py::arg("y"), py::arg("workspace"),
+        py::arg("variant"), py::arg("stream"));
+  m.def("cuda_forward_group_workspace_size", &py_cuda_forward_group_workspace_size, py::arg("descs"), py::arg("m"),
+        py::arg("variant") = 0);
+  m.def("cuda_forward_group", &py_cuda_forward_group, py::arg("descs"), py::arg("codes"), py::arg("A"), py::arg("b"),
+        py::arg("su"), py::arg("sv"), py::arg("bias"), py::arg("x"), py::arg("ys"), py::arg("workspace"),
         py::arg("variant"), py::arg("stream"));
   m.def("cuda_decode", &py_cuda_decode, py::arg("desc"), py::arg("layout"), py::arg("codes"), py::arg("A"),
         py::arg("b"), py::arg("su"), py::arg("sv"), py::arg("out"), py::arg("stream"));

@@ -25,6 +25,7 @@ from .format import LAYOUT_TILED, LayerDesc
 
 _C = None
 _REASON = ""
+CUDA_MAX_GROUP = 8  # LATTQ_CUDA_MAX_GROUP: most layers in one lattq_cuda_forward_group call
 
 if os.environ.get("LATTQ_DISABLE_NATIVE", "") not in ("", "0"):
     _REASON = "disabled by the environment variable LATTQ_DISABLE_NATIVE"
@@ -290,6 +291,26 @@ def cuda_forward(desc: LayerDesc, codes, A, b, su, sv, bias, x, variant: int = 0
         int(variant), _stream_of(x, stream),
     )
     return y
+
+
+def cuda_forward_group(descs, codes, A, b, su, sv, bias, x, variant: int = 0, stream=None):
+    """[y_i [m, N_i]] = [layer_i(x [m, K])] for layers of one K sharing x (lattq_cuda_forward_group): one kernel
+    launch for all of them where the variant allows; the per-layer arguments are lists of equal length."""
+    require_cuda()
+    _cuda_arg_device(x, "x")
+    ds = [layer_desc(d) for d in descs]
+    m = x.shape[0] if x.dim() == 2 else 0
+    ys = [torch.empty(m, d.n, dtype=x.dtype, device=x.device) for d in descs]
+    ws = None
+    if m >= 1:
+        ws = _aligned_bytes(_C.cuda_forward_group_workspace_size(ds, m, int(variant)), 256, x.device)
+    _C.cuda_forward_group(
+        ds, [tensor_desc(t, "codes") for t in codes], [tensor_desc(t, "A") for t in A], [tensor_desc(t, "b") for t in b],
+        [tensor_desc(t, "su") for t in su], [tensor_desc(t, "sv") for t in sv], [_opt(t, "bias") for t in bias],
+        tensor_desc(x, "x"), [tensor_desc(y, "y") for y in ys], _opt(ws, "workspace"), int(variant),
+        _stream_of(x, stream),
+    )
+    return ys
 
 
 def cuda_decode(desc: LayerDesc, codes, A, b, su, sv, layout: int = LAYOUT_TILED, stream=None) -> torch.Tensor:

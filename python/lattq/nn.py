@@ -455,4 +455,56 @@ class LatticeLinear(nn.Module):
         return out
 
 
-__all__ = ["LatticeLinear", "pack_codes", "unpack_codes"]
+class LatticeLinearGroup(nn.Module):
+    """Several ``LatticeLinear`` layers that read the same input (Q, K and V; gate and up), in one call.
+
+    ``q, k, v = LatticeLinearGroup([q_proj, k_proj, v_proj])(x)`` returns a tuple with each layer's output,
+    equal to calling the layers one by one.  On CUDA the layers run in one kernel launch
+    (``torch.ops.lattq.linear_group``; at batch 1 a launch costs several microseconds, more than a small
+    layer's weights take to read: docs/kernels.md, "Grouped layers").  The layers stay the group's
+    submodules (``group.layers[i]``, state-dict keys ``layers.<i>.*``); they must share ``in_features``,
+    ``bits`` and ``dim``.  When a gradient is needed the layers run one by one through the differentiable
+    ``lattq::linear``.
+    """
+
+    def __init__(self, layers):
+        super().__init__()
+        layers = list(layers)
+        if not layers:
+            raise ValueError("LatticeLinearGroup needs at least one LatticeLinear")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, LatticeLinear):
+                raise TypeError(f"layers[{i}] is a {type(layer).__name__}; LatticeLinearGroup takes LatticeLinear layers")
+        d0 = layers[0].desc
+        for i, layer in enumerate(layers[1:], 1):
+            d = layer.desc
+            if (d.k, d.bits, d.dim) != (d0.k, d0.bits, d0.dim):
+                raise ValueError(
+                    f"layers[{i}] has in_features={d.k}, bits={d.bits}, dim={d.dim} but layers[0] has "
+                    f"in_features={d0.k}, bits={d0.bits}, dim={d0.dim}: a group shares its input and format"
+                )
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor) -> tuple:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"LatticeLinearGroup expects a torch.Tensor input, got {type(x).__name__}")
+        layers = list(self.layers)
+        cols = [[], [], [], [], [], []]  # codes, A, b, su, sv, bias
+        for layer in layers:
+            for j, name in enumerate(("codes", "A", "b", "su", "sv", "bias")):
+                cols[j].append(getattr(layer, name))
+        tensors = [t for col in cols for t in col]
+        if torch.is_grad_enabled() and (x.requires_grad or any(t is not None and t.requires_grad for t in tensors)):
+            return tuple(layer(x) for layer in layers)  # differentiable, one by one
+        d0 = layers[0].desc
+        static = (d0.bits, d0.dim, [l.desc.had_in for l in layers], [l.desc.had_out for l in layers],
+                  [l.desc.n for l in layers], d0.k)
+        if ops.eager_fast_path_ok(x, *tensors):
+            return tuple(ops.linear_group_eager(x, *cols, *static))
+        return tuple(torch.ops.lattq.linear_group(x, *cols, *static))
+
+    def extra_repr(self) -> str:
+        return f"layers={len(self.layers)}, in_features={self.layers[0].desc.k}, out_features={[l.desc.n for l in self.layers]}"
+
+
+__all__ = ["LatticeLinear", "LatticeLinearGroup", "pack_codes", "unpack_codes"]

@@ -13,6 +13,12 @@ Ops (all functional, nothing mutated):
     (the core checks host memory); on CUDA that check would need a device sync, so there they are
     validated when a LatticeLinear is built or loaded (from_codes / load_state_dict).  Differentiable with respect to x, A, b, su, sv and bias (the codes are
     integers); the backward runs in float32 torch code on the decoded integer codes.
+``lattq::linear_group(x, codes[], A[], b[], su[], sv[], bias?[], bits, dim, had_in[], had_out[], n[], k) -> y[]``
+    Several quantized linear layers of one ``in_features = k`` on the same input (the Q, K and V projections,
+    gate and up): ``y[i] = linear(x, codes[i], ...)``.  On CUDA one kernel launch serves all of them
+    (``lattq_cuda_forward_group``; docs/kernels.md), elsewhere the layers run one by one.  Same conversions and
+    checks as ``lattq::linear``.  Inference only: no autograd formula (``LatticeLinearGroup`` runs its layers
+    one by one when a gradient is needed).
 ``lattq::decode(codes, A, b, su, sv, bits, dim, had_in, had_out, n, k, with_transforms) -> W``
     float32 ``[N, K]``: the lattice-domain Ŵ, or with ``with_transforms`` the effective dense weight
     ``diag(SV) H_outᵀ Ŵ H_in diag(SU)``.  Not differentiable.
@@ -28,7 +34,7 @@ used when the native code is missing and by tests as a cross-check.
 """
 
 import functools
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import Tensor
@@ -221,6 +227,83 @@ def _linear_fake(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
     _check_act(x, k)
     _check_layer_tensors(desc, codes, A, b, su, sv, bias, x.device)
     return x.new_empty(*x.shape[:-1], n)
+
+
+# ---------------------------------------------------------------------------------------------------
+# lattq::linear_group
+# ---------------------------------------------------------------------------------------------------
+def _group_checks(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k):
+    """The checks of lattq::linear, per layer (messages name the layer); returns the descriptors."""
+    g = len(codes)
+    if g < 1:
+        raise ValueError("lattq::linear_group needs at least one layer")
+    for name, lst in (("A", A), ("b", b), ("su", su), ("sv", sv), ("bias", bias), ("had_in", had_in),
+                      ("had_out", had_out), ("n", n)):
+        if len(lst) != g:
+            raise ValueError(f"argument {name!r} has {len(lst)} entries but 'codes' has {g}: one per layer")
+    _check_act(x, k)
+    descs = []
+    for i in range(g):
+        try:
+            d = _desc(bits, dim, n[i], k, had_in[i], had_out[i])
+            _check_layer_tensors(d, codes[i], A[i], b[i], su[i], sv[i], bias[i], x.device)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise type(e)(f"layers[{i}]: {e}") from None
+        descs.append(d)
+    return descs
+
+
+@torch.library.custom_op("lattq::linear_group", mutates_args=())
+def linear_group(
+    x: Tensor,
+    codes: List[Tensor],
+    A: List[Tensor],
+    b: List[Tensor],
+    su: List[Tensor],
+    sv: List[Tensor],
+    bias: List[Optional[Tensor]],
+    bits: int,
+    dim: int,
+    had_in: List[int],
+    had_out: List[int],
+    n: List[int],
+    k: int,
+) -> List[Tensor]:
+    """Several quantized linear layers on one input; see the module docstring."""
+    _group_checks(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
+    return [linear(x, codes[i], A[i], b[i], su[i], sv[i], bias[i], bits, dim, had_in[i], had_out[i], n[i], k)
+            for i in range(len(codes))]
+
+
+@linear_group.register_kernel("cuda")
+def _linear_group_cuda(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k):
+    descs = _group_checks(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
+    if not _cuda_native_ok() or len(codes) > _native.CUDA_MAX_GROUP:
+        return [_linear_cuda(x, codes[i], A[i], b[i], su[i], sv[i], bias[i], bits, dim, had_in[i], had_out[i], n[i], k)
+                for i in range(len(codes))]
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, k).contiguous()
+    if x2.shape[0] == 0:
+        return [x.new_empty(*lead, ni) for ni in n]
+    if x2.data_ptr() % 16:
+        x2 = x2.clone()
+    with torch.cuda.device(x.device):
+        ys = _native.cuda_forward_group(descs, codes, A, b, su, sv, bias, x2,
+                                        stream=torch.cuda.current_stream(x.device))
+    return [y.reshape(*lead, ni) for y, ni in zip(ys, n)]
+
+
+@linear_group.register_fake
+def _linear_group_fake(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k):
+    _group_checks(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
+    return [x.new_empty(*x.shape[:-1], ni) for ni in n]
+
+
+def linear_group_eager(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k):
+    """lattq::linear_group's device kernel called directly (eager inference only; see ``linear_eager``)."""
+    if x.device.type == "cuda":
+        return _linear_group_cuda(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
+    return linear_group(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
 
 
 def _fields_as_float(codes, bits, dim, had_in, had_out, n, k) -> Tensor:

@@ -197,3 +197,85 @@ def test_misaligned_cuda(cuda_native, gen):
     y = torch.ops.lattq.linear(x, *op_args(layer))
     y_ref = torch.ops.lattq.linear(x.clone(), *op_args(layer))
     assert torch.equal(y, y_ref)
+
+
+# ---------------------------------------------------------------------------------------------------
+# LatticeLinearGroup / lattq::linear_group: one launch for several layers on one input
+# ---------------------------------------------------------------------------------------------------
+def _group(gen, k, ns, had_outs, biases):
+    from lattq import scales
+
+    layers = [make_layer(n, k, gen, had_out=h, bias=b) for n, h, b in zip(ns, had_outs, biases)]
+    mods = [LatticeLinear.from_codes(l["canonical"], l["A"], l["b"], l["su"], l["sv"], l["bias"], bits=2, dim=4,
+                                     had_in=l["had_in"], had_out=l["had_out"]) for l in layers]
+    return layers, mods
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("m", [1, 3, 17])
+def test_group_cuda_matches_oracle_and_layers(cuda_native, gen, dtype, m):
+    layers, mods = _group(gen, 1024, (512, 136, 1040), (128, 8, 16), (True, False, True))
+    group = lattq.LatticeLinearGroup(mods).to(DEV)
+    x = torch.randn(m, 1024, generator=gen).to(dtype)
+    ys = group(x.to(DEV))
+    for y, layer, mod in zip(ys, layers, group.layers):
+        assert y.dtype == dtype and y.shape == (m, layer["n"])
+        y_ref = np_layer_forward(layer, x.double().numpy())
+        if dtype == torch.float32:
+            assert rel_err(y, y_ref) <= FP32_TOL
+        else:
+            assert rel_err(y, y_ref) <= LOW_PREC_FACTOR * dense_dtype_error(layer, x.to(DEV), y_ref)
+        assert torch.isfinite(y).all()
+
+
+def test_group_cuda_variants_equal_single_layers(cuda_native, gen):
+    # every variant through the native group call against the native single-layer calls: the layers that run one
+    # by one bit for bit; GEMV / GEMV_PDL (one launch, split-K planned for the whole group) within fp32 summation
+    layers, _ = _group(gen, 2048, (4096, 1024), (128, 128), (False, True))
+    lays = [to_device(l, DEV) for l in layers]
+    x = torch.randn(2, 2048, generator=gen).to(DEV, torch.bfloat16)
+    args = [[l[a] for l in lays] for a in ("codes", "A", "b", "su", "sv", "bias")]
+    for variant in (0, 1, 2, 6, 8):
+        ys = cuda_native.cuda_forward_group([l["desc"] for l in lays], *args, x, variant=variant)
+        for y, l in zip(ys, lays):
+            y1 = cuda_native.cuda_forward(l["desc"], *op_args(l)[:6], x, variant=variant)
+            if variant in (1, 2):
+                assert torch.equal(y, y1), variant
+            else:
+                assert rel_err(y.float(), y1.double().cpu().numpy()) <= 1e-2, variant
+
+
+def test_group_cuda_graph_and_compile(cuda_native, gen):
+    _, mods = _group(gen, 512, (256, 64), (128, 64), (True, False))
+    group = lattq.LatticeLinearGroup(mods).to(DEV)
+    static_x = torch.zeros(1, 512, device=DEV, dtype=torch.bfloat16)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            group(static_x)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = group(static_x)
+    x = torch.randn(1, 512, generator=gen).to(DEV, torch.bfloat16)
+    static_x.copy_(x)
+    graph.replay()
+    torch.cuda.synchronize()
+    direct = group(x)
+    assert all(torch.equal(a, b) for a, b in zip(static_y, direct))
+    torch._dynamo.reset()
+    compiled = torch.compile(group, fullgraph=True)(x)
+    assert all(torch.equal(a, b) for a, b in zip(compiled, direct))
+    cols = [[getattr(m, a) for m in group.layers] for a in ("codes", "A", "b", "su", "sv", "bias")]
+    static = (2, 4, [m.desc.had_in for m in group.layers], [m.desc.had_out for m in group.layers],
+              [m.desc.n for m in group.layers], 512)
+    torch.library.opcheck(torch.ops.lattq.linear_group.default, (x, *cols, *static))
+
+
+def test_group_cuda_errors_name_the_layer(cuda_native, gen):
+    _, mods = _group(gen, 256, (64, 32), (64, 32), (True, True))
+    group = lattq.LatticeLinearGroup(mods).to(DEV)
+    group.layers[1].to("cpu")
+    with pytest.raises(RuntimeError, match=r"layers\[1\].*'codes' is on cpu"):
+        group(torch.zeros(1, 256, device=DEV))

@@ -445,3 +445,74 @@ def test_eager_fast_path_equals_op(native, gen):
     assert not lattq.ops.eager_fast_path_ok(xg)
     mod(xg).sum().backward()
     assert xg.grad is not None and xg.grad.shape == x.shape
+
+
+# ---------------------------------------------------------------------------------------------------
+# LatticeLinearGroup (several layers on one input)
+# ---------------------------------------------------------------------------------------------------
+def _group_layers(gen, k=256, ns=(96, 40, 200), bias=(True, False, True)):
+    layers = [make_layer(n, k, gen, bias=b, had_out=8 if n % 16 else None) for n, b in zip(ns, bias)]
+    return layers, [_module_from_layer(l) for l in layers]
+
+
+def test_group_matches_layers_and_oracle(native, gen):
+    layers, mods = _group_layers(gen)
+    group = lattq.LatticeLinearGroup(mods)
+    x = torch.randn(2, 3, 256, generator=gen)
+    ys = group(x)
+    assert isinstance(ys, tuple) and len(ys) == 3
+    for y, mod, layer in zip(ys, mods, layers):
+        assert y.shape == (2, 3, layer["n"])
+        assert torch.equal(y, mod(x))
+        ref = np_layer_forward(layer, x.reshape(-1, 256).double().numpy()).reshape(2, 3, layer["n"])
+        assert rel_err(y, ref) <= FP32_TOL
+    # the op itself, and its registration (schema, fake, dispatch)
+    cols = [[getattr(m, a) for m in mods] for a in ("codes", "A", "b", "su", "sv", "bias")]
+    static = (2, 4, [m.desc.had_in for m in mods], [m.desc.had_out for m in mods], [m.desc.n for m in mods], 256)
+    ys2 = torch.ops.lattq.linear_group(x, *cols, *static)
+    assert all(torch.equal(a, b) for a, b in zip(ys, ys2))
+    torch.library.opcheck(torch.ops.lattq.linear_group.default, (x, *cols, *static),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+def test_group_gradient_runs_layers(native, gen):
+    _, mods = _group_layers(gen, ns=(32, 48), bias=(True, True))
+    group = lattq.LatticeLinearGroup(mods)
+    x = torch.randn(4, 256, generator=gen, requires_grad=True)
+    ys = group(x)
+    (ys[0].sum() + 2 * ys[1].sum()).backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    (mods[0](x2).sum() + 2 * mods[1](x2).sum()).backward()
+    assert torch.allclose(x.grad, x2.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_group_rejects_bad_layers(native, gen):
+    _, mods = _group_layers(gen)
+    with pytest.raises(ValueError, match="at least one"):
+        lattq.LatticeLinearGroup([])
+    with pytest.raises(TypeError, match=r"layers\[1\] is a Linear"):
+        lattq.LatticeLinearGroup([mods[0], torch.nn.Linear(256, 8)])
+    other = _module_from_layer(make_layer(64, 512, gen))
+    with pytest.raises(ValueError, match=r"layers\[1\] has in_features=512"):
+        lattq.LatticeLinearGroup([mods[0], other])
+    group = lattq.LatticeLinearGroup(mods)
+    with pytest.raises(ValueError, match="expected \\[..., 256\\]"):
+        group(torch.randn(2, 128))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        group([1.0])
+    # the op names the offending layer
+    cols = [[getattr(m, a) for m in mods] for a in ("codes", "A", "b", "su", "sv", "bias")]
+    cols[3][2] = cols[3][2][:-1]  # su of layer 2 too short
+    static = (2, 4, [m.desc.had_in for m in mods], [m.desc.had_out for m in mods], [m.desc.n for m in mods], 256)
+    with pytest.raises(ValueError, match=r"layers\[2\].*'su'"):
+        torch.ops.lattq.linear_group(torch.randn(1, 256), *cols, *static)
+    with pytest.raises(ValueError, match="'A' has 2 entries"):
+        torch.ops.lattq.linear_group(torch.randn(1, 256), cols[0], cols[1][:2], *cols[2:], *static)
+
+
+def test_group_state_dict_keys(native, gen):
+    _, mods = _group_layers(gen, ns=(32, 16), bias=(False, True))
+    group = lattq.LatticeLinearGroup(mods)
+    keys = set(group.state_dict())
+    assert {"layers.0.codes", "layers.1.codes", "layers.1.bias"} <= keys
+    assert "layers.0.bias" not in keys
