@@ -6,7 +6,9 @@ torch.nn.functional.linear) and for lattq 2-bit (every decoder linear through la
 activations; embeddings and LM head stay bf16 in both).  Reports decode tokens/s and peak GPU memory of
 each model, built and measured one after the other in the same process.  The step's small ops (add + RMSNorm,
 rotary, SiLU * mul) are torch.compile'd for both models (session 7; --no-compile: eager), and --overhead also
-times the step with free linears, i.e. the harness alone.
+times the step with free linears, i.e. the harness alone.  Q/K/V and gate/up are grouped in both models (session 8:
+bf16 multiplies by the concatenated weights, lattq calls lattq_cuda_forward_group); --separate also runs both with
+one call per projection.
 
 First run: session 4 (bench/results/bench_e2e*.json).
 
@@ -49,6 +51,22 @@ class Bf16Linear:
     def __call__(self, x):
         return F.linear(x, self.w)
 
+    @staticmethod
+    def group(ns, k, gen):
+        return Bf16Group(ns, k, gen)
+
+
+class Bf16Group:
+    """Layers on one input with their weights concatenated (one cuBLAS call, outputs split), as inference engines
+    fuse Q/K/V and gate/up."""
+
+    def __init__(self, ns, k, gen):
+        self.ns = list(ns)
+        self.w = torch.cat([Bf16Linear(n, k, gen).w for n in ns])
+
+    def __call__(self, x):
+        return F.linear(x, self.w).split(self.ns, dim=-1)
+
 
 class LattqLinear:
     """2-bit lattq layer with random codes (speed only); shares one workspace across all layers."""
@@ -86,6 +104,40 @@ class LattqLinear:
             raise RuntimeError(self.lib.lattq_last_error().decode())
         return y
 
+    @staticmethod
+    def group(ns, k, gen):
+        return LattqGroup(ns, k, gen)
+
+
+class LattqGroup:
+    """Layers on one input through lattq_cuda_forward_group (one launch for all of them where the variant allows)."""
+
+    def __init__(self, ns, k, gen):
+        self.ns = list(ns)
+        self.layers = [LattqLinear(n, k, gen) for n in ns]
+        self.arr = (Layer * len(ns))(*[l.layer for l in self.layers])
+        self.descs = (LayerDesc * len(ns))(*[l.layer.desc for l in self.layers])
+        self.ptrs = (ctypes.c_void_p * len(ns))()
+        nb = ctypes.c_size_t(0)
+        lib = LattqLinear.lib
+        if lib.lattq_cuda_forward_group_workspace_size(self.descs, len(ns), 1, LattqLinear.variant, ctypes.byref(nb)):
+            raise RuntimeError(lib.lattq_last_error().decode())
+        if LattqLinear.ws is None or LattqLinear.ws.numel() < nb.value:
+            LattqLinear.ws = torch.empty(max(nb.value, 256), dtype=torch.uint8, device="cuda")
+
+    def __call__(self, x):
+        x = x.contiguous()
+        ys = [torch.empty(x.shape[0], n, device="cuda", dtype=torch.bfloat16) for n in self.ns]
+        for i, y in enumerate(ys):
+            self.ptrs[i] = y.data_ptr()
+        lib = LattqLinear.lib
+        st = lib.lattq_cuda_forward_group(self.arr, len(ys), x.data_ptr(), LATTQ_BF16, x.shape[0], self.ptrs,
+                                          LattqLinear.ws.data_ptr(), LattqLinear.ws.numel(), LattqLinear.variant,
+                                          torch.cuda.current_stream().cuda_stream)
+        if st != 0:
+            raise RuntimeError(lib.lattq_last_error().decode())
+        return ys
+
 
 class NullLinear:
     """Diagnostic only (--overhead): a linear that costs nothing (an uninitialised output of the right shape), so the
@@ -96,6 +148,10 @@ class NullLinear:
 
     def __call__(self, x):
         return torch.empty(x.shape[0], self.n, device="cuda", dtype=torch.bfloat16)
+
+    @staticmethod
+    def group(ns, k, gen):
+        return lambda x: [torch.empty(x.shape[0], n, device="cuda", dtype=torch.bfloat16) for n in ns]
 
 
 def rmsnorm(x, w, eps):
@@ -128,18 +184,23 @@ def silu_mul(g, u):
 class Model:
     fused = dict(add_norm=add_norm, rope2=rope2, silu_mul=silu_mul, rmsnorm=rmsnorm)
 
-    def __init__(self, make_linear, n_layers, max_len, gen):
+    def __init__(self, make_linear, n_layers, max_len, gen, group=True):
         c = Cfg
+        self.group = group
         self.emb = (torch.randn(c.vocab, c.hidden, device="cuda", generator=gen) * 0.02).to(torch.bfloat16)
         self.head = (torch.randn(c.vocab, c.hidden, device="cuda", generator=gen) * 0.02).to(torch.bfloat16)
         self.norm = torch.ones(c.hidden, device="cuda", dtype=torch.bfloat16)
         self.layers = []
         for _ in range(n_layers):
+            if group:  # Q/K/V and gate/up: one call each
+                lin = dict(qkv=make_linear.group([c.hidden] * 3, c.hidden, gen),
+                           gu=make_linear.group([c.inter] * 2, c.hidden, gen))
+            else:
+                lin = dict(q=make_linear(c.hidden, c.hidden, gen), k=make_linear(c.hidden, c.hidden, gen),
+                           v=make_linear(c.hidden, c.hidden, gen), gate=make_linear(c.inter, c.hidden, gen),
+                           up=make_linear(c.inter, c.hidden, gen))
             self.layers.append(dict(
-                q=make_linear(c.hidden, c.hidden, gen), k=make_linear(c.hidden, c.hidden, gen),
-                v=make_linear(c.hidden, c.hidden, gen), o=make_linear(c.hidden, c.hidden, gen),
-                gate=make_linear(c.inter, c.hidden, gen), up=make_linear(c.inter, c.hidden, gen),
-                down=make_linear(c.hidden, c.inter, gen),
+                **lin, o=make_linear(c.hidden, c.hidden, gen), down=make_linear(c.hidden, c.inter, gen),
                 n1=torch.ones(c.hidden, device="cuda", dtype=torch.bfloat16),
                 n2=torch.ones(c.hidden, device="cuda", dtype=torch.bfloat16),
                 kc=torch.zeros(1, c.heads, max_len, c.head_dim, device="cuda", dtype=torch.bfloat16),
@@ -162,25 +223,27 @@ class Model:
         d = self.zero
         for L in self.layers:
             x, h = f["add_norm"](x, d, L["n1"], c.eps)
-            q = L["q"](h).view(1, 1, c.heads, c.head_dim).transpose(1, 2)
-            k = L["k"](h).view(1, 1, c.heads, c.head_dim).transpose(1, 2)
-            v = L["v"](h).view(1, 1, c.heads, c.head_dim).transpose(1, 2)
+            q, k, v = L["qkv"](h) if self.group else (L["q"](h), L["k"](h), L["v"](h))
+            q = q.reshape(1, 1, c.heads, c.head_dim).transpose(1, 2)
+            k = k.reshape(1, 1, c.heads, c.head_dim).transpose(1, 2)
+            v = v.reshape(1, 1, c.heads, c.head_dim).transpose(1, 2)
             q, k = f["rope2"](q, k, cos, sin)
             L["kc"].index_copy_(2, self.pos, k)
             L["vc"].index_copy_(2, self.pos, v)
             a = F.scaled_dot_product_attention(q, L["kc"], L["vc"], attn_mask=mask)
             x, h = f["add_norm"](x, L["o"](a.transpose(1, 2).reshape(1, c.hidden)), L["n2"], c.eps)
-            d = L["down"](f["silu_mul"](L["gate"](h), L["up"](h)))
+            g, u = L["gu"](h) if self.group else (L["gate"](h), L["up"](h))
+            d = L["down"](f["silu_mul"](g, u))
         x = x + d
         logits = F.linear(f["rmsnorm"](x, self.norm, c.eps), self.head)
         self.tok.copy_(logits.argmax(-1))
         self.pos.add_(1)
 
 
-def run_model(name, make_linear, args, gen):
+def run_model(name, make_linear, args, gen, group=True):
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    model = Model(make_linear, args.layers, args.prompt + args.gen + 1, gen)
+    model = Model(make_linear, args.layers, args.prompt + args.gen + 1, gen, group)
     weights_bytes = torch.cuda.memory_allocated()
     # warm-up on a side stream, then capture one decode step
     s = torch.cuda.Stream()
@@ -211,7 +274,7 @@ def run_model(name, make_linear, args, gen):
         b.synchronize()
         results.append(args.gen / (a.elapsed_time(b) / 1e3))
     peak = torch.cuda.max_memory_allocated()
-    out = dict(model=name, tokens_per_s=sorted(results)[len(results) // 2], tokens_per_s_all=results,
+    out = dict(model=name, grouped=group, tokens_per_s=sorted(results)[len(results) // 2], tokens_per_s_all=results,
                peak_gpu_bytes=peak, weights_and_cache_bytes=weights_bytes)
     print(f"{name}: {out['tokens_per_s']:.1f} tokens/s (median of {args.reps}), peak {peak / 2**30:.2f} GiB", flush=True)
     del graph, model
@@ -233,6 +296,9 @@ def main():
                     help="run the small ops of the step eagerly (about 45 kernels per layer) instead of torch.compile'd")
     ap.add_argument("--overhead", action="store_true",
                     help="also run the step with free linears (NullLinear): the harness cost outside the linears")
+    ap.add_argument("--separate", action="store_true",
+                    help="also run both models with separate Q/K/V and gate/up calls (session 7's step; the default "
+                         "step groups them: concatenated weights for bf16, lattq_cuda_forward_group for lattq)")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -240,23 +306,31 @@ def main():
     if not args.no_compile:
         Model.fused = {name: torch.compile(fn, fullgraph=True, dynamic=False) for name, fn in Model.fused.items()}
     gen = torch.Generator(device="cuda").manual_seed(0)
-    rows = [run_model("bf16", Bf16Linear, args, gen)]
-    for v in [int(t) for t in args.variants.split(",") if t]:
-        LattqLinear.variant = v
-        rows.append(run_model("lattq-2bit" if v == 0 else f"lattq-2bit:variant{v}", LattqLinear, args, gen))
+    rows = []
+    for group in (True, False) if args.separate else (True,):
+        tag = "" if group else ":separate"
+        rows.append(run_model("bf16" + tag, Bf16Linear, args, gen, group))
+        for v in [int(t) for t in args.variants.split(",") if t]:
+            LattqLinear.variant = v
+            rows.append(run_model(("lattq-2bit" if v == 0 else f"lattq-2bit:variant{v}") + tag, LattqLinear, args,
+                                  gen, group))
     if args.overhead:
         rows.append(run_model("no-linears (harness only)", NullLinear, args, gen))
     meta = dict(device=torch.cuda.get_device_name(0), torch=torch.__version__, cuda=torch.version.cuda,
                 git_rev=args.git_rev, layers=args.layers, prompt=args.prompt, gen=args.gen, batch=1,
                 cuda_graph="whole decode step",
+                projections="Q/K/V and gate/up grouped (bf16: concatenated weights; lattq: lattq_cuda_forward_group); "
+                            "rows marked :separate call them one by one",
                 small_ops="eager" if args.no_compile else "torch.compile (add+rmsnorm, rope, silu*mul fused)", time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     with open(os.path.join(args.out, "bench_e2e.json"), "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)
-    for r in rows[1:]:
-        if r["model"].startswith("no-linears"):
+    for r in rows:
+        if r["model"].startswith(("no-linears", "bf16")):
             continue
-        sp = r["tokens_per_s"] / rows[0]["tokens_per_s"]
-        print(f"{r['model']} / bf16 decode speed: {sp:.2f}x; peak memory {r['peak_gpu_bytes'] / rows[0]['peak_gpu_bytes']:.2f}x")
+        base = next(b for b in rows if b["model"].startswith("bf16") and b["grouped"] == r["grouped"])
+        sp = r["tokens_per_s"] / base["tokens_per_s"]
+        print(f"{r['model']} / {base['model']} decode speed: {sp:.2f}x; "
+              f"peak memory {r['peak_gpu_bytes'] / base['peak_gpu_bytes']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -56,6 +56,11 @@ def load_lib(path: str):
     lib.lattq_cuda_forward.argtypes = [ctypes.POINTER(Layer), ctypes.c_void_p, ctypes.c_int32, ctypes.c_int64,
                                        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32,
                                        ctypes.c_void_p]
+    lib.lattq_cuda_forward_group_workspace_size.argtypes = [ctypes.POINTER(LayerDesc), ctypes.c_int32, ctypes.c_int64,
+                                                            ctypes.c_int32, ctypes.POINTER(ctypes.c_size_t)]
+    lib.lattq_cuda_forward_group.argtypes = [ctypes.POINTER(Layer), ctypes.c_int32, ctypes.c_void_p, ctypes.c_int32,
+                                             ctypes.c_int64, ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p,
+                                             ctypes.c_size_t, ctypes.c_int32, ctypes.c_void_p]
     return lib
 
 
