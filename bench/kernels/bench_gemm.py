@@ -142,7 +142,8 @@ class Timer:
             fn()
             ends[i].record()
         torch.cuda.synchronize()
-        return statistics.median(s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends))  # microseconds
+        self.samples = sorted(s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends))  # microseconds
+        return statistics.median(self.samples)
 
 
 def int4_setup(w: torch.Tensor, group: int = 128):

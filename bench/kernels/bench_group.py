@@ -4,7 +4,7 @@
 For each group of real-model projections and batch m, in one process, cold L2, median of --reps:
   bf16:separate   one cuBLAS call per projection (torch.nn.functional.linear)
   bf16:concat     one cuBLAS call on the concatenated weights (what inference engines do)
-  lattq:separate  one lattq_cuda_forward (AUTO) per projection
+  lattq:separate  one lattq_cuda_forward (AUTO) per projection (--no-pdl: also launched without PDL)
   lattq:group     one lattq_cuda_forward_group (AUTO), and its forced GEMV / GEMV_PDL rows
   floor           2-bit code bytes of the group / measured read bandwidth
 Each lattq:group output is checked against lattq:separate (relative error; both are the same layers).
@@ -35,8 +35,8 @@ GROUPS = [
     ("llama3-70b qkv", [8192, 1024, 1024], 8192),
     ("llama3-70b gate/up", [28672, 28672], 8192),
 ]
-IMPLS = ["bf16:separate", "bf16:concat", "floor", "lattq:separate", "lattq:group", "lattq:group:gemv",
-         "lattq:group:gemv_pdl"]
+IMPLS = ["bf16:separate", "bf16:concat", "floor", "lattq:separate", "lattq:separate:nopdl", "lattq:group",
+         "lattq:group:gemv", "lattq:group:gemv_pdl"]
 
 
 def main():
@@ -46,6 +46,8 @@ def main():
     ap.add_argument("--reps", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--batches", default="1,2,4,8,16")
+    ap.add_argument("--no-pdl", action="store_true",
+                    help="also time lattq:separate launched without programmatic dependent launch")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
@@ -67,8 +69,12 @@ def main():
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
 
             def add(impl, us, **extra):
+                if impl != "floor":  # spread of the repetitions: min and 90th percentile
+                    sm = timer.samples
+                    extra.update(min_us=round(sm[0], 3), p90_us=round(sm[int(0.9 * (len(sm) - 1))], 3))
                 rows.append(dict(group=name, ns=ns, k=k, m=m, impl=impl, median_us=round(us, 3), **extra))
-                print(f"{name:20s} m={m:3d} {impl:22s} {us:8.2f} us", flush=True)
+                print(f"{name:20s} m={m:3d} {impl:24s} {us:8.2f} us  {extra.get('min_us', '')} {extra.get('p90_us', '')}",
+                      flush=True)
 
             add("bf16:separate", timer(lambda: [F.linear(x, w) for w in ws_]))
             add("bf16:concat", timer(lambda: F.linear(x, wcat).split(ns, dim=-1)))
@@ -78,6 +84,10 @@ def main():
                 L.workspace(m, 0)
             add("lattq:separate", timer(lambda: [L(x, y, 0) for L, y in zip(Ls, ys)]))
             ref = [y.float().clone() for y in ys]
+            if args.no_pdl:  # the same calls launched without programmatic dependent launch (LATTQ_GEMV_PDL_ATTR=0)
+                os.environ["LATTQ_GEMV_PDL_ATTR"] = "0"
+                add("lattq:separate:nopdl", timer(lambda: [L(x, y, 0) for L, y in zip(Ls, ys)]))
+                del os.environ["LATTQ_GEMV_PDL_ATTR"]
             ptrs = (ctypes.c_void_p * len(ns))(*[y.data_ptr() for y in ys])
             for impl, vid in (("lattq:group", 0), ("lattq:group:gemv", 6), ("lattq:group:gemv_pdl", 8)):
                 nb = ctypes.c_size_t(0)

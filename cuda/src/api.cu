@@ -191,10 +191,15 @@ static lattq_status in_layer(const char* fn, int i, lattq_status s) {
   return st(set_error(static_cast<Status>(s), "%s: layers[%d]: %s", fn, i, msg));
 }
 
-static lattq_status check_group_descs(const char* fn, const lattq_layer_desc* const* descs, int32_t count) {
+// before anything reads the caller's arrays
+static lattq_status check_group_count(const char* fn, int32_t count) {
   if (count < 1 || count > LATTQ_CUDA_MAX_GROUP)
     return LQ_ERR(InvalidArgument, "%s: argument 'count' = %d is outside 1..%d (LATTQ_CUDA_MAX_GROUP)", fn, count,
                   LATTQ_CUDA_MAX_GROUP);
+  return LATTQ_OK;
+}
+
+static lattq_status check_group_descs(const char* fn, const lattq_layer_desc* const* descs, int32_t count) {
   for (int32_t i = 0; i < count; ++i)
     if (descs[i]->k != descs[0]->k)
       return LQ_ERR(Shape, "%s: layers[%d] has k = %lld but layers[0] has k = %lld: a group shares its input", fn, i,
@@ -214,7 +219,18 @@ static int32_t group_variant(const lattq_layer* layers, int32_t count, int32_t d
   }
   if (variant != LATTQ_VARIANT_AUTO) return variant;
   const int32_t v = pick_variant(&all, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO);
-  return v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL ? v : 0;
+  if (v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL) return v;
+  // The rules for one layer of sum(n) rows say no (m = 8..16 with sum(n) above 16384 / 4096), but every layer alone
+  // would take GEMV / GEMV_PDL: one launch still wins (session-8 H100 run, bench/results/bench_group.md: Llama-2-7B
+  // QKV at m = 16 37.2 vs 54.0 us, gate/up at m = 8 37.4 vs 45.3).  Where a layer alone takes IMMA / WGMMA
+  // (Llama-3-70B gate/up at m = 8: 101.7 us one by one vs 116.7 grouped) the layers run one by one.
+  bool pdl = false;
+  for (int32_t i = 0; i < count; ++i) {
+    const int32_t vi = pick_variant(&layers[i].desc, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO);
+    if (vi != LATTQ_VARIANT_GEMV && vi != LATTQ_VARIANT_GEMV_PDL) return 0;
+    pdl = pdl || vi == LATTQ_VARIANT_GEMV_PDL;
+  }
+  return pdl ? LATTQ_VARIANT_GEMV_PDL : LATTQ_VARIANT_GEMV;
 }
 
 lattq_status lattq_cuda_forward_group_workspace_size(const lattq_layer_desc* descs, int32_t count, int64_t m,
@@ -224,8 +240,9 @@ lattq_status lattq_cuda_forward_group_workspace_size(const lattq_layer_desc* des
   if (descs == nullptr) return LQ_ERR(InvalidArgument, "%s: argument 'descs' is NULL", fn);
   const lattq_layer_desc* ds[LATTQ_CUDA_MAX_GROUP];
   lattq_status s;
+  if ((s = check_group_count(fn, count))) return s;
   size_t need = 0;
-  for (int32_t i = 0; i < count && i < LATTQ_CUDA_MAX_GROUP; ++i) {
+  for (int32_t i = 0; i < count; ++i) {
     size_t one = 0;
     if ((s = in_layer(fn, i, lattq_cuda_forward_workspace_size(&descs[i], m, variant, &one)))) return s;
     need = std::max(need, one);  // the layers run one by one: they share it
@@ -249,8 +266,9 @@ lattq_status lattq_cuda_forward_group(const lattq_layer* layers, int32_t count, 
   lattq_status s;
   if (layers == nullptr) return LQ_ERR(InvalidArgument, "%s: argument 'layers' is NULL", fn);
   if (y == nullptr) return LQ_ERR(InvalidArgument, "%s: argument 'y' is NULL (a host array of count pointers)", fn);
+  if ((s = check_group_count(fn, count))) return s;
   const lattq_layer_desc* ds[LATTQ_CUDA_MAX_GROUP];
-  for (int32_t i = 0; i < count && i < LATTQ_CUDA_MAX_GROUP; ++i) {
+  for (int32_t i = 0; i < count; ++i) {
     if ((s = in_layer(fn, i, check_forward_layer(fn, &layers[i])))) return s;
     ds[i] = &layers[i].desc;
   }

@@ -654,6 +654,14 @@ GemvWs gemv_ws_layout(const lattq_layer_desc* d, int64_t m) {
   return w;
 }
 
+// LATTQ_GEMV_PDL_ATTR=0: launch without programmatic stream serialization (plain stream order; griddepcontrol.wait
+// is then a no-op).  Measurements only (session 8: back-to-back launches with and without the overlap), read per
+// launch like LATTQ_GEMV_MAX_SPLITS.  On sm_90 the clusters still apply.
+bool pdl_attr() {
+  const char* e = std::getenv("LATTQ_GEMV_PDL_ATTR");
+  return e == nullptr || std::atoi(e) != 0;
+}
+
 cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, int cluster_z, cudaStream_t s,
                       GemvParams& p) {
   cudaLaunchConfig_t cfg = {};
@@ -663,7 +671,7 @@ cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, in
   cfg.stream = s;
   cudaLaunchAttribute attr[2];
   int na = 0;
-  if (device_props().major >= 9) {
+  if (device_props().major >= 9 && pdl_attr()) {
     attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[na].val.programmaticStreamSerializationAllowed = 1;
     ++na;

@@ -7,7 +7,7 @@ build_gpu
 for s in $STEPS; do
   case $s in
     tests) full_tests; grep -E "forward_group|group " "$OUT/tests.log" | head -5 ;;
-    group) python3 bench/kernels/bench_group.py --lib build-gpu/cuda/liblattq_capi.so --out "$OUT" --git-rev "$REV" \
+    group) python3 bench/kernels/bench_group.py --lib build-gpu/cuda/liblattq_capi.so --out "$OUT" --git-rev "$REV" --no-pdl \
              > "$OUT/group.log" 2>&1; echo "group rc=$?"; grep -E "^\|" "$OUT/group.log" | head -40 ;;
     decode) decode_bench 1,4 gemv,gemv_pdl; echo "decode rc=$?"
             mv "$OUT/bench_gemm.json" "$OUT/decode_$REV.json"; rm -f "$OUT/bench_gemm.md" "$OUT/bench_gemm.png" "$OUT/bench.log" ;;
