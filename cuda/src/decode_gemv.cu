@@ -671,11 +671,13 @@ cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, in
   cfg.stream = s;
   cudaLaunchAttribute attr[2];
   int na = 0;
-  if (device_props().major >= 9 && pdl_attr()) {
-    attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[na].val.programmaticStreamSerializationAllowed = 1;
-    ++na;
-    if (cluster_z > 1) {
+  if (device_props().major >= 9) {
+    if (pdl_attr()) {
+      attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+      attr[na].val.programmaticStreamSerializationAllowed = 1;
+      ++na;
+    }
+    if (cluster_z > 1) {  // the split-K reduction needs the cluster (distributed shared memory)
       attr[na].id = cudaLaunchAttributeClusterDimension;
       attr[na].val.clusterDim.x = 1;
       attr[na].val.clusterDim.y = 1;

@@ -797,12 +797,16 @@ void test_chain(bool quick) {
   const int steps = quick ? 4 : 8;  // quick: the sanitizer runs
   struct Run {
     int32_t var;
-    const char* trig;  // LATTQ_GEMV_PDL_TRIGGER, or nullptr
+    const char* trig;        // LATTQ_GEMV_PDL_TRIGGER, or nullptr
+    const char* attr = "1";  // LATTQ_GEMV_PDL_ATTR ("0": launched without PDL, plain stream order)
   };
   std::vector<Run> runs = {{LATTQ_VARIANT_GEMV, nullptr},       {LATTQ_VARIANT_GEMV_PDL, "0"},
                            {LATTQ_VARIANT_GEMV_PDL, "1"},       {LATTQ_VARIANT_GEMV_PDL, "2"},
+                           {LATTQ_VARIANT_GEMV, nullptr, "0"},  {LATTQ_VARIANT_GEMV_PDL, "0", "0"},
                            {LATTQ_VARIANT_IMMA, nullptr},       {LATTQ_VARIANT_AUTO, nullptr}};
-  if (quick) runs = {{LATTQ_VARIANT_GEMV, nullptr}, {LATTQ_VARIANT_GEMV_PDL, "0"}, {LATTQ_VARIANT_GEMV_PDL, "1"}};
+  if (quick)
+    runs = {{LATTQ_VARIANT_GEMV, nullptr}, {LATTQ_VARIANT_GEMV_PDL, "0"}, {LATTQ_VARIANT_GEMV_PDL, "1"},
+            {LATTQ_VARIANT_GEMV, nullptr, "0"}};
   const std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 3, 6, 12};
   for (int64_t m : ms) {
     std::vector<double> x(m * 2048);
@@ -812,6 +816,7 @@ void test_chain(bool quick) {
     std::vector<uint16_t> gemv_a, gemv_b;       // GEMV's synchronised result, for the GEMV_PDL comparison
     for (const Run& r : runs) {
       if (r.trig) setenv("LATTQ_GEMV_PDL_TRIGGER", r.trig, 1);
+      setenv("LATTQ_GEMV_PDL_ATTR", r.attr, 1);
       size_t w0 = 0, w1 = 0;
       CHECK(lattq_cuda_forward_workspace_size(&h0.d, m, r.var, &w0) == LATTQ_OK &&
                 lattq_cuda_forward_workspace_size(&h1.d, m, r.var, &w1) == LATTQ_OK,
@@ -839,19 +844,20 @@ void test_chain(bool quick) {
       }
       CUDA_OK(cudaStreamDestroy(s));
       if (r.trig) unsetenv("LATTQ_GEMV_PDL_TRIGGER");
+      unsetenv("LATTQ_GEMV_PDL_ATTR");
       bool finite = true;
       for (uint16_t v : out_a[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
       for (uint16_t v : out_b[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
       CHECK(finite, "chain %s m=%lld: non-finite output", var_name(r.var), (long long)m);
       CHECK(out_a[0] == out_a[1] && out_b[0] == out_b[1],
-            "chain %s (trigger %s) m=%lld: back-to-back result differs from the synchronised one", var_name(r.var),
-            r.trig ? r.trig : "-", (long long)m);
-      if (r.var == LATTQ_VARIANT_GEMV) {
+            "chain %s (trigger %s, PDL attr %s) m=%lld: back-to-back result differs from the synchronised one",
+            var_name(r.var), r.trig ? r.trig : "-", r.attr, (long long)m);
+      if (r.var == LATTQ_VARIANT_GEMV && r.attr[0] == '1') {
         gemv_a = out_a[0];
         gemv_b = out_b[0];
-      } else if (r.var == LATTQ_VARIANT_GEMV_PDL) {
-        CHECK(out_a[0] == gemv_a && out_b[0] == gemv_b, "chain m=%lld: gemv_pdl (trigger %s) differs from gemv",
-              (long long)m, r.trig);
+      } else if (r.var == LATTQ_VARIANT_GEMV_PDL || r.var == LATTQ_VARIANT_GEMV) {
+        CHECK(out_a[0] == gemv_a && out_b[0] == gemv_b, "chain m=%lld: %s (trigger %s, PDL attr %s) differs from gemv",
+              (long long)m, var_name(r.var), r.trig ? r.trig : "-", r.attr);
       }
     }
   }
