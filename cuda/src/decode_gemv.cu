@@ -117,8 +117,12 @@ struct GemvParams {
   int trig;       // GEMV_PDL prologue kernel: where it lets the main kernel launch (prep_trigger)
 };
 
-// the layer of row group rg (layers are in row-group order)
+// the layer of row group rg (layers are in row-group order).  GROUP = false (one layer, the common case): 0, so every
+// p.seg[0] field is a fixed constant-bank address the compiler may reload instead of keeping a register (a dynamic
+// index made the one-layer kernels 1-6 us slower at m = 1 and 4 on the H100: session 8, docs/kernels.md)
+template <bool GROUP>
 __device__ __forceinline__ int gemv_seg_of(const GemvParams& p, int rg) {
+  if (!GROUP) return 0;
   int si = 0;
 #pragma unroll
   for (int i = 1; i < GMAXG; ++i) si += (i < p.nseg && rg >= p.seg[i].rg0) ? 1 : 0;
@@ -290,7 +294,7 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const GemvSe
 // GEMV_PDL prologue kernel: grid (token columns, chunks per split, splits x layers), 32 warps, one unit each.  It lets the
 // main kernel launch at once (it streams its first codes meanwhile), waits for x, and writes the chunk's digits,
 // scales and c parts to the workspace: the transform runs once per layer instead of once per CTA.
-template <typename T>
+template <typename T, bool GROUP>
 __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
   __shared__ float smax[GTOK][32];
   __shared__ float scp[GTOK][32];
@@ -299,7 +303,7 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
   __shared__ float sAb[20];
   PREP_STAMP(0);
   if (p.trig == 0) pdl_launch_dependents();
-  const int col = blockIdx.x, j = blockIdx.y, si = blockIdx.z / p.splits, split = blockIdx.z - si * p.splits;
+  const int col = blockIdx.x, j = blockIdx.y, si = GROUP ? blockIdx.z / p.splits : 0, split = blockIdx.z - si * p.splits;
   const GemvSeg& S = p.seg[si];
   const size_t wso = (size_t)si * p.ws_seg;  // this layer's part of the workspace
   const int c0 = split * p.qps + j * p.cq;
@@ -337,7 +341,7 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
 // The main kernel.  PRE = false (GEMV): each CTA runs the input transform of its chunks itself (chunk_prologue on
 // its 8 warps).  PRE = true (GEMV_PDL): gemv_prep_kernel ran it; the CTA copies each chunk's digits from the
 // workspace into a double buffer (cp.async, the next chunk in flight while this one is consumed).
-template <typename T, bool PRE>
+template <typename T, bool PRE, bool GROUP>
 __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   extern __shared__ __align__(16) uint8_t dig[];  // PRE ? 2 : 1 chunk(s) of digits, compact layout
   __shared__ __align__(16) float ptile[GTOK][GTN];  // partial t of this CTA (+ its c part), read by the cluster
@@ -353,7 +357,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
   const int col = blockIdx.x, split = blockIdx.z;
-  const int si = gemv_seg_of(p, blockIdx.y);
+  const int si = gemv_seg_of<GROUP>(p, blockIdx.y);
   const GemvSeg& S = p.seg[si];
   const int rg = blockIdx.y - S.rg0;
   const int64_t tileI = (int64_t)rg * GW + warp;
@@ -567,7 +571,7 @@ template <bool PRE>
 int gemv_occupancy(int splits, size_t smem) {
   int n = 0;
   if (splits == 1) {
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<__half, PRE>, 256, smem) == cudaSuccess)
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<__half, PRE, false>, 256, smem) == cudaSuccess)
       n *= std::max(1, device_props().sm);
     return n;
   }
@@ -582,7 +586,7 @@ int gemv_occupancy(int splits, size_t smem) {
   attr.val.clusterDim.z = (unsigned)splits;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  return cudaOccupancyMaxActiveClusters(&n, gemv_kernel<__half, PRE>, &cfg) == cudaSuccess ? n : 0;
+  return cudaOccupancyMaxActiveClusters(&n, gemv_kernel<__half, PRE, false>, &cfg) == cudaSuccess ? n : 0;
 }
 
 // How many CTAs (splits = 1) or clusters of `splits` CTAs can be resident at once with `smem` bytes of dynamic
@@ -743,7 +747,8 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
     p.ws_c = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig + w.sc);
     p.ws_seg = w.total;
     const dim3 pg((unsigned)P.ncols, (unsigned)P.cps, (unsigned)(P.splits * count));
-    const cudaError_t e = launch_ex((const void*)gemv_prep_kernel<T>, pg, dim3(1024), 0, 1, s, p);
+    const void* prep = count > 1 ? (const void*)gemv_prep_kernel<T, true> : (const void*)gemv_prep_kernel<T, false>;
+    const cudaError_t e = launch_ex(prep, pg, dim3(1024), 0, 1, s, p);
     if (e != cudaSuccess) {
       cudaGetLastError();
       return LQ_ERR(Device, "%s: launching gemv_prep_kernel (grid %u x %u x %u) failed: %s", fn, pg.x, pg.y, pg.z,
@@ -751,7 +756,9 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
     }
   }
   const dim3 grid((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
-  const cudaError_t e = launch_ex((const void*)gemv_kernel<T, PRE>, grid, dim3(256), P.smem, (int)P.splits, s, p);
+  // the GROUP instance has the same launch bounds, registers (128) and shared memory: the plan's occupancy holds
+  const void* fnp = count > 1 ? (const void*)gemv_kernel<T, PRE, true> : (const void*)gemv_kernel<T, PRE, false>;
+  const cudaError_t e = launch_ex(fnp, grid, dim3(256), P.smem, (int)P.splits, s, p);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching gemv_kernel (grid %u x %u x %u, cluster %lld) failed: %s", fn, grid.x, grid.y,
