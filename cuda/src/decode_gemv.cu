@@ -99,8 +99,12 @@ struct GemvSeg {
   int had_in, had_out;
 };
 
-struct GemvParams {
-  GemvSeg seg[GMAXG];
+// The kernel parameters with room for NSEG layers: 1 for one-layer launches (GROUP = false), GMAXG for groups.  A
+// one-layer launch passes a ~200-byte struct, not the ~800 bytes of the group table: each launch copies its
+// parameters, and the larger struct measured 0.1-0.3 us slower per call (session-8 A/B, docs/kernels.md).
+template <int NSEG>
+struct GemvParamsN {
+  GemvSeg seg[NSEG];
   int nseg;
   const void* x;
   uint8_t* ws_dig;  // GEMV_PDL: digits of v, [column][quad] in the compact chunk layout (chunk_prologue)
@@ -120,12 +124,12 @@ struct GemvParams {
 // the layer of row group rg (layers are in row-group order).  GROUP = false (one layer, the common case): 0, so every
 // p.seg[0] field is a fixed constant-bank address the compiler may reload instead of keeping a register (a dynamic
 // index made the one-layer kernels 1-6 us slower at m = 1 and 4 on the H100: session 8, docs/kernels.md)
-template <bool GROUP>
-__device__ __forceinline__ int gemv_seg_of(const GemvParams& p, int rg) {
-  if (!GROUP) return 0;
+template <int NSEG>
+__device__ __forceinline__ int gemv_seg_of(const GemvParamsN<NSEG>& p, int rg) {
+  if (NSEG == 1) return 0;
   int si = 0;
 #pragma unroll
-  for (int i = 1; i < GMAXG; ++i) si += (i < p.nseg && rg >= p.seg[i].rg0) ? 1 : 0;
+  for (int i = 1; i < NSEG; ++i) si += (i < p.nseg && rg >= p.seg[i].rg0) ? 1 : 0;
   return si;
 }
 
@@ -151,8 +155,8 @@ constexpr int GQT = 512;  // digit bytes per quad and token
 // caller needs none before: the first orders its shared-state writes and the previous chunk's reads), after the
 // maxima, at the end.
 // With sul != nullptr (NW = 32, one unit per warp), the caller has already loaded the lane's 8 SU values there.
-template <typename T, int NW>
-__device__ __forceinline__ void chunk_prologue(const GemvParams& p, const GemvSeg& S, const float* sAb, int c0, int nqc, int64_t tok0,
+template <typename T, int NW, typename P>
+__device__ __forceinline__ void chunk_prologue(const P& p, const GemvSeg& S, const float* sAb, int c0, int nqc, int64_t tok0,
                                                int ntok, int warp, int lane, uint8_t* dig, float (*smax)[32],
                                                float (*scp)[32], float* sscale, float* csum,
                                                const float* sul = nullptr) {
@@ -295,7 +299,7 @@ __device__ __forceinline__ void chunk_prologue(const GemvParams& p, const GemvSe
 // main kernel launch at once (it streams its first codes meanwhile), waits for x, and writes the chunk's digits,
 // scales and c parts to the workspace: the transform runs once per layer instead of once per CTA.
 template <typename T, bool GROUP>
-__global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
+__global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? GMAXG : 1> p) {
   __shared__ float smax[GTOK][32];
   __shared__ float scp[GTOK][32];
   __shared__ float sscale[GTOK];
@@ -342,7 +346,7 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParams p) {
 // its 8 warps).  PRE = true (GEMV_PDL): gemv_prep_kernel ran it; the CTA copies each chunk's digits from the
 // workspace into a double buffer (cp.async, the next chunk in flight while this one is consumed).
 template <typename T, bool PRE, bool GROUP>
-__global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
+__global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG : 1> p) {
   extern __shared__ __align__(16) uint8_t dig[];  // PRE ? 2 : 1 chunk(s) of digits, compact layout
   __shared__ __align__(16) float ptile[GTOK][GTN];  // partial t of this CTA (+ its c part), read by the cluster
   __shared__ float smax[PRE ? 1 : GTOK][32];
@@ -357,7 +361,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParams p) {
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   const int g = lane >> 2, tig = lane & 3;
   const int col = blockIdx.x, split = blockIdx.z;
-  const int si = gemv_seg_of<GROUP>(p, blockIdx.y);
+  const int si = gemv_seg_of(p, blockIdx.y);
   const GemvSeg& S = p.seg[si];
   const int rg = blockIdx.y - S.rg0;
   const int64_t tileI = (int64_t)rg * GW + warp;
@@ -667,7 +671,7 @@ bool pdl_attr() {
 }
 
 cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, int cluster_z, cudaStream_t s,
-                      GemvParams& p) {
+                      void* p) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
@@ -691,7 +695,7 @@ cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, in
   }
   cfg.attrs = attr;
   cfg.numAttrs = na;
-  void* args[] = {&p};
+  void* args[] = {p};  // the address of the kernel's one parameter (a GemvParamsN)
   return cudaLaunchKernelExC(&cfg, fn_ptr, args);
 }
 
@@ -707,10 +711,10 @@ int prep_trigger() {
   return 0;
 }
 
-template <typename T, bool PRE>
+template <typename T, bool PRE, bool GROUP>
 lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, const void* x, int64_t m, void* const* y,
                            const GemvPlan& P, void* ws, cudaStream_t s) {
-  GemvParams p = {};
+  GemvParamsN<GROUP ? GMAXG : 1> p = {};
   int64_t rg = 0;
   for (int i = 0; i < count; ++i) {
     const lattq_layer& L = Ls[i];
@@ -747,8 +751,7 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
     p.ws_c = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig + w.sc);
     p.ws_seg = w.total;
     const dim3 pg((unsigned)P.ncols, (unsigned)P.cps, (unsigned)(P.splits * count));
-    const void* prep = count > 1 ? (const void*)gemv_prep_kernel<T, true> : (const void*)gemv_prep_kernel<T, false>;
-    const cudaError_t e = launch_ex(prep, pg, dim3(1024), 0, 1, s, p);
+    const cudaError_t e = launch_ex((const void*)gemv_prep_kernel<T, GROUP>, pg, dim3(1024), 0, 1, s, &p);
     if (e != cudaSuccess) {
       cudaGetLastError();
       return LQ_ERR(Device, "%s: launching gemv_prep_kernel (grid %u x %u x %u) failed: %s", fn, pg.x, pg.y, pg.z,
@@ -757,8 +760,7 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
   }
   const dim3 grid((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
   // the GROUP instance has the same launch bounds, registers (128) and shared memory: the plan's occupancy holds
-  const void* fnp = count > 1 ? (const void*)gemv_kernel<T, PRE, true> : (const void*)gemv_kernel<T, PRE, false>;
-  const cudaError_t e = launch_ex(fnp, grid, dim3(256), P.smem, (int)P.splits, s, p);
+  const cudaError_t e = launch_ex((const void*)gemv_kernel<T, PRE, GROUP>, grid, dim3(256), P.smem, (int)P.splits, s, &p);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching gemv_kernel (grid %u x %u x %u, cluster %lld) failed: %s", fn, grid.x, grid.y,
@@ -813,13 +815,18 @@ lattq_status gemv_forward(const char* fn, const lattq_layer* Ls, int count, cons
   const GemvPlan P = make_gemv_plan(Ls[0].desc.k, rgroups, m, pre);
   if (P.ncols > 2147483647 || P.rgroups > 65535 || P.cps > 65535 || P.splits * count > 65535)
     return LQ_ERR(Shape, "%s: m, n or k too large for this variant", fn);
+  const bool g = count > 1;
   switch (dtype) {
     case LATTQ_F16:
-      return pre ? gemv_launch_t<__half, true>(fn, Ls, count, x, m, y, P, ws, s)
-                 : gemv_launch_t<__half, false>(fn, Ls, count, x, m, y, P, ws, s);
+      if (pre) return g ? gemv_launch_t<__half, true, true>(fn, Ls, count, x, m, y, P, ws, s)
+                        : gemv_launch_t<__half, true, false>(fn, Ls, count, x, m, y, P, ws, s);
+      return g ? gemv_launch_t<__half, false, true>(fn, Ls, count, x, m, y, P, ws, s)
+               : gemv_launch_t<__half, false, false>(fn, Ls, count, x, m, y, P, ws, s);
     case LATTQ_BF16:
-      return pre ? gemv_launch_t<__nv_bfloat16, true>(fn, Ls, count, x, m, y, P, ws, s)
-                 : gemv_launch_t<__nv_bfloat16, false>(fn, Ls, count, x, m, y, P, ws, s);
+      if (pre) return g ? gemv_launch_t<__nv_bfloat16, true, true>(fn, Ls, count, x, m, y, P, ws, s)
+                        : gemv_launch_t<__nv_bfloat16, true, false>(fn, Ls, count, x, m, y, P, ws, s);
+      return g ? gemv_launch_t<__nv_bfloat16, false, true>(fn, Ls, count, x, m, y, P, ws, s)
+               : gemv_launch_t<__nv_bfloat16, false, false>(fn, Ls, count, x, m, y, P, ws, s);
   }
   return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not supported by variant gemv (f16, bf16)", fn, dtype);
 }
