@@ -10,7 +10,7 @@ bash tools/gpu_kernels.sh build > /tmp/b.txt 2>&1 || { tail -30 /tmp/b.txt; exit
 rm -f "$OUT/build.log" "$OUT/env.log"
 for round in 1 2; do
   for side in old new; do
-    if [ $side = old ]; then D=/tmp/abold; R=$OLD; else D=$PWD; R=$REV; fi
+    if [ $side = old ]; then D=/tmp/abold; R=$OLD; else D=.; R=$REV; fi
     python3 $D/bench/kernels/bench_gemm.py --lib $D/build-gpu/cuda/liblattq_capi.so --out /tmp/ab_$side$round --git-rev $R --batches 1,4 --variants gemv,gemv_pdl \
       --ref-limit 0 --sweep none --profile none > /tmp/ab_$side$round.log 2>&1 || { tail -5 /tmp/ab_$side$round.log; exit 1; }
     cp /tmp/ab_$side$round/bench_gemm.json "$OUT/ab_${side}${round}_$R.json"
