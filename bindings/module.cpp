@@ -625,7 +625,13 @@ std::vector<lattq_layer_desc> parse_descs(const py::sequence& descs) {
   return ds;
 }
 
+void check_group_count(size_t cnt) {
+  if (cnt < 1 || cnt > LATTQ_CUDA_MAX_GROUP)
+    value_error("a group has 1.." + std::to_string(LATTQ_CUDA_MAX_GROUP) + " layers, got " + std::to_string(cnt));
+}
+
 size_t py_cuda_forward_group_workspace_size(py::sequence descs, int64_t m, int variant) {
+  check_group_count(descs.size());
   std::vector<lattq_layer_desc> ds = parse_descs(descs);
   if (m < 1) value_error("argument 'm' must be >= 1, got " + std::to_string(m));
   size_t bytes = 0;
@@ -639,8 +645,7 @@ void py_cuda_forward_group(py::sequence descs, py::sequence codes, py::sequence 
                            py::sequence sv, py::sequence bias, py::handle x_, py::sequence ys, py::handle ws_,
                            int variant, uintptr_t stream) {
   const size_t cnt = descs.size();
-  if (cnt < 1 || cnt > LATTQ_CUDA_MAX_GROUP)
-    value_error("a group has 1.." + std::to_string(LATTQ_CUDA_MAX_GROUP) + " layers, got " + std::to_string(cnt));
+  check_group_count(cnt);
   for (const py::sequence* l : {&codes, &A, &b, &su, &sv, &bias, &ys})
     if (l->size() != cnt)
       value_error("every per-layer list must have " + std::to_string(cnt) + " entries (one per layer), got " +
@@ -853,6 +858,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_forward", &py_cuda_forward, py::arg("desc"), py::arg("codes"), py::arg("A"), py::arg("b"),
         py::arg("su"), py::arg("sv"), py::arg("bias"), py::arg("x"), py::arg("y"), py::arg("workspace"),
         py::arg("variant"), py::arg("stream"));
+  m.attr("CUDA_MAX_GROUP") = LATTQ_CUDA_MAX_GROUP;
   m.def("cuda_forward_group_workspace_size", &py_cuda_forward_group_workspace_size, py::arg("descs"), py::arg("m"),
         py::arg("variant") = 0);
   m.def("cuda_forward_group", &py_cuda_forward_group, py::arg("descs"), py::arg("codes"), py::arg("A"), py::arg("b"),

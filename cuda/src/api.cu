@@ -1,5 +1,6 @@
 // lattq CUDA C API entry points: argument checks, workspace sizing, dispatch.
 #include <cstdio>
+#include <cstring>
 
 #include "kernels.cuh"
 
@@ -184,11 +185,17 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
 
 // ---- several layers on one input (lattq_cuda_forward_group) ------------------------------------------------------
 // The message of a failed per-layer step, re-issued with the layer's index (same status code).
+// The inner message's own "lattq_cuda_...: " prefix is dropped: "fn: layers[i]: argument 'layer.A' is NULL".
 static lattq_status in_layer(const char* fn, int i, lattq_status s) {
   if (s == LATTQ_OK) return s;
   char msg[768];
   std::snprintf(msg, sizeof msg, "%s", lattq_last_error());
-  return st(set_error(static_cast<Status>(s), "%s: layers[%d]: %s", fn, i, msg));
+  const char* body = msg;
+  if (std::strncmp(msg, "lattq_cuda_", 11) == 0) {
+    const char* colon = std::strstr(msg, ": ");
+    if (colon != nullptr) body = colon + 2;
+  }
+  return st(set_error(static_cast<Status>(s), "%s: layers[%d]: %s", fn, i, body));
 }
 
 // before anything reads the caller's arrays
@@ -208,22 +215,28 @@ static lattq_status check_group_descs(const char* fn, const lattq_layer_desc* co
 }
 
 // The one launch of a group: GEMV / GEMV_PDL when every layer is TILED and GEMV serves it (AUTO: when the dispatcher
-// picks one of them for a layer of sum(n) rows); 0 = run the layers one by one.
+// picks one of them for a layer of sum(n) rows, or every layer alone would take one of them, and the row groups of
+// all the layers fit one grid); 0 = run the layers one by one.
 static int32_t group_variant(const lattq_layer* layers, int32_t count, int32_t dtype, int64_t m, int32_t variant) {
   if (variant != LATTQ_VARIANT_AUTO && variant != LATTQ_VARIANT_GEMV && variant != LATTQ_VARIANT_GEMV_PDL) return 0;
   lattq_layer_desc all = layers[0].desc;
   all.n = 0;
+  int64_t rgroups = 0;
   for (int32_t i = 0; i < count; ++i) {
     if (layers[i].layout != LATTQ_LAYOUT_TILED || gemv_unsupported_reason(&layers[i].desc, dtype)[0] != 0) return 0;
     all.n += layers[i].desc.n;
+    rgroups += cdiv(layers[i].desc.n, 128);
   }
   if (variant != LATTQ_VARIANT_AUTO) return variant;
+  if (rgroups > 65535) return 0;  // sum(n) > 8.4M rows: more row groups than one grid holds
   const int32_t v = pick_variant(&all, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO);
   if (v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL) return v;
-  // The rules for one layer of sum(n) rows say no (m = 8..16 with sum(n) above 16384 / 4096), but every layer alone
-  // would take GEMV / GEMV_PDL: one launch still wins (session-8 H100 run, bench/results/bench_group.md: Llama-2-7B
-  // QKV at m = 16 37.2 vs 54.0 us, gate/up at m = 8 37.4 vs 45.3).  Where a layer alone takes IMMA / WGMMA
-  // (Llama-3-70B gate/up at m = 8: 101.7 us one by one vs 116.7 grouped) the layers run one by one.
+  // The rules for one layer of sum(n) rows say no (m = 5..16 with sum(n) above 16384 / 4096), but every layer alone
+  // would take GEMV / GEMV_PDL: one launch still wins where measured (session-8 H100 runs, forced GEMV_PDL group vs
+  // the layers one by one: Llama-2-7B QKV at m = 16 37.2 vs 54.0 us and gate/up at m = 8 37.4 vs 45.3 at 50b6601,
+  // bench/results/gpu/h100_session8/bench_group_50b6601.md; 37.8 vs 50.0 and 37.4 vs 42.1 at 649fbfb,
+  // bench/results/bench_group.md).  Where a layer alone takes IMMA / WGMMA (Llama-3-70B gate/up at m = 8: 101.9 us
+  // one by one vs 117.0 grouped at 649fbfb) the layers run one by one.
   bool pdl = false;
   for (int32_t i = 0; i < count; ++i) {
     const int32_t vi = pick_variant(&layers[i].desc, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO);

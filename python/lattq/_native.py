@@ -25,7 +25,6 @@ from .format import LAYOUT_TILED, LayerDesc
 
 _C = None
 _REASON = ""
-CUDA_MAX_GROUP = 8  # LATTQ_CUDA_MAX_GROUP: most layers in one lattq_cuda_forward_group call
 
 if os.environ.get("LATTQ_DISABLE_NATIVE", "") not in ("", "0"):
     _REASON = "disabled by the environment variable LATTQ_DISABLE_NATIVE"
@@ -39,6 +38,10 @@ else:
     except ImportError as exc:  # not built / broken build: lattq still works through the reference path
         _C = None
         _REASON = f"the compiled extension lattq._C could not be imported ({type(exc).__name__}: {exc})"
+
+
+# most layers in one lattq_cuda_forward_group call (LATTQ_CUDA_MAX_GROUP of the CUDA build; 8 without one)
+CUDA_MAX_GROUP = int(getattr(_C, "CUDA_MAX_GROUP", 8))
 
 
 def available() -> bool:

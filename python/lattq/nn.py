@@ -459,9 +459,10 @@ class LatticeLinearGroup(nn.Module):
     """Several ``LatticeLinear`` layers that read the same input (Q, K and V; gate and up), in one call.
 
     ``q, k, v = LatticeLinearGroup([q_proj, k_proj, v_proj])(x)`` returns a tuple with each layer's output,
-    equal to calling the layers one by one.  On CUDA the layers run in one kernel launch
-    (``torch.ops.lattq.linear_group``; at batch 1 a launch costs several microseconds, more than a small
-    layer's weights take to read: docs/kernels.md, "Grouped layers").  The layers stay the group's
+    equal to calling the layers one by one (up to fp32 summation order).  On CUDA, with f16 / bf16 activations at
+    decode batch sizes, the layers run in one kernel launch (``torch.ops.lattq.linear_group``; at batch 1 a launch
+    costs several microseconds, more than a small layer's weights take to read: docs/kernels.md, "Grouped
+    layers"); otherwise the kernels run one after the other.  The layers stay the group's
     submodules (``group.layers[i]``, state-dict keys ``layers.<i>.*``); they must share ``in_features``,
     ``bits`` and ``dim``.  When a gradient is needed the layers run one by one through the differentiable
     ``lattq::linear``.
@@ -488,17 +489,17 @@ class LatticeLinearGroup(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"LatticeLinearGroup expects a torch.Tensor input, got {type(x).__name__}")
-        layers = list(self.layers)
+        layers = self.layers._modules.values()  # direct lookups: nn.Module.__getattr__ is slow on the batch-1 path
         cols = [[], [], [], [], [], []]  # codes, A, b, su, sv, bias
         for layer in layers:
+            buf = layer._buffers
             for j, name in enumerate(("codes", "A", "b", "su", "sv", "bias")):
-                cols[j].append(getattr(layer, name))
+                cols[j].append(buf[name] if name in buf else getattr(layer, name))  # a Parameter is not in _buffers
         tensors = [t for col in cols for t in col]
         if torch.is_grad_enabled() and (x.requires_grad or any(t is not None and t.requires_grad for t in tensors)):
-            return tuple(layer(x) for layer in layers)  # differentiable, one by one
-        d0 = layers[0].desc
-        static = (d0.bits, d0.dim, [l.desc.had_in for l in layers], [l.desc.had_out for l in layers],
-                  [l.desc.n for l in layers], d0.k)
+            return tuple(layer(x) for layer in self.layers)  # differentiable, one by one
+        ds = [layer.desc for layer in layers]
+        static = (ds[0].bits, ds[0].dim, [d.had_in for d in ds], [d.had_out for d in ds], [d.n for d in ds], ds[0].k)
         if ops.eager_fast_path_ok(x, *tensors):
             return tuple(ops.linear_group_eager(x, *cols, *static))
         return tuple(torch.ops.lattq.linear_group(x, *cols, *static))

@@ -15,8 +15,9 @@ Ops (all functional, nothing mutated):
     integers); the backward runs in float32 torch code on the decoded integer codes.
 ``lattq::linear_group(x, codes[], A[], b[], su[], sv[], bias?[], bits, dim, had_in[], had_out[], n[], k) -> y[]``
     Several quantized linear layers of one ``in_features = k`` on the same input (the Q, K and V projections,
-    gate and up): ``y[i] = linear(x, codes[i], ...)``.  On CUDA one kernel launch serves all of them
-    (``lattq_cuda_forward_group``; docs/kernels.md), elsewhere the layers run one by one.  Same conversions and
+    gate and up): ``y[i] = linear(x, codes[i], ...)``.  On CUDA one ``lattq_cuda_forward_group`` call per 8
+    layers, which launches one kernel for all of them where the variant allows (f16 / bf16 activations, decode
+    batch sizes; docs/kernels.md, "Grouped layers"); elsewhere the layers run one by one.  Same conversions and
     checks as ``lattq::linear``.  Inference only: no autograd formula (``LatticeLinearGroup`` runs its layers
     one by one when a gradient is needed).
 ``lattq::decode(codes, A, b, su, sv, bits, dim, had_in, had_out, n, k, with_transforms) -> W``
@@ -232,8 +233,8 @@ def _linear_fake(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
 # ---------------------------------------------------------------------------------------------------
 # lattq::linear_group
 # ---------------------------------------------------------------------------------------------------
-def _group_checks(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k):
-    """The checks of lattq::linear, per layer (messages name the layer); returns the descriptors."""
+def _group_descs(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k):
+    """Cheap checks of lattq::linear_group (list lengths, x, each layer's shape parameters); the descriptors."""
     g = len(codes)
     if g < 1:
         raise ValueError("lattq::linear_group needs at least one layer")
@@ -245,11 +246,20 @@ def _group_checks(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k
     descs = []
     for i in range(g):
         try:
-            d = _desc(bits, dim, n[i], k, had_in[i], had_out[i])
+            descs.append(_desc(bits, dim, n[i], k, had_in[i], had_out[i]))
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"layers[{i}]: {e}") from None
+    return descs
+
+
+def _group_checks(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k):
+    """Every check of lattq::linear, per layer (messages name the layer); returns the descriptors."""
+    descs = _group_descs(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
+    for i, d in enumerate(descs):
+        try:
             _check_layer_tensors(d, codes[i], A[i], b[i], su[i], sv[i], bias[i], x.device)
         except (TypeError, ValueError, RuntimeError) as e:
             raise type(e)(f"layers[{i}]: {e}") from None
-        descs.append(d)
     return descs
 
 
@@ -277,19 +287,29 @@ def linear_group(
 
 @linear_group.register_kernel("cuda")
 def _linear_group_cuda(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k):
-    descs = _group_checks(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
-    if not _cuda_native_ok() or len(codes) > _native.CUDA_MAX_GROUP:
-        return [_linear_cuda(x, codes[i], A[i], b[i], su[i], sv[i], bias[i], bits, dim, had_in[i], had_out[i], n[i], k)
-                for i in range(len(codes))]
+    g = len(codes)
+    if not _cuda_native_ok():
+        _group_checks(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
+        return [linear_reference(x, codes[i], A[i], b[i], su[i], sv[i], bias[i], bits, dim, had_in[i], had_out[i],
+                                 n[i], k) for i in range(g)]
+    # the native call checks every tensor and names the layer (like lattq::linear's CUDA path, which leaves the
+    # tensor checks to the native code: the batch-1 hot path); more layers than one call takes go in chunks, after
+    # the Python checks (whose messages then carry the layer's index in the whole group)
+    mx = _native.CUDA_MAX_GROUP
+    descs = (_group_checks if g > mx else _group_descs)(x, codes, A, b, su, sv, bias, bits, dim, had_in, had_out, n, k)
     lead = x.shape[:-1]
     x2 = x.reshape(-1, k).contiguous()
     if x2.shape[0] == 0:
         return [x.new_empty(*lead, ni) for ni in n]
     if x2.data_ptr() % 16:
         x2 = x2.clone()
+    ys = []
     with torch.cuda.device(x.device):
-        ys = _native.cuda_forward_group(descs, codes, A, b, su, sv, bias, x2,
-                                        stream=torch.cuda.current_stream(x.device))
+        stream = torch.cuda.current_stream(x.device)
+        for s in range(0, g, mx):
+            e = s + mx
+            ys += _native.cuda_forward_group(descs[s:e], codes[s:e], A[s:e], b[s:e], su[s:e], sv[s:e], bias[s:e], x2,
+                                             stream=stream)
     return [y.reshape(*lead, ni) for y, ni in zip(ys, n)]
 
 

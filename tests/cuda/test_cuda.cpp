@@ -1102,7 +1102,7 @@ void test_group(bool quick) {
     lattq_layer mixed[2] = {D0.L, D2.L};
     expect(lattq_cuda_forward_group(mixed, 2, x.p, LATTQ_BF16, m, yp, ws.p, 1 << 20, 0, stream), LATTQ_ERR_SHAPE,
            "layers[1] has k = 512", "k mismatch");
-    lattq_layer_desc mixed_d[2] = {h0.d, h2.d};
+    lattq_layer_desc mixed_d[2] = {h0.d, h2.d}, ds0[1] = {h0.d};
     size_t b = 0;
     expect(lattq_cuda_forward_group_workspace_size(mixed_d, 2, m, 0, &b), LATTQ_ERR_SHAPE, "k = 512", "ws k mismatch");
     std::vector<float> hy(m * 128);
@@ -1115,7 +1115,13 @@ void test_group(bool quick) {
     lattq_layer badl[2] = {D0.L, D1.L};
     badl[1].A = nullptr;
     expect(lattq_cuda_forward_group(badl, 2, x.p, LATTQ_BF16, m, yp, ws.p, 1 << 20, 0, stream),
-           LATTQ_ERR_INVALID_ARGUMENT, "layers[1]", "null A in layer 1");
+           LATTQ_ERR_INVALID_ARGUMENT, "layers[1]: argument 'layer.A'", "null A in layer 1 (one prefix)");
+    expect(lattq_cuda_forward_group_workspace_size(ds0, 0, m, 0, &b), LATTQ_ERR_INVALID_ARGUMENT, "count",
+           "ws count 0");
+    expect(lattq_cuda_forward_group_workspace_size(ds0, LATTQ_CUDA_MAX_GROUP + 1, m, 0, &b), LATTQ_ERR_INVALID_ARGUMENT,
+           "count", "ws count 9");
+    CHECK(lattq_cuda_forward_group(Ls, 2, x.p, LATTQ_BF16, 0, yp, nullptr, 0, 0, stream) == LATTQ_OK,
+          "group m = 0 (nothing to do, no workspace): %s", lattq_last_error());
     expect(lattq_cuda_forward_group(Ls, 2, x.p, LATTQ_F32, m, yp, ws.p, 1 << 20, LATTQ_VARIANT_GEMV, stream),
            LATTQ_ERR_UNSUPPORTED, "layers[0]", "gemv f32");
     size_t pb = 0;

@@ -203,8 +203,6 @@ def test_misaligned_cuda(cuda_native, gen):
 # LatticeLinearGroup / lattq::linear_group: one launch for several layers on one input
 # ---------------------------------------------------------------------------------------------------
 def _group(gen, k, ns, had_outs, biases):
-    from lattq import scales
-
     layers = [make_layer(n, k, gen, had_out=h, bias=b) for n, h, b in zip(ns, had_outs, biases)]
     mods = [LatticeLinear.from_codes(l["canonical"], l["A"], l["b"], l["su"], l["sv"], l["bias"], bits=2, dim=4,
                                      had_in=l["had_in"], had_out=l["had_out"]) for l in layers]
@@ -213,12 +211,12 @@ def _group(gen, k, ns, had_outs, biases):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("m", [1, 3, 17])
-def test_group_cuda_matches_oracle_and_layers(cuda_native, gen, dtype, m):
+def test_group_cuda_matches_oracle(cuda_native, gen, dtype, m):
     layers, mods = _group(gen, 1024, (512, 136, 1040), (128, 8, 16), (True, False, True))
     group = lattq.LatticeLinearGroup(mods).to(DEV)
     x = torch.randn(m, 1024, generator=gen).to(dtype)
     ys = group(x.to(DEV))
-    for y, layer, mod in zip(ys, layers, group.layers):
+    for y, layer in zip(ys, layers):
         assert y.dtype == dtype and y.shape == (m, layer["n"])
         y_ref = np_layer_forward(layer, x.double().numpy())
         if dtype == torch.float32:
@@ -228,21 +226,27 @@ def test_group_cuda_matches_oracle_and_layers(cuda_native, gen, dtype, m):
         assert torch.isfinite(y).all()
 
 
-def test_group_cuda_variants_equal_single_layers(cuda_native, gen):
-    # every variant through the native group call against the native single-layer calls: the layers that run one
-    # by one bit for bit; GEMV / GEMV_PDL (one launch, split-K planned for the whole group) within fp32 summation
+def test_group_cuda_variants_equal_single_layers(cuda_native, gen, monkeypatch):
+    # every variant through the native group call against the native single-layer calls, bit for bit: the layers
+    # that run one by one always; GEMV / GEMV_PDL (one launch, split-K planned for the whole group) when every plan
+    # has one split (LATTQ_GEMV_MAX_SPLITS=1, read per launch); AUTO (which may pick another variant for the group
+    # than for one layer) against the float64 oracle
     layers, _ = _group(gen, 2048, (4096, 1024), (128, 128), (False, True))
     lays = [to_device(l, DEV) for l in layers]
-    x = torch.randn(2, 2048, generator=gen).to(DEV, torch.bfloat16)
+    x = torch.randn(2, 2048, generator=gen).to(torch.bfloat16)
+    xd = x.to(DEV)
     args = [[l[a] for l in lays] for a in ("codes", "A", "b", "su", "sv", "bias")]
-    for variant in (0, 1, 2, 6, 8):
-        ys = cuda_native.cuda_forward_group([l["desc"] for l in lays], *args, x, variant=variant)
+    descs = [l["desc"] for l in lays]
+    for variant in (1, 2, 6, 8):
+        if variant in (6, 8):
+            monkeypatch.setenv("LATTQ_GEMV_MAX_SPLITS", "1")
+        ys = cuda_native.cuda_forward_group(descs, *args, xd, variant=variant)
         for y, l in zip(ys, lays):
-            y1 = cuda_native.cuda_forward(l["desc"], *op_args(l)[:6], x, variant=variant)
-            if variant in (1, 2):
-                assert torch.equal(y, y1), variant
-            else:
-                assert rel_err(y.float(), y1.double().cpu().numpy()) <= 1e-2, variant
+            assert torch.equal(y, cuda_native.cuda_forward(l["desc"], *op_args(l)[:6], xd, variant=variant)), variant
+        monkeypatch.delenv("LATTQ_GEMV_MAX_SPLITS", raising=False)
+    for y, layer in zip(cuda_native.cuda_forward_group(descs, *args, xd, variant=0), layers):
+        y_ref = np_layer_forward(layer, x.double().numpy())
+        assert rel_err(y, y_ref) <= LOW_PREC_FACTOR * dense_dtype_error(layer, xd, y_ref)
 
 
 def test_group_cuda_graph_and_compile(cuda_native, gen):
@@ -279,3 +283,21 @@ def test_group_cuda_errors_name_the_layer(cuda_native, gen):
     group.layers[1].to("cpu")
     with pytest.raises(RuntimeError, match=r"layers\[1\].*'codes' is on cpu"):
         group(torch.zeros(1, 256, device=DEV))
+
+
+def test_group_cuda_edge_cases(cuda_native, gen):
+    # m = 0, an x view that is not 16-byte aligned (copied by the op, as lattq::linear does), and more layers than
+    # one native call takes (9: two calls), each against the layers called one by one
+    _, mods = _group(gen, 256, tuple(16 * (i + 1) for i in range(9)), (16,) * 9, (True, False) * 4 + (True,))
+    group = lattq.LatticeLinearGroup(mods).to(DEV)
+    ys = group(torch.zeros(0, 256, device=DEV, dtype=torch.bfloat16))
+    assert [tuple(y.shape) for y in ys] == [(0, 16 * (i + 1)) for i in range(9)]
+    buf = torch.zeros(3 * 256 + 8, device=DEV, dtype=torch.bfloat16)
+    x = buf[4 : 4 + 3 * 256].view(3, 256)  # 8-byte aligned
+    x.copy_(torch.randn(3, 256, generator=gen).to(DEV, torch.bfloat16))
+    assert x.data_ptr() % 16
+    for y, mod in zip(group(x), group.layers):
+        y1 = mod(x.clone())
+        assert y.shape == y1.shape and rel_err(y.float(), y1.double().cpu().numpy()) <= 1e-2
+    with pytest.raises(ValueError, match="1..8 layers, got 0"):
+        cuda_native.cuda_forward_group_workspace_size([], 1)

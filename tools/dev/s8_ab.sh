@@ -1,5 +1,6 @@
 # device (session 8): A/B of the one-layer decode kernels on one machine in one run: the tree of an older revision
-# (tools/dev/ab_old.tar, made with `git archive <rev> ...`, not committed) against the working tree, bench_gemm rows
+# (tools/dev/ab_old.tar, not committed; made with `git archive <rev> cpp cuda bindings cmake CMakeLists.txt tests
+# bench/kernels tools/gpu_kernels.sh python pyproject.toml -o tools/dev/ab_old.tar`) against the working tree, bench_gemm rows
 # at m = 1, 4 (gemv, gemv_pdl, AUTO) for both, alternating old / new / old / new.  env: OLD_REV, GIT_REV
 set -u
 REV=${GIT_REV:-wip}

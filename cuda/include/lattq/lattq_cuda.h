@@ -65,11 +65,14 @@ LATTQ_API lattq_status lattq_cuda_forward_group_workspace_size(const lattq_layer
 
 /* Several layers that read the same input, e.g. the Q, K and V projections or gate and up:
  * y[i] (m x N_i, dtype) = layers[i](x (m x K, dtype)) for i < count (1..LATTQ_CUDA_MAX_GROUP); every layer has the
- * same K; y is a host array of `count` device pointers.  GEMV and GEMV_PDL (and AUTO where it picks one of them
- * for a single layer of sum(N_i) rows) serve all the layers in one launch (GEMV_PDL: one prologue kernel + one main
- * kernel); any other variant runs the layers one after the other on `stream`, sharing the workspace.  The split-K
- * plan is made for the whole group, so results equal lattq_cuda_forward's up to fp32 summation order.  Every
- * layer is checked before anything is launched; a message names the failing layer as layers[i]. */
+ * same K; y is a host array of `count` device pointers.  When every layer is TILED and served by GEMV (f16/bf16,
+ * had_in <= 256, had_out <= 128), GEMV and GEMV_PDL serve all the layers in one launch (GEMV_PDL: one prologue
+ * kernel + one main kernel); so does AUTO where it would pick one of them for a single layer of sum(N_i) rows, or
+ * for every layer alone (docs/kernels.md, "Grouped layers").  Otherwise the layers run one after the other on
+ * `stream` as lattq_cuda_forward would run them, sharing the workspace.  The split-K plan of one launch is made for
+ * the whole group, so results equal lattq_cuda_forward's up to fp32 summation order.  The argument, layout,
+ * support and workspace checks of every layer run before anything is launched (a message names the failing layer
+ * as layers[i]); a launch failure (a driver error) can still come after earlier layers ran. */
 LATTQ_API lattq_status lattq_cuda_forward_group(const lattq_layer* layers, int32_t count, const void* x, int32_t dtype,
                                                 int64_t m, void* const* y, void* workspace, size_t workspace_bytes,
                                                 int32_t variant, void* stream);
