@@ -296,6 +296,11 @@ def cuda_forward(desc: LayerDesc, codes, A, b, su, sv, bias, x, variant: int = 0
     return y
 
 
+def cuda_forward_group_workspace_size(descs, m: int, variant: int = 0) -> int:
+    require_cuda()
+    return int(_C.cuda_forward_group_workspace_size([layer_desc(d) for d in descs], int(m), int(variant)))
+
+
 def cuda_forward_group(descs, codes, A, b, su, sv, bias, x, variant: int = 0, stream=None):
     """[y_i [m, N_i]] = [layer_i(x [m, K])] for layers of one K sharing x (lattq_cuda_forward_group): one kernel
     launch for all of them where the variant allows; the per-layer arguments are lists of equal length."""
