@@ -566,6 +566,26 @@ size_t py_cuda_forward_workspace_size(py::handle desc, int64_t m, int variant) {
   return bytes;
 }
 
+// The caller's workspace (a 256-byte aligned uint8 CUDA tensor on `dev`, or None) checked against the `need` bytes
+// that `fn` asks for m rows: its pointer and size.
+std::pair<void*, size_t> cuda_workspace(py::handle ws_, int dev, size_t need, const char* fn, int64_t m) {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  if (!is_none(ws_)) {
+    TensorArg ws = parse(ws_, "workspace");
+    expect_cuda(ws, dev);
+    expect_dtype(ws, {BD_U8});
+    expect_contiguous(ws);
+    expect_aligned(ws, 256);
+    ptr = ws.data();
+    bytes = static_cast<size_t>(ws.numel());
+  }
+  if (bytes < need)
+    value_error("argument 'workspace' has " + std::to_string(bytes) + " bytes; " + fn + " needs " +
+                std::to_string(need) + " for m = " + std::to_string(m));
+  return {ptr, bytes};
+}
+
 void py_cuda_forward(py::handle desc, py::handle codes, py::handle A, py::handle b, py::handle su, py::handle sv,
                      py::handle bias, py::handle x_, py::handle y_, py::handle ws_, int variant, uintptr_t stream) {
   LayerArgs a = parse_layer(desc, codes, A, b, su, sv, bias);
@@ -581,20 +601,7 @@ void py_cuda_forward(py::handle desc, py::handle codes, py::handle A, py::handle
   check_act(y, m, a.desc.n, x.dtype, 16);
   size_t need = 0;
   check(lattq_cuda_forward_workspace_size(&a.desc, m, variant, &need), "cuda_forward_workspace_size");
-  void* ws_ptr = nullptr;
-  size_t ws_bytes = 0;
-  if (!is_none(ws_)) {
-    TensorArg ws = parse(ws_, "workspace");
-    expect_cuda(ws, dev);
-    expect_dtype(ws, {BD_U8});
-    expect_contiguous(ws);
-    expect_aligned(ws, 256);
-    ws_ptr = ws.data();
-    ws_bytes = static_cast<size_t>(ws.numel());
-  }
-  if (ws_bytes < need)
-    value_error("argument 'workspace' has " + std::to_string(ws_bytes) + " bytes; lattq_cuda_forward needs " +
-                std::to_string(need) + " for m = " + std::to_string(m));
+  auto [ws_ptr, ws_bytes] = cuda_workspace(ws_, dev, need, "lattq_cuda_forward", m);
   lattq_status s;
   {
     py::gil_scoped_release nogil;
@@ -678,20 +685,7 @@ void py_cuda_forward_group(py::sequence descs, py::sequence codes, py::sequence 
   size_t need = 0;
   check(lattq_cuda_forward_group_workspace_size(ds.data(), (int32_t)cnt, m, variant, &need),
         "cuda_forward_group_workspace_size");
-  void* ws_ptr = nullptr;
-  size_t ws_bytes = 0;
-  if (!is_none(ws_)) {
-    TensorArg ws = parse(ws_, "workspace");
-    expect_cuda(ws, dev);
-    expect_dtype(ws, {BD_U8});
-    expect_contiguous(ws);
-    expect_aligned(ws, 256);
-    ws_ptr = ws.data();
-    ws_bytes = static_cast<size_t>(ws.numel());
-  }
-  if (ws_bytes < need)
-    value_error("argument 'workspace' has " + std::to_string(ws_bytes) + " bytes; lattq_cuda_forward_group needs " +
-                std::to_string(need) + " for m = " + std::to_string(m));
+  auto [ws_ptr, ws_bytes] = cuda_workspace(ws_, dev, need, "lattq_cuda_forward_group", m);
   lattq_status s;
   {
     py::gil_scoped_release nogil;

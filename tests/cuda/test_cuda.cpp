@@ -296,19 +296,39 @@ std::vector<uint16_t> to16(int32_t dt, const std::vector<double>& x) {
   return r;
 }
 
+// Activations (values representable in dt) to a device buffer in dt, and back as float64.
+void put_act(int32_t dt, const std::vector<double>& x, void* dst) {
+  if (dt == LATTQ_F32) {
+    std::vector<float> xf(x.begin(), x.end());
+    CUDA_OK(cudaMemcpy(dst, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
+  } else {
+    std::vector<uint16_t> xh = to16(dt, x);
+    CUDA_OK(cudaMemcpy(dst, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+  }
+}
+
+std::vector<double> get_act(int32_t dt, const void* src, int64_t count) {
+  std::vector<double> y(count);
+  if (dt == LATTQ_F32) {
+    std::vector<float> yf(count);
+    CUDA_OK(cudaMemcpy(yf.data(), src, count * 4, cudaMemcpyDeviceToHost));
+    for (int64_t i = 0; i < count; ++i) y[i] = yf[i];
+  } else {
+    std::vector<uint16_t> yh(count);
+    CUDA_OK(cudaMemcpy(yh.data(), src, count * 2, cudaMemcpyDeviceToHost));
+    for (int64_t i = 0; i < count; ++i)
+      y[i] = dt == LATTQ_F16 ? lattq::half_to_float(yh[i]) : lattq::bfloat16_to_float(yh[i]);
+  }
+  return y;
+}
+
 // Runs lattq_cuda_forward and returns y as float64 (NaN-poisoned output first).
 bool run_forward(const DevLayer& D, const lattq_layer& L, const std::vector<double>& x, int32_t dt, int64_t m,
                  int32_t variant, std::vector<double>& y, cudaStream_t stream, lattq_status* status = nullptr) {
   const int64_t n = L.desc.n, k = L.desc.k;
   size_t es = dt == LATTQ_F32 ? 4 : 2;
   DevBuf<uint8_t> dx(m * k * es), dy(m * n * es);
-  if (dt == LATTQ_F32) {
-    std::vector<float> xf(x.begin(), x.end());
-    CUDA_OK(cudaMemcpy(dx.p, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
-  } else {
-    std::vector<uint16_t> xh = to16(dt, x);
-    CUDA_OK(cudaMemcpy(dx.p, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
-  }
+  put_act(dt, x, dx.p);
   CUDA_OK(cudaMemset(dy.p, 0xFF, m * n * es));  // NaN poison
   size_t wsb = 0;
   lattq_status s = lattq_cuda_forward_workspace_size(&L.desc, m, variant, &wsb);
@@ -330,17 +350,7 @@ bool run_forward(const DevLayer& D, const lattq_layer& L, const std::vector<doub
   }
   CUDA_OK(cudaStreamSynchronize(stream));
   CUDA_OK(cudaGetLastError());
-  y.resize(m * n);
-  if (dt == LATTQ_F32) {
-    std::vector<float> yf(m * n);
-    CUDA_OK(cudaMemcpy(yf.data(), dy.p, m * n * 4, cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < yf.size(); ++i) y[i] = yf[i];
-  } else {
-    std::vector<uint16_t> yh(m * n);
-    CUDA_OK(cudaMemcpy(yh.data(), dy.p, m * n * 2, cudaMemcpyDeviceToHost));
-    for (size_t i = 0; i < yh.size(); ++i)
-      y[i] = dt == LATTQ_F16 ? lattq::half_to_float(yh[i]) : lattq::bfloat16_to_float(yh[i]);
-  }
+  y = get_act(dt, dy.p, m * n);
   (void)D;
   return true;
 }
@@ -886,13 +896,7 @@ bool run_group(std::vector<DevLayer*>& D, const std::vector<double>& x, int32_t 
     ds.push_back(d->L.desc);
   }
   DevBuf<uint8_t> dx(m * k * es);
-  if (dt == LATTQ_F32) {
-    std::vector<float> xf(x.begin(), x.end());
-    CUDA_OK(cudaMemcpy(dx.p, xf.data(), xf.size() * 4, cudaMemcpyHostToDevice));
-  } else {
-    std::vector<uint16_t> xh = to16(dt, x);
-    CUDA_OK(cudaMemcpy(dx.p, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
-  }
+  put_act(dt, x, dx.p);
   std::vector<std::unique_ptr<DevBuf<uint8_t>>> dy;
   std::vector<void*> yp;
   for (int i = 0; i < cnt; ++i) {
@@ -918,20 +922,7 @@ bool run_group(std::vector<DevLayer*>& D, const std::vector<double>& x, int32_t 
   CUDA_OK(cudaStreamSynchronize(stream));
   CUDA_OK(cudaGetLastError());
   ys.assign(cnt, {});
-  for (int i = 0; i < cnt; ++i) {
-    const int64_t n = Ls[i].desc.n;
-    ys[i].resize(m * n);
-    if (dt == LATTQ_F32) {
-      std::vector<float> yf(m * n);
-      CUDA_OK(cudaMemcpy(yf.data(), yp[i], m * n * 4, cudaMemcpyDeviceToHost));
-      for (size_t j = 0; j < yf.size(); ++j) ys[i][j] = yf[j];
-    } else {
-      std::vector<uint16_t> yh(m * n);
-      CUDA_OK(cudaMemcpy(yh.data(), yp[i], m * n * 2, cudaMemcpyDeviceToHost));
-      for (size_t j = 0; j < yh.size(); ++j)
-        ys[i][j] = dt == LATTQ_F16 ? lattq::half_to_float(yh[j]) : lattq::bfloat16_to_float(yh[j]);
-    }
-  }
+  for (int i = 0; i < cnt; ++i) ys[i] = get_act(dt, yp[i], m * Ls[i].desc.n);
   return true;
 }
 
