@@ -247,7 +247,8 @@ static int32_t group_variant(const lattq_layer* layers, int32_t count, int32_t d
   // m = 9..16 on sm_90: one layer takes GEMV_PDL only up to n = 4096, but one GEMV_PDL launch for a group of up to
   // 24576 x 4096 weights still beat the layers one by one at 649fbfb (m = 16: Llama-3-70B QKV, 10240 x 8192, 54.5 vs
   // 64.1 us; Llama-2-7B gate/up, 22016 x 4096, 52.2 vs 56.1), and lost above (Llama-3-8B gate/up, 28672 x 4096,
-  // 62.1 vs 57.3; bench/results/gpu/h100_session8/bench_group_649fbfb.json)
+  // 62.1 vs 57.3; bench/results/bench_group.json).  With this rule (ea17881) AUTO took 53.9 and 52.0 us there
+  // (bench/results/gpu/h100_session8/bench_group_ea17881.json).
   if (m > 8 && m <= 16 && device_props().major == 9 && all.n * all.k <= 24576LL * 4096) return LATTQ_VARIANT_GEMV_PDL;
   return 0;
 }
