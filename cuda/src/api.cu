@@ -153,6 +153,18 @@ static lattq_status plan_forward(const char* fn, const lattq_layer* layer, int32
   return LATTQ_OK;
 }
 
+// Launches variant v (from plan_forward) on a layer whose arguments and workspace are checked.
+static lattq_status run_planned(const char* fn, const lattq_layer* layer, int32_t v, const void* x, int32_t dtype,
+                                int64_t m, void* y, void* workspace, size_t workspace_bytes, cudaStream_t cs) {
+  if (v == LATTQ_VARIANT_REFERENCE) return ref_forward(fn, layer, x, dtype, m, y, workspace, cs);
+  if (v == LATTQ_VARIANT_FUSED_GEMV) return fused_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
+  if (v == LATTQ_VARIANT_TILED_GEMM) return gemm_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
+  if (v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL)
+    return gemv_forward(fn, layer, 1, x, dtype, m, &y, v == LATTQ_VARIANT_GEMV_PDL, workspace, cs);
+  if (v == LATTQ_VARIANT_WGMMA) return wgmma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
+  return imma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, v, cs);
+}
+
 lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t dtype, int64_t m, void* y,
                                 void* workspace, size_t workspace_bytes, int32_t variant, void* stream) {
   const char* fn = "lattq_cuda_forward";
@@ -173,14 +185,7 @@ lattq_status lattq_cuda_forward(const lattq_layer* layer, const void* x, int32_t
   if ((need > 0 && workspace == nullptr) || workspace_bytes < need)
     return LQ_ERR(Workspace, "%s: argument 'workspace' has %zu bytes, %zu needed (see lattq_cuda_forward_workspace_size)",
                   fn, workspace == nullptr ? (size_t)0 : workspace_bytes, need);
-  cudaStream_t cs = static_cast<cudaStream_t>(stream);
-  if (v == LATTQ_VARIANT_REFERENCE) return ref_forward(fn, layer, x, dtype, m, y, workspace, cs);
-  if (v == LATTQ_VARIANT_FUSED_GEMV) return fused_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
-  if (v == LATTQ_VARIANT_TILED_GEMM) return gemm_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
-  if (v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL)
-    return gemv_forward(fn, layer, 1, x, dtype, m, &y, v == LATTQ_VARIANT_GEMV_PDL, workspace, cs);
-  if (v == LATTQ_VARIANT_WGMMA) return wgmma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
-  return imma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, v, cs);
+  return run_planned(fn, layer, v, x, dtype, m, y, workspace, workspace_bytes, static_cast<cudaStream_t>(stream));
 }
 
 // ---- several layers on one input (lattq_cuda_forward_group) ------------------------------------------------------
@@ -322,10 +327,10 @@ lattq_status lattq_cuda_forward_group(const lattq_layer* layers, int32_t count, 
   if (v != 0)  // one launch for all
     return gemv_forward(fn, layers, count, x, dtype, m, y, v == LATTQ_VARIANT_GEMV_PDL, workspace,
                         static_cast<cudaStream_t>(stream));
-  // one after the other on the stream, sharing the workspace (stream order)
+  // one after the other on the stream, sharing the workspace (stream order); everything was checked above
   for (int32_t i = 0; i < count; ++i)
-    if ((s = in_layer(fn, i, lattq_cuda_forward(&layers[i], x, dtype, m, y[i], workspace, workspace_bytes, vs[i],
-                                                stream))))
+    if ((s = in_layer(fn, i, run_planned(fn, &layers[i], vs[i], x, dtype, m, y[i], workspace, workspace_bytes,
+                                         static_cast<cudaStream_t>(stream)))))
       return s;
   return LATTQ_OK;
 }
