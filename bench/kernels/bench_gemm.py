@@ -124,12 +124,26 @@ def measure_read_bw(gib: float = 4.0) -> float:
 
 
 class Timer:
-    def __init__(self, reps: int, warmup: int):
-        self.reps, self.warmup = reps, warmup
+    """Median of `reps` calls after `warmup`, cold L2: before each call a buffer of 8x L2 is overwritten (flush
+    "write", zero_()) or read (flush "read": the L2 then holds clean lines of the buffer, none of the timed call's
+    data; a write flush leaves it full of dirty lines that the timed call's own reads must first write back)."""
+
+    def __init__(self, reps: int, warmup: int, flush: str = "write"):
+        if flush not in ("write", "read"):
+            raise ValueError(f"flush must be 'write' or 'read', not {flush!r}")
+        self.reps, self.warmup, self.mode = reps, warmup, flush
         l2 = torch.cuda.get_device_properties(0).L2_cache_size
         # 8x L2 (400 MB on H100): ~130 us of GPU time, longer than any host-side call overhead, so the timed
         # region never waits for the host
-        self.flush = torch.empty(max(8 * l2, 256 * 2**20), dtype=torch.uint8, device="cuda")
+        self.flush = torch.zeros(max(8 * l2, 256 * 2**20), dtype=torch.uint8, device="cuda")
+        self._flush_words = self.flush.view(torch.int32)
+        self._sink = torch.empty((), dtype=torch.int64, device="cuda")
+
+    def _flush_l2(self):
+        if self.mode == "write":
+            self.flush.zero_()
+        else:
+            torch.sum(self._flush_words, dim=0, out=self._sink)
 
     def __call__(self, fn) -> float:
         for _ in range(self.warmup):
@@ -137,7 +151,7 @@ class Timer:
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(self.reps)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(self.reps)]
         for i in range(self.reps):
-            self.flush.zero_()  # cold L2
+            self._flush_l2()  # cold L2
             starts[i].record()
             fn()
             ends[i].record()
@@ -175,6 +189,8 @@ def main():
     ap.add_argument("--gemv-max-m", type=int, default=64, help="time the gemv and gemv_pdl variants only up to this batch")
     ap.add_argument("--wgmma-min-m", type=int, default=8, help="time the wgmma variant only from this batch on")
     ap.add_argument("--variants", default="all", help="'all' or a comma list of variant names to time (auto always)")
+    ap.add_argument("--flush", choices=("write", "read"), default="write",
+                    help="cold-L2 method before each repetition: overwrite (default) or read a buffer of 8x L2")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     ap.add_argument("--sweep", default="4096x4096,11008x4096,28672x8192,8192x28672",
                     help="shapes for a split-K sweep of the gemv variant (LATTQ_GEMV_MAX_SPLITS = 1,2,4,8) at m = 1 and 4; '' or none = no sweep")
@@ -194,7 +210,7 @@ def main():
     bw = measure_read_bw()
     print(f"device {props.name}, {props.multi_processor_count} SMs, L2 {props.L2_cache_size >> 20} MiB, "
           f"measured read bandwidth {bw / 1e12:.3f} TB/s", flush=True)
-    timer = Timer(args.reps, args.warmup)
+    timer = Timer(args.reps, args.warmup, args.flush)
     rows = []
     checks = []
 
@@ -311,7 +327,7 @@ def main():
         driver = "unknown"
     meta = dict(device=props.name, sm_count=props.multi_processor_count, l2_bytes=props.L2_cache_size, driver=driver,
                 cuda=torch.version.cuda, torch=torch.__version__, python=platform.python_version(), git_rev=args.git_rev,
-                read_bw_Bps=bw, reps=args.reps, warmup=args.warmup, cold_l2=True, act_dtype="bf16",
+                read_bw_Bps=bw, reps=args.reps, warmup=args.warmup, cold_l2=True, flush=args.flush, act_dtype="bf16",
                 lattq_layer="bits=2 dim=4 had_in=had_out=128, bias none; times include input/output transforms",
                 time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=" ".join(sys.argv))
     with open(os.path.join(args.out, "bench_gemm.json"), "w") as f:
@@ -320,7 +336,7 @@ def main():
     # Markdown table: one line per (shape, m): times and speed-ups over bf16
     impls = ["bf16", "int4", "floor", "lattq"] + [f"lattq:{v}" for v in VARIANTS]
     md = [f"# lattq GEMM benchmark ({props.name}, torch {torch.__version__}, CUDA {torch.version.cuda}, rev {args.git_rev})",
-          "", f"Median of {args.reps} cold-L2 repetitions, microseconds; measured read bandwidth {bw / 1e12:.3f} TB/s. "
+          "", f"Median of {args.reps} cold-L2 repetitions ({args.flush} flush), microseconds; measured read bandwidth {bw / 1e12:.3f} TB/s. "
           "`x bf16` = speed-up of the dispatcher (lattq) over cuBLAS bf16; `vs int4` likewise over torch int4; "
           "`floor %` = floor time / lattq time.", "",
           "| N x K | m | " + " | ".join(impls) + " | x bf16 | vs int4 | floor % |",
