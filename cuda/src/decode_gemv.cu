@@ -42,6 +42,7 @@ using namespace dev;
 constexpr int GW = 8;            // warps per CTA, one 16-row tile each
 constexpr int GTN = GW * 16;     // rows per CTA
 constexpr int GTOK = 4;          // tokens per CTA column (2 digit columns each = the 8 mma columns)
+constexpr int GTOK16 = 16;       // GEMV_PDL at m >= 5 (session 9): 16 tokens per column, 4 mmas per code fragment
 constexpr int GMAXS = 8;         // portable cluster size
 constexpr float GQMAX = 32639.f; // 16-bit fixed point, two int8 digits (see fast_imma.cu)
 
@@ -155,12 +156,14 @@ constexpr int GQT = 512;  // digit bytes per quad and token
 // caller needs none before: the first orders its shared-state writes and the previous chunk's reads), after the
 // maxima, at the end.
 // With sul != nullptr (NW = 32, one unit per warp), the caller has already loaded the lane's 8 SU values there.
-template <typename T, int NW, typename P>
+template <typename T, int NW, int TOK, typename P>
 __device__ __forceinline__ void chunk_prologue(const P& p, const GemvSeg& S, const float* sAb, int c0, int nqc, int64_t tok0,
                                                int ntok, int warp, int lane, uint8_t* dig, float (*smax)[32],
                                                float (*scp)[32], float* sscale, float* csum,
                                                const float* sul = nullptr) {
-  constexpr int J = 32 / NW;  // units per warp (nqc * ntok <= 32)
+  // units per warp: nqc * ntok <= 32 (TOK = 4: chunk_quads) or <= 64 (TOK = 16: 4 quads of 16 tokens)
+  constexpr int J = (TOK == GTOK ? 32 : 64) / NW;
+  static_assert(J >= 1 && (TOK == GTOK || NW == 32), "16-token columns: the prologue kernel only");
   const float hin = rsqrtf((float)S.had_in);
   float v[J][8];
   // (a) every unit's x * SU in flight at once: one memory latency for the whole chunk
@@ -298,12 +301,12 @@ __device__ __forceinline__ void chunk_prologue(const P& p, const GemvSeg& S, con
 // GEMV_PDL prologue kernel: grid (token columns, chunks per split, splits x layers), 32 warps, one unit each.  It lets the
 // main kernel launch at once (it streams its first codes meanwhile), waits for x, and writes the chunk's digits,
 // scales and c parts to the workspace: the transform runs once per layer instead of once per CTA.
-template <typename T, bool GROUP>
+template <typename T, bool GROUP, int TOK>
 __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? GMAXG : 1> p) {
-  __shared__ float smax[GTOK][32];
-  __shared__ float scp[GTOK][32];
-  __shared__ float sscale[GTOK];
-  __shared__ float csum[GTOK];
+  __shared__ float smax[TOK][32];
+  __shared__ float scp[TOK][32];
+  __shared__ float sscale[TOK];
+  __shared__ float csum[TOK];
   __shared__ float sAb[20];
   PREP_STAMP(0);
   if (p.trig == 0) pdl_launch_dependents();
@@ -313,18 +316,19 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
   const int c0 = split * p.qps + j * p.cq;
   const int c1 = min(p.nq, min((split + 1) * p.qps, c0 + p.cq));
   if (c0 >= c1) return;  // the short last split
-  const int64_t tok0 = (int64_t)col * GTOK;
-  const int ntok = (int)(p.m - tok0 < GTOK ? p.m - tok0 : GTOK);
+  const int64_t tok0 = (int64_t)col * TOK;
+  const int ntok = (int)(p.m - tok0 < TOK ? p.m - tok0 : TOK);
   if (threadIdx.x < 20) {
     sAb[threadIdx.x] = threadIdx.x < 16 ? __ldg(S.A + threadIdx.x) : __ldg(S.b + threadIdx.x - 16);
-  } else if (threadIdx.x < 20 + GTOK) {
+  } else if (threadIdx.x < 20 + TOK) {
     csum[threadIdx.x - 20] = 0.f;
     sscale[threadIdx.x - 20] = 0.f;
   }
-  // the lane's SU values do not depend on the previous kernel: load them before waiting for it
+  // the lane's SU values do not depend on the previous kernel: load them before waiting for it (one unit per warp:
+  // 4-token columns; 16-token ones have two and load SU with x)
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float sul[8];
-  {
+  if (TOK == GTOK) {
     const int u = warp, qu = u / max(ntok, 1);
     const int64_t kk = (int64_t)(c0 + qu) * 256 + lane * 8;
 #pragma unroll
@@ -332,10 +336,11 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
   }
   pdl_wait();  // x is ready, and the previous layer no longer reads the workspace
   PREP_STAMP(1);
-  uint8_t* dig = ws_at(p.ws_dig, wso) + (size_t)col * p.nq * (GQT * GTOK) + (size_t)c0 * (GQT * ntok);
-  chunk_prologue<T, 32>(p, S, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum, sul);
+  uint8_t* dig = ws_at(p.ws_dig, wso) + (size_t)col * p.nq * (GQT * TOK) + (size_t)c0 * (GQT * ntok);
+  chunk_prologue<T, 32, TOK>(p, S, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum,
+                             TOK == GTOK ? sul : nullptr);
   if (threadIdx.x < (unsigned)ntok) {
-    const size_t at = ((size_t)col * p.splits * p.cps + (size_t)split * p.cps + j) * GTOK + threadIdx.x;
+    const size_t at = ((size_t)col * p.splits * p.cps + (size_t)split * p.cps + j) * TOK + threadIdx.x;
     ws_at(p.ws_sc, wso)[at] = sscale[threadIdx.x];
     ws_at(p.ws_c, wso)[at] = csum[threadIdx.x];
   }
@@ -345,10 +350,16 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
 // The main kernel.  PRE = false (GEMV): each CTA runs the input transform of its chunks itself (chunk_prologue on
 // its 8 warps).  PRE = true (GEMV_PDL): gemv_prep_kernel ran it; the CTA copies each chunk's digits from the
 // workspace into a double buffer (cp.async, the next chunk in flight while this one is consumed).
-template <typename T, bool PRE, bool GROUP>
+// TOK = 4: one mma per code fragment serves both digits of 4 tokens, the 4 steps of a quad accumulate apart (the
+// masked fields are z * 4^s).  TOK = 16 (GEMV_PDL only, session 9): a column of 16 tokens, so the codes are read once
+// for m <= 16 instead of once per 4 tokens; each code fragment feeds 4 mmas (tokens 4j .. 4j + 3), the fields are
+// shifted down (z itself) so the steps share one accumulator per mma.
+template <typename T, bool PRE, bool GROUP, int TOK>
 __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG : 1> p) {
+  static_assert(TOK == GTOK || (PRE && TOK == GTOK16), "16-token columns: GEMV_PDL only");
+  constexpr int NJ = TOK / 4;                     // mmas per code fragment
   extern __shared__ __align__(16) uint8_t dig[];  // PRE ? 2 : 1 chunk(s) of digits, compact layout
-  __shared__ __align__(16) float ptile[GTOK][GTN];  // partial t of this CTA (+ its c part), read by the cluster
+  __shared__ __align__(16) float ptile[TOK][GTN];  // partial t of this CTA (+ its c part), read by the cluster
   __shared__ float smax[PRE ? 1 : GTOK][32];
   __shared__ float scp[PRE ? 1 : GTOK][32];
   __shared__ float sscale[GTOK];
@@ -369,15 +380,16 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   const int q0 = split * p.qps;
   const int q1 = min(p.nq, q0 + p.qps);
   const int64_t n0 = (int64_t)rg * GTN;
-  const int64_t tok0 = (int64_t)col * GTOK;
-  const int ntok = (int)(p.m - tok0 < GTOK ? p.m - tok0 : GTOK);
+  const int64_t tok0 = (int64_t)col * TOK;
+  const int ntok = (int)(p.m - tok0 < TOK ? p.m - tok0 : TOK);
   const int nrow = (int)(S.n - n0 < GTN ? S.n - n0 : GTN);
   const int cq = p.cq;
   const int qbytes = GQT * ntok;  // digit bytes per quad of this column
 
   // 1. the first RING quads of codes in flight before anything else.  GEMV_PDL, free of the prologue's registers,
-  // keeps 8 quads in its ring (chunk lengths are multiples of 8)
-  constexpr int RING = PRE ? 8 : 4;
+  // keeps 8 quads in its ring at TOK = 4 (chunk lengths are multiples of 8); at TOK = 16 the 4 mma accumulators take
+  // registers and each quad carries 4x the mma work: 4 quads (chunks of 4)
+  constexpr int RING = TOK == GTOK16 ? 4 : PRE ? 8 : 4;
   // quad q of this lane: rows g, g + 8 of chunk 4q + tig; valid while q < qlim (tile, split and row end)
   const uint8_t* cptr = S.codes + (tileI * p.C + tig) * 256 + g * 16;
   const int64_t qc = (p.C - tig + 3) >> 2;
@@ -413,9 +425,9 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   pdl_wait();  // x (GEMV) / the prologue kernel's workspace (GEMV_PDL) is ready from here on
   pdl_launch_dependents();
   // GEMV_PDL: copy chunk jj of this CTA into buffer jj & 1 (one commit group per chunk, empty past the end)
-  const size_t bufbytes = (size_t)cq * GQT * min(p.m, (int64_t)GTOK);
+  const size_t bufbytes = (size_t)cq * GQT * min(p.m, (int64_t)TOK);
   const size_t wso = (size_t)si * p.ws_seg;  // GEMV_PDL: this layer's part of the workspace
-  const uint8_t* wsd = PRE ? ws_at(p.ws_dig, wso) + (size_t)col * p.nq * (GQT * GTOK) : nullptr;
+  const uint8_t* wsd = PRE ? ws_at(p.ws_dig, wso) + (size_t)col * p.nq * (GQT * TOK) : nullptr;
   auto stage = [&](int jj) {
     const int a0 = q0 + jj * cq;
     if (a0 < q1) {
@@ -426,8 +438,11 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     }
     cp_async_commit();
   };
-  const size_t scat = ((size_t)col * p.splits * p.cps + (size_t)split * p.cps) * GTOK + tig;  // + GTOK * chunk
-  float cacc = 0.f;  // GEMV_PDL: this lane's token's c part over the CTA's chunks
+  // scale / c part of token 4 j + tig (GEMV_PDL): [column][chunk][TOK] at scat + TOK * chunk + 4 j
+  const size_t scat = ((size_t)col * p.splits * p.cps + (size_t)split * p.cps) * TOK + tig;
+  float cacc[NJ];  // GEMV_PDL: the c part of token 4 j + tig over the CTA's chunks
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) cacc[j] = 0.f;
   if (PRE) {
     stage(0);
     stage(1);
@@ -436,67 +451,122 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   // chunk with one
   GEMV_STAMP(1);
 
-  const bool colok = g < 2 * ntok;  // this lane's B column belongs to a real token
-  float accf[2] = {0.f, 0.f};       // rows g and g + 8 of token tig
+  float accf[NJ][2];  // rows g and g + 8 of token 4 j + tig
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) accf[j][0] = accf[j][1] = 0.f;
 
   int jc = 0;
   for (int c0 = q0; c0 < q1; c0 += cq, ++jc) {
     const int c1 = min(q1, c0 + cq);
-    float sc = 0.f;
+    float sc[NJ];
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) sc[j] = 0.f;
     const uint8_t* dchunk = dig;
     if (PRE) {
-      if (tig < ntok) {  // L2 reads (written by the prologue kernel), in flight during the chunk
-        sc = __ldcg(ws_at(p.ws_sc, wso) + scat + (size_t)jc * GTOK);
-        cacc += __ldcg(ws_at(p.ws_c, wso) + scat + (size_t)jc * GTOK);
+#pragma unroll
+      for (int j = 0; j < NJ; ++j) {
+        if (4 * j + tig < ntok) {  // L2 reads (written by the prologue kernel), in flight during the chunk
+          const size_t at = scat + (size_t)jc * TOK + 4 * j;
+          sc[j] = __ldcg(ws_at(p.ws_sc, wso) + at);
+          cacc[j] += __ldcg(ws_at(p.ws_c, wso) + at);
+        }
       }
       GEMV_STAMP(2);
       cp_async_wait<1>();  // chunk jc has landed (chunk jc + 1 may still be in flight)
       __syncthreads();
       dchunk = dig + (jc & 1) * bufbytes;
     } else {
-      chunk_prologue<T, GW>(p, S, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum);
+      chunk_prologue<T, GW, GTOK>(p, S, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum);
     }
     GEMV_STAMP(3);
-    // 3. main loop over the chunk's quads: no barrier; one mma per (step) for both digits of 4 tokens
-    int acc[4][4];
-#pragma unroll
-    for (int s = 0; s < 4; ++s)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) acc[s][c] = 0;
-    for (int qq = c0; qq < c1; qq += RING) {
-#pragma unroll
-      for (int qi = 0; qi < RING; ++qi) {
-        const int q = qq + qi;
-        if (q < c1) {  // warp-uniform
-          const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
-#pragma unroll
-          for (int pp = 0; pp < 2; ++pp) {
-            const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
-            const uint32_t wh0 = pp ? cb[qi][1].z : cb[qi][1].x, wh1 = pp ? cb[qi][1].w : cb[qi][1].y;
-#pragma unroll
-            for (int s = 0; s < 4; ++s) {
-              const uint32_t M = 0x03030303u << (2 * s);
-              uint2 bv = make_uint2(0u, 0u);
-              if (colok) bv = *reinterpret_cast<const uint2*>(bq + (pp * 4 + s) * (64 * ntok));
-              mma_u8s8(acc[s], wl0 & M, wh0 & M, wl1 & M, wh1 & M, bv.x, bv.y);
-            }
-          }
-          // refill the slot only after its last use: the load then lands in the same registers (no register
-          // copy that would wait for it), and 3 quads stay in flight while this warp computes
-          load_quad(q + RING, cb[qi][0], cb[qi][1]);
-        }
-      }
-    }
-    GEMV_STAMP(4);
-    if (!PRE) sc = sscale[tig];
-    // flush: column 2 tig = digit 0, 2 tig + 1 = digit 1 of token tig; value = sum_s 4^-s (d0 + 256 d1)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float val = 0.f;
+    // 3. main loop over the chunk's quads: no barrier
+    if constexpr (TOK == GTOK) {
+      // one mma per step for both digits of 4 tokens; step s accumulates z * 4^s apart
+      int acc[4][4];
 #pragma unroll
       for (int s = 0; s < 4; ++s)
-        val = fmaf(fmaf((float)acc[s][2 * r + 1], 256.f, (float)acc[s][2 * r]), 1.f / (float)(1 << (2 * s)), val);
-      accf[r] = fmaf(val, sc, accf[r]);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[s][c] = 0;
+      const bool colok = g < 2 * ntok;  // this lane's B column belongs to a real token
+      for (int qq = c0; qq < c1; qq += RING) {
+#pragma unroll
+        for (int qi = 0; qi < RING; ++qi) {
+          const int q = qq + qi;
+          if (q < c1) {  // warp-uniform
+            const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
+#pragma unroll
+            for (int pp = 0; pp < 2; ++pp) {
+              const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
+              const uint32_t wh0 = pp ? cb[qi][1].z : cb[qi][1].x, wh1 = pp ? cb[qi][1].w : cb[qi][1].y;
+#pragma unroll
+              for (int s = 0; s < 4; ++s) {
+                const uint32_t M = 0x03030303u << (2 * s);
+                uint2 bv = make_uint2(0u, 0u);
+                if (colok) bv = *reinterpret_cast<const uint2*>(bq + (pp * 4 + s) * (64 * ntok));
+                mma_u8s8(acc[s], wl0 & M, wh0 & M, wl1 & M, wh1 & M, bv.x, bv.y);
+              }
+            }
+            // refill the slot only after its last use: the load then lands in the same registers (no register
+            // copy that would wait for it), and 3 quads stay in flight while this warp computes
+            load_quad(q + RING, cb[qi][0], cb[qi][1]);
+          }
+        }
+      }
+      GEMV_STAMP(4);
+      if (!PRE) sc[0] = sscale[tig];
+      // flush: column 2 tig = digit 0, 2 tig + 1 = digit 1 of token tig; value = sum_s 4^-s (d0 + 256 d1)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float val = 0.f;
+#pragma unroll
+        for (int s = 0; s < 4; ++s)
+          val = fmaf(fmaf((float)acc[s][2 * r + 1], 256.f, (float)acc[s][2 * r]), 1.f / (float)(1 << (2 * s)), val);
+        accf[0][r] = fmaf(val, sc[0], accf[0][r]);
+      }
+    } else {
+      // mma j: B columns 8 j .. 8 j + 7 = both digits of tokens 4 j .. 4 j + 3 (compact layout: column at 32 bytes
+      // each, so + 256 j); mmas of padding token groups are skipped (warp-uniform), padding lanes load nothing.
+      // |sum| <= 4 quads x 256 x 3 x 128 per chunk: exact in int32 and in the fp32 flush
+      int acc[NJ][4];
+#pragma unroll
+      for (int j = 0; j < NJ; ++j)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[j][c] = 0;
+      for (int qq = c0; qq < c1; qq += RING) {
+#pragma unroll
+        for (int qi = 0; qi < RING; ++qi) {
+          const int q = qq + qi;
+          if (q < c1) {  // warp-uniform
+            const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
+#pragma unroll
+            for (int pp = 0; pp < 2; ++pp) {
+              const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
+              const uint32_t wh0 = pp ? cb[qi][1].z : cb[qi][1].x, wh1 = pp ? cb[qi][1].w : cb[qi][1].y;
+#pragma unroll
+              for (int s = 0; s < 4; ++s) {
+                const uint32_t a0 = (wl0 >> (2 * s)) & 0x03030303u, a1 = (wh0 >> (2 * s)) & 0x03030303u;
+                const uint32_t a2 = (wl1 >> (2 * s)) & 0x03030303u, a3 = (wh1 >> (2 * s)) & 0x03030303u;
+                const uint8_t* bs = bq + (pp * 4 + s) * (64 * ntok);
+#pragma unroll
+                for (int j = 0; j < NJ; ++j) {
+                  if (4 * j < ntok) {  // warp-uniform
+                    uint2 bv = make_uint2(0u, 0u);
+                    if (8 * j + g < 2 * ntok) bv = *reinterpret_cast<const uint2*>(bs + 256 * j);
+                    mma_u8s8(acc[j], a0, a1, a2, a3, bv.x, bv.y);
+                  }
+                }
+              }
+            }
+            load_quad(q + RING, cb[qi][0], cb[qi][1]);  // after the slot's last use, as above
+          }
+        }
+      }
+      GEMV_STAMP(4);
+#pragma unroll
+      for (int j = 0; j < NJ; ++j)
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+          accf[j][r] = fmaf(fmaf((float)acc[j][2 * r + 1], 256.f, (float)acc[j][2 * r]), sc[j], accf[j][r]);
     }
     if (PRE) {
       __syncthreads();  // buffer jc & 1 is no longer read
@@ -509,10 +579,14 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     s_sv[threadIdx.x] = r_sv;
     s_bias[threadIdx.x] = r_bias;
   }
-  if (tig < ntok) {
-    const float cpart = PRE ? cacc : csum[tig];
-    ptile[tig][warp * 16 + g] = accf[0] + cpart;
-    ptile[tig][warp * 16 + g + 8] = accf[1] + cpart;
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) {
+    const int tk = 4 * j + tig;
+    if (tk < ntok) {
+      const float cpart = PRE ? cacc[j] : csum[tig];
+      ptile[tk][warp * 16 + g] = accf[j][0] + cpart;
+      ptile[tk][warp * 16 + g + 8] = accf[j][1] + cpart;
+    }
   }
   const int nsp = p.splits;
   const int rank = nsp > 1 ? cluster_rank() : 0;
@@ -520,8 +594,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   else __syncthreads();
   GEMV_STAMP(5);
   // 5. rank r finishes tokens tk = r, r + nsp, ...: one warp per token, lane l owns rows 4l .. 4l + 3
-  const int tk = rank + warp * nsp;
-  if (warp < GTOK && tk < ntok) {
+  for (int tk = rank + warp * nsp; tk < ntok; tk += GW * nsp) {  // warp-uniform
     float4 t4 = make_float4(0.f, 0.f, 0.f, 0.f);
     for (int r = 0; r < nsp; ++r) {  // fixed order
       const float* src = nsp > 1 ? map_rank(&ptile[tk][4 * lane], r) : &ptile[tk][4 * lane];
@@ -549,9 +622,21 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
 }
 
 struct GemvPlan {
-  int64_t nq, ncols, rgroups, splits, qps, cq, cps;
+  int64_t tok, nq, ncols, rgroups, splits, qps, cq, cps;
   size_t smem;
 };
+
+// Tokens per CTA column: 16 for GEMV_PDL from m = 5 (the codes are then read once per 16 tokens instead of once per
+// 4), else 4.  LATTQ_GEMV_TOK = 4 or 16 forces the column width of GEMV_PDL at m >= 5 (measurements and tests; read
+// per launch like LATTQ_GEMV_MAX_SPLITS; the workspace is sized for both, so it may change between calls).
+int64_t gemv_tok(int64_t m, bool pre) {
+  if (!pre || m <= GTOK) return GTOK;
+  if (const char* e = std::getenv("LATTQ_GEMV_TOK")) {
+    const int v = std::atoi(e);
+    if (v == GTOK || v == GTOK16) return v;
+  }
+  return GTOK16;
+}
 
 int gemv_max_splits() {
   int cap = device_props().major >= 9 ? GMAXS : 1;
@@ -562,20 +647,49 @@ int gemv_max_splits() {
   return cap;
 }
 
-// chunk length of the layer's columns (every column uses the one of the first, the widest)
-int64_t gemv_cq(int64_t m) { return chunk_quads((int)std::min<int64_t>(GTOK, std::max<int64_t>(m, 1))); }
-
-// dynamic shared memory: one chunk of digits (GEMV) or two (GEMV_PDL's double buffer), at most 32 KB
-size_t gemv_smem(int64_t m, int64_t qps, bool pre) {
-  const int64_t ntok_max = std::min<int64_t>(GTOK, std::max<int64_t>(m, 1));
-  return (size_t)std::min<int64_t>(gemv_cq(m), qps) * GQT * ntok_max * (pre ? 2 : 1);
+// chunk length of the layer's columns (every column uses the one of the first, the widest): 4-token columns
+// chunk_quads (32 units of (token, quad) at most), 16-token ones 4 quads (64 units; a multiple of their ring)
+int64_t gemv_cq(int64_t m, int64_t tok) {
+  if (tok == GTOK16) return 4;
+  return chunk_quads((int)std::min<int64_t>(GTOK, std::max<int64_t>(m, 1)));
 }
 
-template <bool PRE>
+// dynamic shared memory: one chunk of digits (GEMV) or two (GEMV_PDL's double buffer): at most 32 KB for 4-token
+// columns, 64 KB for 16-token ones (above the 48 KB default: gemv_smem_optin)
+size_t gemv_smem(int64_t m, int64_t qps, bool pre, int64_t tok) {
+  const int64_t ntok_max = std::min<int64_t>(tok, std::max<int64_t>(m, 1));
+  return (size_t)std::min<int64_t>(gemv_cq(m, tok), qps) * GQT * ntok_max * (pre ? 2 : 1);
+}
+
+// the main kernel of (PRE, TOK) for occupancy queries and the shared-memory opt-in (its GROUP and dtype instances
+// have the same resources)
+template <bool PRE, int TOK>
+const void* gemv_main_fn() {
+  return (const void*)gemv_kernel<__half, PRE, false, TOK>;
+}
+
+// Lets the 16-token kernels of dtype T use 64 KB of dynamic shared memory: once per device (cudaFuncSetAttribute
+// applies to the current device's context); cached so the launch path makes no driver call after the first.
+template <typename T>
+cudaError_t gemv_smem_optin() {
+  static int done[16] = {};
+  const int cur = current_device() & 15;
+  if (done[cur]) return cudaSuccess;
+  const int bytes = 2 * 4 * GQT * GTOK16;
+  for (const void* f : {(const void*)gemv_kernel<T, true, false, GTOK16>, (const void*)gemv_kernel<T, true, true, GTOK16>}) {
+    const cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (e != cudaSuccess) return e;
+  }
+  done[cur] = 1;
+  return cudaSuccess;
+}
+
+template <bool PRE, int TOK>
 int gemv_occupancy(int splits, size_t smem) {
+  if (TOK == GTOK16 && gemv_smem_optin<__half>() != cudaSuccess) return 0;
   int n = 0;
   if (splits == 1) {
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_kernel<__half, PRE, false>, 256, smem) == cudaSuccess)
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_main_fn<PRE, TOK>(), 256, smem) == cudaSuccess)
       n *= std::max(1, device_props().sm);
     return n;
   }
@@ -590,7 +704,7 @@ int gemv_occupancy(int splits, size_t smem) {
   attr.val.clusterDim.z = (unsigned)splits;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  return cudaOccupancyMaxActiveClusters(&n, gemv_kernel<__half, PRE, false>, &cfg) == cudaSuccess ? n : 0;
+  return cudaOccupancyMaxActiveClusters(&n, gemv_main_fn<PRE, TOK>(), &cfg) == cudaSuccess ? n : 0;
 }
 
 // How many CTAs (splits = 1) or clusters of `splits` CTAs can be resident at once with `smem` bytes of dynamic
@@ -598,12 +712,15 @@ int gemv_occupancy(int splits, size_t smem) {
 // reported 79 clusters of 3 and 62 of 4, not 88 and 66), and a cluster that does not fit runs in a second wave
 // (the session-6 trace of 11008 x 4096 at m = 1 with 3 splits: 86 clusters, CTAs starting 10 us late).
 // Cached per (device, kernel, splits, smem in 2 KB units); the fallback is 2 CTAs per SM.
-int64_t gemv_resident(int splits, size_t smem, bool pre) {
-  static int cache[16][2][GMAXS + 1][17] = {};
+int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok) {
+  static int cache[16][3][GMAXS + 1][33] = {};
   const int cur = current_device();
-  int& c = cache[cur & 15][pre ? 1 : 0][splits][std::min<size_t>(16, smem / 2048)];
+  const int kind = !pre ? 0 : tok == GTOK ? 1 : 2;
+  int& c = cache[cur & 15][kind][splits][std::min<size_t>(32, smem / 2048)];
   if (c == 0) {
-    int n = pre ? gemv_occupancy<true>(splits, smem) : gemv_occupancy<false>(splits, smem);
+    int n = kind == 0 ? gemv_occupancy<false, GTOK>(splits, smem)
+            : kind == 1 ? gemv_occupancy<true, GTOK>(splits, smem)
+                        : gemv_occupancy<true, GTOK16>(splits, smem);
     if (n <= 0) {
       cudaGetLastError();
       n = std::max(1, device_props().sm) * 2 / splits;
@@ -620,17 +737,18 @@ int64_t gemv_resident(int splits, size_t smem, bool pre) {
 // A grouped launch is planned as one layer with the row groups of all its layers.
 GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre) {
   GemvPlan P;
+  P.tok = gemv_tok(m, pre);
   P.nq = cdiv(k, 256);
-  P.ncols = cdiv(std::max<int64_t>(m, 1), GTOK);
+  P.ncols = cdiv(std::max<int64_t>(m, 1), P.tok);
   P.rgroups = rgroups;
-  P.cq = gemv_cq(m);
+  P.cq = gemv_cq(m, P.tok);
   const int cap = gemv_max_splits();
   int64_t best_s = 1, best_cost = INT64_MAX;
   for (int64_t s = 1; s <= cap && s <= P.nq; ++s) {
     const int64_t qps = cdiv(P.nq, s);
     const int64_t splits = cdiv(P.nq, qps);
     if (splits != s) continue;
-    const int64_t waves = cdiv(P.ncols * P.rgroups, gemv_resident((int)s, gemv_smem(m, qps, pre), pre));
+    const int64_t waves = cdiv(P.ncols * P.rgroups, gemv_resident((int)s, gemv_smem(m, qps, pre, P.tok), pre, P.tok));
     const int64_t cost = waves * (qps + 3) + splits;  // + cluster reduction (sweep: 4096x4096)
     if (cost < best_cost) {
       best_cost = cost;
@@ -640,24 +758,29 @@ GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre) {
   P.splits = best_s;
   P.qps = cdiv(P.nq, best_s);
   P.cps = cdiv(P.qps, P.cq);
-  P.smem = gemv_smem(m, P.qps, pre);
+  P.smem = gemv_smem(m, P.qps, pre, P.tok);
   return P;
 }
 
-// GEMV_PDL workspace: digits [column][quad] (2 KB per quad and column), then scales and c parts [column][chunk][4].
-// The chunk count is bounded over every split count the plan may pick (1 .. GMAXS), so the size depends only on the
-// layer and m, not on the device, its occupancy or LATTQ_GEMV_MAX_SPLITS: a size queried anywhere fits the plan
-// of any device.  The plan's chunks (split * cps + j < splits * cps) index into that bound.
+// GEMV_PDL workspace: digits [column][quad] (512 B per quad and token of the column), then scales and c parts
+// [column][chunk][tokens per column].  The chunk count is bounded over every split count the plan may pick
+// (1 .. GMAXS) and both column widths (gemv_tok), so the size depends only on the layer and m, not on the device, its
+// occupancy, LATTQ_GEMV_MAX_SPLITS or LATTQ_GEMV_TOK: a size queried anywhere fits the plan of any device.  The plan's
+// chunks (split * cps + j < splits * cps) index into that bound.
 struct GemvWs {
   size_t dig, sc, total;
 };
 GemvWs gemv_ws_layout(const lattq_layer_desc* d, int64_t m) {
-  const int64_t nq = cdiv(d->k, 256), ncols = cdiv(std::max<int64_t>(m, 1), GTOK), cq = gemv_cq(m);
-  int64_t nch = 0;
-  for (int64_t s = 1; s <= GMAXS; ++s) nch = std::max(nch, s * cdiv(cdiv(nq, s), cq));
-  GemvWs w;
-  w.dig = align256((size_t)ncols * nq * GQT * GTOK);
-  w.sc = align256((size_t)ncols * nch * GTOK * sizeof(float));
+  const int64_t nq = cdiv(d->k, 256);
+  GemvWs w = {0, 0, 0};
+  for (const int64_t tok : {(int64_t)GTOK, (int64_t)GTOK16}) {
+    if (tok == GTOK16 && m <= GTOK) continue;
+    const int64_t ncols = cdiv(std::max<int64_t>(m, 1), tok), cq = gemv_cq(m, tok);
+    int64_t nch = 0;
+    for (int64_t s = 1; s <= GMAXS; ++s) nch = std::max(nch, s * cdiv(cdiv(nq, s), cq));
+    w.dig = std::max(w.dig, align256((size_t)ncols * nq * GQT * tok));
+    w.sc = std::max(w.sc, align256((size_t)ncols * nch * tok * sizeof(float)));
+  }
   w.total = w.dig + 2 * w.sc;
   return w;
 }
@@ -711,9 +834,17 @@ int prep_trigger() {
   return 0;
 }
 
-template <typename T, bool PRE, bool GROUP>
+template <typename T, bool PRE, bool GROUP, int TOK>
 lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, const void* x, int64_t m, void* const* y,
                            const GemvPlan& P, void* ws, cudaStream_t s) {
+  if (TOK == GTOK16) {
+    const cudaError_t e = gemv_smem_optin<T>();
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return LQ_ERR(Device, "%s: enabling %d bytes of shared memory for gemv_kernel failed: %s", fn,
+                    2 * 4 * GQT * GTOK16, cudaGetErrorString(e));
+    }
+  }
   GemvParamsN<GROUP ? GMAXG : 1> p = {};
   int64_t rg = 0;
   for (int i = 0; i < count; ++i) {
@@ -751,7 +882,7 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
     p.ws_c = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig + w.sc);
     p.ws_seg = w.total;
     const dim3 pg((unsigned)P.ncols, (unsigned)P.cps, (unsigned)(P.splits * count));
-    const cudaError_t e = launch_ex((const void*)gemv_prep_kernel<T, GROUP>, pg, dim3(1024), 0, 1, s, &p);
+    const cudaError_t e = launch_ex((const void*)gemv_prep_kernel<T, GROUP, TOK>, pg, dim3(1024), 0, 1, s, &p);
     if (e != cudaSuccess) {
       cudaGetLastError();
       return LQ_ERR(Device, "%s: launching gemv_prep_kernel (grid %u x %u x %u) failed: %s", fn, pg.x, pg.y, pg.z,
@@ -760,13 +891,26 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
   }
   const dim3 grid((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
   // the GROUP instance has the same launch bounds, registers (128) and shared memory: the plan's occupancy holds
-  const cudaError_t e = launch_ex((const void*)gemv_kernel<T, PRE, GROUP>, grid, dim3(256), P.smem, (int)P.splits, s, &p);
+  const cudaError_t e = launch_ex((const void*)gemv_kernel<T, PRE, GROUP, TOK>, grid, dim3(256), P.smem, (int)P.splits, s, &p);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching gemv_kernel (grid %u x %u x %u, cluster %lld) failed: %s", fn, grid.x, grid.y,
                   grid.z, (long long)P.splits, cudaGetErrorString(e));
   }
   return check_launch(fn, "gemv_kernel");
+}
+
+// the kernel instance of (PRE, GROUP, TOK) for dtype T
+template <typename T>
+lattq_status gemv_launch_dt(const char* fn, const lattq_layer* Ls, int count, const void* x, int64_t m, void* const* y,
+                            const GemvPlan& P, bool pre, void* ws, cudaStream_t s) {
+  const bool g = count > 1;
+  if (!pre) return g ? gemv_launch_t<T, false, true, GTOK>(fn, Ls, count, x, m, y, P, ws, s)
+                     : gemv_launch_t<T, false, false, GTOK>(fn, Ls, count, x, m, y, P, ws, s);
+  if (P.tok == GTOK16) return g ? gemv_launch_t<T, true, true, GTOK16>(fn, Ls, count, x, m, y, P, ws, s)
+                                : gemv_launch_t<T, true, false, GTOK16>(fn, Ls, count, x, m, y, P, ws, s);
+  return g ? gemv_launch_t<T, true, true, GTOK>(fn, Ls, count, x, m, y, P, ws, s)
+           : gemv_launch_t<T, true, false, GTOK>(fn, Ls, count, x, m, y, P, ws, s);
 }
 
 }  // namespace
@@ -815,18 +959,9 @@ lattq_status gemv_forward(const char* fn, const lattq_layer* Ls, int count, cons
   const GemvPlan P = make_gemv_plan(Ls[0].desc.k, rgroups, m, pre);
   if (P.ncols > 2147483647 || P.rgroups > 65535 || P.cps > 65535 || P.splits * count > 65535)
     return LQ_ERR(Shape, "%s: m, n or k too large for this variant", fn);
-  const bool g = count > 1;
   switch (dtype) {
-    case LATTQ_F16:
-      if (pre) return g ? gemv_launch_t<__half, true, true>(fn, Ls, count, x, m, y, P, ws, s)
-                        : gemv_launch_t<__half, true, false>(fn, Ls, count, x, m, y, P, ws, s);
-      return g ? gemv_launch_t<__half, false, true>(fn, Ls, count, x, m, y, P, ws, s)
-               : gemv_launch_t<__half, false, false>(fn, Ls, count, x, m, y, P, ws, s);
-    case LATTQ_BF16:
-      if (pre) return g ? gemv_launch_t<__nv_bfloat16, true, true>(fn, Ls, count, x, m, y, P, ws, s)
-                        : gemv_launch_t<__nv_bfloat16, true, false>(fn, Ls, count, x, m, y, P, ws, s);
-      return g ? gemv_launch_t<__nv_bfloat16, false, true>(fn, Ls, count, x, m, y, P, ws, s)
-               : gemv_launch_t<__nv_bfloat16, false, false>(fn, Ls, count, x, m, y, P, ws, s);
+    case LATTQ_F16: return gemv_launch_dt<__half>(fn, Ls, count, x, m, y, P, pre, ws, s);
+    case LATTQ_BF16: return gemv_launch_dt<__nv_bfloat16>(fn, Ls, count, x, m, y, P, pre, ws, s);
   }
   return LQ_ERR(Dtype, "%s: argument 'dtype' = %d is not supported by variant gemv (f16, bf16)", fn, dtype);
 }

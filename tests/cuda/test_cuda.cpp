@@ -682,6 +682,13 @@ void test_gemv_splits(bool quick) {
   check_env_settings("gemv_pdl trigger points", LATTQ_VARIANT_GEMV_PDL, cases, ms,
                      {"LATTQ_GEMV_PDL_TRIGGER=0", "LATTQ_GEMV_PDL_TRIGGER=1 LATTQ_GEMV_MAX_SPLITS=2",
                       "LATTQ_GEMV_PDL_TRIGGER=2 LATTQ_GEMV_MAX_SPLITS=3"});
+  // GEMV_PDL from m = 5: both column widths (16 tokens, the default, and 4), partial 16-token columns (m = 5, 13, 17,
+  // 31: a full column and a short one), every split count and trigger point of the 16-token kernels
+  const std::vector<int64_t> ms16 = quick ? std::vector<int64_t>{5, 16} : std::vector<int64_t>{5, 8, 13, 16, 17, 31};
+  check_env_settings("gemv_pdl column widths", LATTQ_VARIANT_GEMV_PDL, cases, ms16,
+                     {"LATTQ_GEMV_TOK=4", "LATTQ_GEMV_TOK=16", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_MAX_SPLITS=1",
+                      "LATTQ_GEMV_TOK=16 LATTQ_GEMV_MAX_SPLITS=2", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_MAX_SPLITS=8",
+                      "LATTQ_GEMV_TOK=16 LATTQ_GEMV_PDL_TRIGGER=1", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_PDL_TRIGGER=2"});
 }
 
 // WGMMA: both cluster sizes (1; 2 = B multicast to the CTA pair, including an odd number of row groups, whose
@@ -809,15 +816,18 @@ void test_chain(bool quick) {
     int32_t var;
     const char* trig;        // LATTQ_GEMV_PDL_TRIGGER, or nullptr
     const char* attr = "1";  // LATTQ_GEMV_PDL_ATTR ("0": launched without PDL, plain stream order)
+    const char* tok = "4";   // LATTQ_GEMV_TOK: GEMV_PDL's column width from m = 5 ("16": not bit-equal to GEMV's)
   };
   std::vector<Run> runs = {{LATTQ_VARIANT_GEMV, nullptr},       {LATTQ_VARIANT_GEMV_PDL, "0"},
                            {LATTQ_VARIANT_GEMV_PDL, "1"},       {LATTQ_VARIANT_GEMV_PDL, "2"},
                            {LATTQ_VARIANT_GEMV, nullptr, "0"},  {LATTQ_VARIANT_GEMV_PDL, "0", "0"},
-                           {LATTQ_VARIANT_IMMA, nullptr},       {LATTQ_VARIANT_AUTO, nullptr}};
+                           {LATTQ_VARIANT_IMMA, nullptr},       {LATTQ_VARIANT_AUTO, nullptr},
+                           {LATTQ_VARIANT_GEMV_PDL, "0", "1", "16"}, {LATTQ_VARIANT_GEMV_PDL, "1", "1", "16"},
+                           {LATTQ_VARIANT_GEMV_PDL, "0", "0", "16"}};
   if (quick)
     runs = {{LATTQ_VARIANT_GEMV, nullptr}, {LATTQ_VARIANT_GEMV_PDL, "0"}, {LATTQ_VARIANT_GEMV_PDL, "1"},
-            {LATTQ_VARIANT_GEMV, nullptr, "0"}};
-  const std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 3, 6, 12};
+            {LATTQ_VARIANT_GEMV, nullptr, "0"}, {LATTQ_VARIANT_GEMV_PDL, "0", "1", "16"}};
+  const std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 3, 6, 12, 16};
   for (int64_t m : ms) {
     std::vector<double> x(m * 2048);
     for (auto& v : x) v = round_to(LATTQ_BF16, randn());
@@ -827,6 +837,7 @@ void test_chain(bool quick) {
     for (const Run& r : runs) {
       if (r.trig) setenv("LATTQ_GEMV_PDL_TRIGGER", r.trig, 1);
       setenv("LATTQ_GEMV_PDL_ATTR", r.attr, 1);
+      setenv("LATTQ_GEMV_TOK", r.tok, 1);
       size_t w0 = 0, w1 = 0;
       CHECK(lattq_cuda_forward_workspace_size(&h0.d, m, r.var, &w0) == LATTQ_OK &&
                 lattq_cuda_forward_workspace_size(&h1.d, m, r.var, &w1) == LATTQ_OK,
@@ -855,17 +866,18 @@ void test_chain(bool quick) {
       CUDA_OK(cudaStreamDestroy(s));
       if (r.trig) unsetenv("LATTQ_GEMV_PDL_TRIGGER");
       unsetenv("LATTQ_GEMV_PDL_ATTR");
+      unsetenv("LATTQ_GEMV_TOK");
       bool finite = true;
       for (uint16_t v : out_a[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
       for (uint16_t v : out_b[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
       CHECK(finite, "chain %s m=%lld: non-finite output", var_name(r.var), (long long)m);
       CHECK(out_a[0] == out_a[1] && out_b[0] == out_b[1],
-            "chain %s (trigger %s, PDL attr %s) m=%lld: back-to-back result differs from the synchronised one",
-            var_name(r.var), r.trig ? r.trig : "-", r.attr, (long long)m);
+            "chain %s (trigger %s, PDL attr %s, tok %s) m=%lld: back-to-back result differs from the synchronised one",
+            var_name(r.var), r.trig ? r.trig : "-", r.attr, r.tok, (long long)m);
       if (r.var == LATTQ_VARIANT_GEMV && r.attr[0] == '1') {
         gemv_a = out_a[0];
         gemv_b = out_b[0];
-      } else if (r.var == LATTQ_VARIANT_GEMV_PDL || r.var == LATTQ_VARIANT_GEMV) {
+      } else if ((r.var == LATTQ_VARIANT_GEMV_PDL || r.var == LATTQ_VARIANT_GEMV) && (m <= 4 || r.tok[0] == '4')) {
         CHECK(out_a[0] == gemv_a && out_b[0] == gemv_b, "chain m=%lld: %s (trigger %s, PDL attr %s) differs from gemv",
               (long long)m, var_name(r.var), r.trig ? r.trig : "-", r.attr);
       }
