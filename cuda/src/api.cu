@@ -45,8 +45,8 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
   if (variant != LATTQ_VARIANT_AUTO) return variant;
   if (layout != LATTQ_LAYOUT_TILED) return LATTQ_VARIANT_REFERENCE;
   if (imma_unsupported_reason(d, dtype, LATTQ_VARIANT_IMMA)[0] != 0) return LATTQ_VARIANT_REFERENCE;
-  // GEMV with its prologue kernel behind PDL (sm_90; session 7 rules in gemv_pdl_preferred): m = 1 on the largest
-  // layers, m = 2..8 on most, m <= 16 at n <= 4096
+  // GEMV with its prologue kernel behind PDL (sm_90; session 7 and 9 rules in gemv_pdl_preferred): m = 1 on the
+  // largest layers, m = 2 on most, m = 3..15 on all, m = 16 at n <= 4096
   if (gemv_unsupported_reason(d, dtype)[0] == 0 && gemv_pdl_preferred(d, m)) return LATTQ_VARIANT_GEMV_PDL;
   // The single-launch GEMV kernel (H100, bench/results/bench_gemm.md, session 6): m = 1 for every k; m = 2 with
   // k <= 16384; m <= 4 up to 14336 x 4096 weights (k <= 16384); m <= 8 up to 4096 x 4096.  Beyond that IMMA's

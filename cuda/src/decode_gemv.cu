@@ -626,16 +626,29 @@ struct GemvPlan {
   size_t smem;
 };
 
-// Tokens per CTA column: 16 for GEMV_PDL from m = 5 (the codes are then read once per 16 tokens instead of once per
-// 4), else 4.  LATTQ_GEMV_TOK = 4 or 16 forces the column width of GEMV_PDL at m >= 5 (measurements and tests; read
-// per launch like LATTQ_GEMV_MAX_SPLITS; the workspace is sized for both, so it may change between calls).
-int64_t gemv_tok(int64_t m, bool pre) {
+int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok);
+size_t gemv_smem(int64_t m, int64_t qps, bool pre, int64_t tok);
+
+// Tokens per CTA column of GEMV_PDL (GEMV: always 4).  16 reads the codes once per 16 tokens instead of once per 4,
+// but a layer has 4x fewer CTAs (split-K makes up part of it) with 4x the mma work each.  H100, session 9
+// (bench/results/gpu/h100_session9/tok_cc4d82c.json, cold L2, same run; the 7 benchmark shapes):
+//  * m = 5..8: 16 is faster on 12 of 14 rows (28672x8192 m = 8: 50.3 vs 60.7 us; 4096x14336 m = 5: 21.1 vs 27.2) and
+//    at most 1.2 us slower on the others (4096x4096 m = 8, 8192x28672 m = 8);
+//  * m = 9..16: 4 wins where its cdiv(m, 4) columns of row groups fit in one wave of resident CTAs and k <= 12288
+//    (4096x4096 m = 16: 18.5 vs 26.2; 11008x4096 m = 12: 23.7 vs 28.4), 16 elsewhere (14336x4096 m = 12: 29.9 vs
+//    34.1, two waves at 4; 4096x14336 m = 12: 29.8 vs 33.9; 28672x8192 m = 16: 77.4 vs 104.6).
+// LATTQ_GEMV_TOK = 4 or 16 forces the width at m >= 5 (measurements and tests; read per launch like
+// LATTQ_GEMV_MAX_SPLITS; the workspace is sized for both widths, so it may change between calls).
+int64_t gemv_tok(int64_t m, bool pre, int64_t k, int64_t rgroups) {
   if (!pre || m <= GTOK) return GTOK;
   if (const char* e = std::getenv("LATTQ_GEMV_TOK")) {
     const int v = std::atoi(e);
     if (v == GTOK || v == GTOK16) return v;
   }
-  return GTOK16;
+  if (m <= 2 * GTOK || m > GTOK16 || k > 12288) return GTOK16;
+  const int64_t nq = cdiv(k, 256);
+  const bool one_wave = cdiv(m, GTOK) * rgroups <= gemv_resident(1, gemv_smem(m, nq, true, GTOK), true, GTOK);
+  return one_wave ? GTOK : GTOK16;
 }
 
 int gemv_max_splits() {
@@ -737,7 +750,7 @@ int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok) {
 // A grouped launch is planned as one layer with the row groups of all its layers.
 GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre) {
   GemvPlan P;
-  P.tok = gemv_tok(m, pre);
+  P.tok = gemv_tok(m, pre, k, rgroups);
   P.nq = cdiv(k, 256);
   P.ncols = cdiv(std::max<int64_t>(m, 1), P.tok);
   P.rgroups = rgroups;
@@ -929,16 +942,18 @@ const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
 // stream order).  From the session-7 H100 runs (bench/results/gpu/h100_session7/, rev f51ba38; cold L2, median):
 // at m = 1 it wins on the two 70B shapes (28672x8192 36.2 vs 39.4 us, 8192x28672 41.1 vs 45.8) and loses up to
 // 0.7 us on the 7B/8B shapes, whose GEMV prologue is short; at m = 2 it wins except at 4096x4096; at m = 3..4
-// everywhere; at m = 5..8 everywhere but 28672x8192 (two waves of CTAs: IMMA 52.3 vs 60.5); at m = 9..16 on the
-// n = 4096 shapes (4096x4096 19.0 vs 21.4, 4096x14336 35.4 vs 38.2; 4096x11008 30.1 vs 29.2 is the one loss).
+// everywhere; at m = 16 on the n = 4096 shapes (4096x4096 19.0 vs 21.4, 4096x14336 35.4 vs 38.2; 4096x11008 30.1 vs
+// 29.2 is the one loss).  Session 9 (16-token columns, gemv_tok; bench/results/gpu/h100_session9/tok_cc4d82c.json):
+// m = 5..8 everywhere (28672x8192, which went to IMMA, now 48.8 / 50.2 us against IMMA's 50.4 / 52.3) and m = 9..15
+// everywhere (m = 12: faster than IMMA on all 7 shapes, e.g. 28672x8192 65.9 vs 81.0, 11008x4096 23.7 vs 32.3; WGMMA
+// is not dispatched below m = 16).
 bool gemv_pdl_preferred(const lattq_layer_desc* d, int64_t m) {
   if (device_props().major != 9) return false;  // measured on the H100 only
   const int64_t nk = d->n * d->k;
   if (m == 1) return nk >= 8192LL * 8192;
   if (m == 2) return nk > 4096LL * 4096;
-  if (m <= 4) return true;
-  if (m <= 8) return d->n <= 16384;
-  if (m <= 16) return d->n <= 4096;
+  if (m < 16) return true;
+  if (m == 16) return d->n <= 4096;
   return false;
 }
 
