@@ -2,7 +2,8 @@
 // from docs/format.md §2 (never from the code under test), every variant and dtype, error paths,
 // non-default stream and CUDA-graph replay.  No GoogleTest: exit 0 = pass, 1 = failure, 77 = no GPU.
 //
-// Usage: lattq_cuda_tests [--quick] [--seed N]
+// Usage: lattq_cuda_tests [--quick] [--seed N] [--only NAME[,NAME...]]  (names: errors decode fwht generic graph forward
+//        fused_splits gemv_splits chain group wgmma_settings; --only runs just those, e.g. for a targeted racecheck)
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -10,6 +11,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <utility>
 #include <numeric>
 #include <random>
 #include <string>
@@ -1209,10 +1212,16 @@ void test_graph() {
 
 int main(int argc, char** argv) {
   bool quick = false;
+  std::string only;  // comma list of test names, empty = all
   uint64_t seed = (uint64_t)std::chrono::steady_clock::now().time_since_epoch().count();
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--seed") && i + 1 < argc) seed = std::strtoull(argv[++i], nullptr, 10);
+    else if (!std::strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else {
+      std::fprintf(stderr, "unknown argument '%s' (usage: lattq_cuda_tests [--quick] [--seed N] [--only NAMES])\n", argv[i]);
+      return 2;
+    }
   }
   if (const char* e = std::getenv("LATTQ_TEST_SEED")) seed = std::strtoull(e, nullptr, 10);
   if (lattq_cuda_device_count() <= 0) {
@@ -1224,17 +1233,29 @@ int main(int argc, char** argv) {
   CUDA_OK(cudaGetDeviceProperties(&prop, 0));
   std::printf("lattq_cuda_tests on %s (sm_%d%d), seed %llu%s\n", prop.name, prop.major, prop.minor,
               (unsigned long long)seed, quick ? ", quick" : "");
-  test_errors();
-  test_decode(quick);
-  test_fwht(quick);
-  test_forward_generic();
-  test_graph();
-  test_forward(quick);
-  test_fused_splits();
-  test_gemv_splits(quick);
-  test_chain(quick);
-  test_group(quick);
-  test_wgmma_settings(quick);
+  const std::pair<const char*, std::function<void()>> tests[] = {
+      {"errors", [] { test_errors(); }},
+      {"decode", [&] { test_decode(quick); }},
+      {"fwht", [&] { test_fwht(quick); }},
+      {"generic", [] { test_forward_generic(); }},
+      {"graph", [] { test_graph(); }},
+      {"forward", [&] { test_forward(quick); }},
+      {"fused_splits", [] { test_fused_splits(); }},
+      {"gemv_splits", [&] { test_gemv_splits(quick); }},
+      {"chain", [&] { test_chain(quick); }},
+      {"group", [&] { test_group(quick); }},
+      {"wgmma_settings", [&] { test_wgmma_settings(quick); }},
+  };
+  int ran = 0;
+  for (const auto& t : tests) {
+    if (!only.empty() && ("," + only + ",").find(std::string(",") + t.first + ",") == std::string::npos) continue;
+    t.second();
+    ++ran;
+  }
+  if (ran == 0) {
+    std::fprintf(stderr, "--only '%s' names no test\n", only.c_str());
+    return 2;
+  }
   std::printf("%d checks passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }
