@@ -203,10 +203,14 @@ __device__ __forceinline__ void chunk_prologue(const P& p, const GemvSeg& S, con
       }
     }
   }
+  // the prologue kernel, trigger 3: the main kernel may launch once every unit's x and SU loads are issued (ahead of
+  // its code stream in the memory system; they are in flight, not landed)
+  if (NW == 32 && p.trig == 3) pdl_launch_dependents();
   // the caller's shared state (sAb, csum, sscale) is set, and the previous chunk's digits, maxima and scales are
   // no longer read: the loads above were issued before this barrier, the writes below come after it
   __syncthreads();
   if (NW == 32) PREP_STAMP(2);
+  if (NW == 32 && p.trig == 4) pdl_launch_dependents();  // trigger 4: once x and SU have landed
   // (b) block Hadamard, fold, unit maximum and c part
 #pragma unroll
   for (int j = 0; j < J; ++j) {
@@ -837,12 +841,13 @@ cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, in
 
 // Where the prologue kernel triggers the main kernel's launch: 0 = first thing (default: the main kernel's code
 // loads overlap the whole prologue), 1 = after its maxima barrier (x and SU have landed, Hadamard and fold are done:
-// its loads do not queue behind the main kernel's), 2 = never (at exit: no overlap).  LATTQ_GEMV_PDL_TRIGGER, for
+// its loads do not queue behind the main kernel's), 2 = never (at exit: no overlap), 3 = once its x and SU loads are
+// issued (session 9), 4 = once they have landed (session 9).  LATTQ_GEMV_PDL_TRIGGER, for
 // measurements and tests (read per launch, like LATTQ_GEMV_MAX_SPLITS, so tests can change it between calls).
 int prep_trigger() {
   if (const char* e = std::getenv("LATTQ_GEMV_PDL_TRIGGER")) {
     const int v = std::atoi(e);
-    if (v >= 0 && v <= 2) return v;
+    if (v >= 0 && v <= 4) return v;
   }
   return 0;
 }

@@ -684,7 +684,8 @@ void test_gemv_splits(bool quick) {
   // GEMV_PDL: every trigger point of the prologue kernel (the main kernel waits for its completion either way)
   check_env_settings("gemv_pdl trigger points", LATTQ_VARIANT_GEMV_PDL, cases, ms,
                      {"LATTQ_GEMV_PDL_TRIGGER=0", "LATTQ_GEMV_PDL_TRIGGER=1 LATTQ_GEMV_MAX_SPLITS=2",
-                      "LATTQ_GEMV_PDL_TRIGGER=2 LATTQ_GEMV_MAX_SPLITS=3"});
+                      "LATTQ_GEMV_PDL_TRIGGER=2 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_PDL_TRIGGER=3",
+                      "LATTQ_GEMV_PDL_TRIGGER=4 LATTQ_GEMV_MAX_SPLITS=2"});
   // GEMV_PDL from m = 5: both column widths (16 tokens, the default, and 4), partial 16-token columns (m = 5, 13, 17,
   // 31: a full column and a short one), every split count and trigger point of the 16-token kernels
   const std::vector<int64_t> ms16 = quick ? std::vector<int64_t>{5, 16} : std::vector<int64_t>{5, 8, 13, 16, 17, 31};
@@ -826,10 +827,11 @@ void test_chain(bool quick) {
                            {LATTQ_VARIANT_GEMV, nullptr, "0"},  {LATTQ_VARIANT_GEMV_PDL, "0", "0"},
                            {LATTQ_VARIANT_IMMA, nullptr},       {LATTQ_VARIANT_AUTO, nullptr},
                            {LATTQ_VARIANT_GEMV_PDL, "0", "1", "16"}, {LATTQ_VARIANT_GEMV_PDL, "1", "1", "16"},
-                           {LATTQ_VARIANT_GEMV_PDL, "0", "0", "16"}};
+                           {LATTQ_VARIANT_GEMV_PDL, "0", "0", "16"}, {LATTQ_VARIANT_GEMV_PDL, "3"},
+                           {LATTQ_VARIANT_GEMV_PDL, "4"},       {LATTQ_VARIANT_GEMV_PDL, "3", "1", "16"}};
   if (quick)
     runs = {{LATTQ_VARIANT_GEMV, nullptr}, {LATTQ_VARIANT_GEMV_PDL, "0"}, {LATTQ_VARIANT_GEMV_PDL, "1"},
-            {LATTQ_VARIANT_GEMV, nullptr, "0"}, {LATTQ_VARIANT_GEMV_PDL, "0", "1", "16"}};
+            {LATTQ_VARIANT_GEMV, nullptr, "0"}, {LATTQ_VARIANT_GEMV_PDL, "0", "1", "16"}, {LATTQ_VARIANT_GEMV_PDL, "3"}};
   const std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 3, 6, 12, 16};
   for (int64_t m : ms) {
     std::vector<double> x(m * 2048);
