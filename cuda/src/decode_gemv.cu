@@ -43,7 +43,6 @@ constexpr int GW = 8;            // warps per CTA, one 16-row tile each
 constexpr int GTN = GW * 16;     // rows per CTA
 constexpr int GTOK = 4;          // tokens per CTA column (2 digit columns each = the 8 mma columns)
 constexpr int GTOK16 = 16;       // GEMV_PDL at m >= 5 (session 9): 16 tokens per column, 4 mmas per code fragment
-constexpr int GPF = 8;           // GEMV_PDL, 4-token columns: quads per warp prefetched into shared memory (session 9)
 constexpr int GMAXS = 8;         // portable cluster size
 constexpr float GQMAX = 32639.f; // 16-bit fixed point, two int8 digits (see fast_imma.cu)
 
@@ -121,7 +120,6 @@ struct GemvParamsN {
   int cq;         // chunk length in quads (from min(m, 4), the same for every column)
   int cps;        // chunks per split, cdiv(qps, cq)
   int trig;       // GEMV_PDL prologue kernel: where it lets the main kernel launch (prep_trigger)
-  int pf;         // GEMV_PDL, 4-token columns: first quads of each warp's codes prefetched into shared memory (0 or GPF)
 };
 
 // the layer of row group rg (layers are in row-group order).  GROUP = false (one layer, the common case): 0, so every
@@ -410,32 +408,9 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
       hi = lo;
     }
   };
-  // GEMV_PDL, 4-token columns (p.pf = GPF): the split's first pf quads go to shared memory (cp.async, one commit
-  // group ahead of the digit stages, so the first chunk's wait covers them), the register ring takes the next RING.
-  // While the prologue kernel runs, each CTA so has 2 x 64 KB of codes in flight instead of 64 KB: the session-7
-  // trace showed the memory system idle for ~5 us of the ~10 us before the main loop at 28672x8192, m = 1.
-  // Lane layout: [warp][quad][lane][32 bytes], each lane reads back only what it copied (no barrier needed).
-  const int pf = PRE && TOK == GTOK ? p.pf : 0;
-  const size_t pfoff = 2 * (size_t)min(cq, p.qps) * GQT * min(p.m, (int64_t)TOK);  // after the two digit buffers
-  uint8_t* spf = dig + pfoff + ((size_t)warp * GPF * 32 + lane) * 32;             // + quad i at i * 1024
-  if (pf > 0) {
-    for (int i = 0; i < pf; ++i) {
-      uint8_t* dst = spf + i * 1024;
-      const int q = q0 + i;
-      if (q < qlim) {
-        cp_async16(dst, cptr + (int64_t)q * 1024);
-        cp_async16(dst + 16, cptr + (int64_t)q * 1024 + 128);
-      } else {
-        *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
-        *reinterpret_cast<uint4*>(dst + 16) = make_uint4(0, 0, 0, 0);
-      }
-    }
-    cp_async_commit();
-  }
-  const int qpf = q0 + pf;  // quads [q0, qpf) come from shared memory
   uint4 cb[RING][2];
 #pragma unroll
-  for (int i = 0; i < RING; ++i) load_quad(qpf + i, cb[i][0], cb[i][1]);
+  for (int i = 0; i < RING; ++i) load_quad(q0 + i, cb[i][0], cb[i][1]);
   // SV and bias are needed only by the epilogue: held in registers (their latency hides behind the main loop) and
   // stored to shared memory before the barrier that precedes it
   float r_sv = 0.f, r_bias = 0.f;
@@ -517,33 +492,24 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
 #pragma unroll
         for (int c = 0; c < 4; ++c) acc[s][c] = 0;
       const bool colok = g < 2 * ntok;  // this lane's B column belongs to a real token
-      auto quad = [&](int q, const uint4& lo, const uint4& hi) {
-        const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
-#pragma unroll
-        for (int pp = 0; pp < 2; ++pp) {
-          const uint32_t wl0 = pp ? lo.z : lo.x, wl1 = pp ? lo.w : lo.y;
-          const uint32_t wh0 = pp ? hi.z : hi.x, wh1 = pp ? hi.w : hi.y;
-#pragma unroll
-          for (int s = 0; s < 4; ++s) {
-            const uint32_t M = 0x03030303u << (2 * s);
-            uint2 bv = make_uint2(0u, 0u);
-            if (colok) bv = *reinterpret_cast<const uint2*>(bq + (pp * 4 + s) * (64 * ntok));
-            mma_u8s8(acc[s], wl0 & M, wh0 & M, wl1 & M, wh1 & M, bv.x, bv.y);
-          }
-        }
-      };
-      // the prefetched quads of this chunk (only the split's first chunk has any: chunks are >= 8 quads here)
-      const int qs = max(c0, min(c1, qpf));
-      for (int q = c0; q < qs; ++q) {
-        const uint8_t* src = spf + (q - q0) * 1024;
-        quad(q, *reinterpret_cast<const uint4*>(src), *reinterpret_cast<const uint4*>(src + 16));
-      }
-      for (int qq = qs; qq < c1; qq += RING) {  // (qq - q0) % RING == 0: slot qi holds quad qq + qi
+      for (int qq = c0; qq < c1; qq += RING) {
 #pragma unroll
         for (int qi = 0; qi < RING; ++qi) {
           const int q = qq + qi;
           if (q < c1) {  // warp-uniform
-            quad(q, cb[qi][0], cb[qi][1]);
+            const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
+#pragma unroll
+            for (int pp = 0; pp < 2; ++pp) {
+              const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
+              const uint32_t wh0 = pp ? cb[qi][1].z : cb[qi][1].x, wh1 = pp ? cb[qi][1].w : cb[qi][1].y;
+#pragma unroll
+              for (int s = 0; s < 4; ++s) {
+                const uint32_t M = 0x03030303u << (2 * s);
+                uint2 bv = make_uint2(0u, 0u);
+                if (colok) bv = *reinterpret_cast<const uint2*>(bq + (pp * 4 + s) * (64 * ntok));
+                mma_u8s8(acc[s], wl0 & M, wh0 & M, wl1 & M, wh1 & M, bv.x, bv.y);
+              }
+            }
             // refill the slot only after its last use: the load then lands in the same registers (no register
             // copy that would wait for it), and 3 quads stay in flight while this warp computes
             load_quad(q + RING, cb[qi][0], cb[qi][1]);
@@ -705,21 +671,11 @@ int64_t gemv_cq(int64_t m, int64_t tok) {
   return chunk_quads((int)std::min<int64_t>(GTOK, std::max<int64_t>(m, 1)));
 }
 
-// GEMV_PDL with 4-token columns prefetches the first GPF quads of each warp into shared memory (64 KB per CTA);
-// LATTQ_GEMV_PREFETCH=0 turns that off (measurements and tests; read per launch like LATTQ_GEMV_MAX_SPLITS)
-int gemv_pf(bool pre, int64_t tok) {
-  if (!pre || tok != GTOK) return 0;
-  const char* e = std::getenv("LATTQ_GEMV_PREFETCH");
-  return e != nullptr && std::atoi(e) == 0 ? 0 : GPF;
-}
-
-// dynamic shared memory: one chunk of digits (GEMV) or two (GEMV_PDL's double buffer), at most 32 KB for 4-token
-// columns and 64 KB for 16-token ones, then GEMV_PDL's code prefetch (gemv_pf: 64 KB).  Above 48 KB the kernels
-// opt in (gemv_smem_optin).
+// dynamic shared memory: one chunk of digits (GEMV) or two (GEMV_PDL's double buffer): at most 32 KB for 4-token
+// columns, 64 KB for 16-token ones (above the 48 KB default: gemv_smem_optin)
 size_t gemv_smem(int64_t m, int64_t qps, bool pre, int64_t tok) {
   const int64_t ntok_max = std::min<int64_t>(tok, std::max<int64_t>(m, 1));
-  return (size_t)std::min<int64_t>(gemv_cq(m, tok), qps) * GQT * ntok_max * (pre ? 2 : 1) +
-         (size_t)gemv_pf(pre, tok) * GW * 1024;
+  return (size_t)std::min<int64_t>(gemv_cq(m, tok), qps) * GQT * ntok_max * (pre ? 2 : 1);
 }
 
 // the main kernel of (PRE, TOK) for occupancy queries and the shared-memory opt-in (its GROUP and dtype instances
@@ -729,19 +685,15 @@ const void* gemv_main_fn() {
   return (const void*)gemv_kernel<__half, PRE, false, TOK>;
 }
 
-// Lets the GEMV_PDL kernels of dtype T use up to 96 KB of dynamic shared memory (16-token columns: 64 KB of digits;
-// 4-token columns: 32 KB of digits + 64 KB of prefetched codes): once per device (cudaFuncSetAttribute applies to
-// the current device's context), cached so the launch path makes no driver call after the first.
-constexpr int GSMEM_MAX = 2 * 32 * GQT + GPF * GW * 1024;
-static_assert(2 * 4 * GQT * GTOK16 <= GSMEM_MAX, "16-token digit buffers");
+// Lets the 16-token kernels of dtype T use 64 KB of dynamic shared memory: once per device (cudaFuncSetAttribute
+// applies to the current device's context); cached so the launch path makes no driver call after the first.
 template <typename T>
 cudaError_t gemv_smem_optin() {
   static int done[16] = {};
   const int cur = current_device() & 15;
   if (done[cur]) return cudaSuccess;
-  const int bytes = GSMEM_MAX;
-  for (const void* f : {(const void*)gemv_kernel<T, true, false, GTOK16>, (const void*)gemv_kernel<T, true, true, GTOK16>,
-                        (const void*)gemv_kernel<T, true, false, GTOK>, (const void*)gemv_kernel<T, true, true, GTOK>}) {
+  const int bytes = 2 * 4 * GQT * GTOK16;
+  for (const void* f : {(const void*)gemv_kernel<T, true, false, GTOK16>, (const void*)gemv_kernel<T, true, true, GTOK16>}) {
     const cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess) return e;
   }
@@ -751,7 +703,7 @@ cudaError_t gemv_smem_optin() {
 
 template <bool PRE, int TOK>
 int gemv_occupancy(int splits, size_t smem) {
-  if (PRE && gemv_smem_optin<__half>() != cudaSuccess) return 0;
+  if (TOK == GTOK16 && gemv_smem_optin<__half>() != cudaSuccess) return 0;
   int n = 0;
   if (splits == 1) {
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, gemv_main_fn<PRE, TOK>(), 256, smem) == cudaSuccess)
@@ -778,10 +730,10 @@ int gemv_occupancy(int splits, size_t smem) {
 // (the session-6 trace of 11008 x 4096 at m = 1 with 3 splits: 86 clusters, CTAs starting 10 us late).
 // Cached per (device, kernel, splits, smem in 2 KB units); the fallback is 2 CTAs per SM.
 int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok) {
-  static int cache[16][3][GMAXS + 1][64] = {};
+  static int cache[16][3][GMAXS + 1][33] = {};
   const int cur = current_device();
   const int kind = !pre ? 0 : tok == GTOK ? 1 : 2;
-  int& c = cache[cur & 15][kind][splits][std::min<size_t>(63, smem / 2048)];
+  int& c = cache[cur & 15][kind][splits][std::min<size_t>(32, smem / 2048)];
   if (c == 0) {
     int n = kind == 0 ? gemv_occupancy<false, GTOK>(splits, smem)
             : kind == 1 ? gemv_occupancy<true, GTOK>(splits, smem)
@@ -903,12 +855,12 @@ int prep_trigger() {
 template <typename T, bool PRE, bool GROUP, int TOK>
 lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, const void* x, int64_t m, void* const* y,
                            const GemvPlan& P, void* ws, cudaStream_t s) {
-  if (PRE) {
+  if (TOK == GTOK16) {
     const cudaError_t e = gemv_smem_optin<T>();
     if (e != cudaSuccess) {
       cudaGetLastError();
-      return LQ_ERR(Device, "%s: enabling %d bytes of shared memory for gemv_kernel failed: %s", fn, GSMEM_MAX,
-                    cudaGetErrorString(e));
+      return LQ_ERR(Device, "%s: enabling %d bytes of shared memory for gemv_kernel failed: %s", fn,
+                    2 * 4 * GQT * GTOK16, cudaGetErrorString(e));
     }
   }
   GemvParamsN<GROUP ? GMAXG : 1> p = {};
@@ -941,7 +893,6 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
   p.cq = (int)P.cq;
   p.cps = (int)P.cps;
   p.trig = PRE ? prep_trigger() : 0;
-  p.pf = gemv_pf(PRE, TOK);
   if (PRE) {
     const GemvWs w = gemv_ws_layout(&Ls[0].desc, m);
     p.ws_dig = static_cast<uint8_t*>(ws);

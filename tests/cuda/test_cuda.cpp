@@ -686,11 +686,6 @@ void test_gemv_splits(bool quick) {
                      {"LATTQ_GEMV_PDL_TRIGGER=0", "LATTQ_GEMV_PDL_TRIGGER=1 LATTQ_GEMV_MAX_SPLITS=2",
                       "LATTQ_GEMV_PDL_TRIGGER=2 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_PDL_TRIGGER=3",
                       "LATTQ_GEMV_PDL_TRIGGER=4 LATTQ_GEMV_MAX_SPLITS=2"});
-  // GEMV_PDL with 4-token columns: the shared-memory code prefetch off (on is the default above), and on with every
-  // split count (splits of fewer than 8 quads: prefetch only; of 9: one ring quad)
-  check_env_settings("gemv_pdl code prefetch", LATTQ_VARIANT_GEMV_PDL, cases, ms,
-                     {"LATTQ_GEMV_PREFETCH=0", "LATTQ_GEMV_PREFETCH=0 LATTQ_GEMV_MAX_SPLITS=3",
-                      "LATTQ_GEMV_PREFETCH=1 LATTQ_GEMV_MAX_SPLITS=4", "LATTQ_GEMV_PREFETCH=1 LATTQ_GEMV_MAX_SPLITS=8"});
   // GEMV_PDL from m = 5: both column widths (16 tokens, the default, and 4), partial 16-token columns (m = 5, 13, 17,
   // 31: a full column and a short one), every split count and trigger point of the 16-token kernels
   const std::vector<int64_t> ms16 = quick ? std::vector<int64_t>{5, 16} : std::vector<int64_t>{5, 8, 13, 16, 17, 31};

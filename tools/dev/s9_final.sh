@@ -23,10 +23,3 @@ if [[ " $STEPS " == *" trig "* ]]; then
     --variants gemv_pdl --ref-limit 0 --sweep none --profile none --trig-sweep all7 > "$OUT/trig_$REV.log" 2>&1
   echo "trig rc=$?"; grep -E "sweep| m=" "$OUT/trig_$REV.log"; rm -f "$OUT"/trig/bench_gemm.{md,png}
 fi
-# pf: GEMV_PDL code-prefetch sweep (LATTQ_GEMV_PREFETCH = 0, 1) at m = 1, 2, 4 on the 7 shapes, with the AUTO / GEMV /
-# GEMV_PDL rows at m = 1 and 4
-if [[ " $STEPS " == *" pf "* ]]; then
-  python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --out "$OUT/pf" --git-rev "$REV" --batches 1,4 \
-    --variants gemv,gemv_pdl --ref-limit 0 --sweep none --profile none --pf-sweep all7 > "$OUT/pf_$REV.log" 2>&1
-  echo "pf rc=$?"; grep -E "sweep| m=" "$OUT/pf_$REV.log"; rm -f "$OUT"/pf/bench_gemm.{md,png}
-fi
