@@ -36,19 +36,22 @@ __device__ __forceinline__ uint4 ldg_na(const void* p) {
   return r;
 }
 
-template <int R>
+// QM = false: the TILED layout (1 KB blocks tile-major: a warp's quads are contiguous); QM = true: the same blocks
+// quad-major (block q * T + tile), so the warps of the GPU read neighbouring blocks at the same time
+template <int R, bool QM = false>
 __global__ void __launch_bounds__(256, 2) ring_kernel(const uint8_t* codes, int64_t T, int64_t C, int nq, int qps,
                                                       uint32_t* out) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, tig = lane & 3;
   const int64_t tile = (int64_t)blockIdx.y * 8 + warp;
   const int q0 = blockIdx.z * qps, q1 = min(nq, q0 + qps);
-  const uint8_t* cptr = codes + (tile * C + tig) * 256 + g * 16;
+  const uint8_t* cptr = QM ? codes + tile * 1024 + tig * 256 + g * 16 : codes + (tile * C + tig) * 256 + g * 16;
+  const int64_t qstride = QM ? T * 1024 : 1024;
   const int qlim = tile < T ? q1 : 0;
   uint4 cb[R][2];
   auto load = [&](int q, uint4& lo, uint4& hi) {
     if (q < qlim) {
-      lo = ldg_na(cptr + (int64_t)q * 1024);
-      hi = ldg_na(cptr + (int64_t)q * 1024 + 128);
+      lo = ldg_na(cptr + (int64_t)q * qstride);
+      hi = ldg_na(cptr + (int64_t)q * qstride + 128);
     } else {
       lo = make_uint4(0, 0, 0, 0);
       hi = lo;
@@ -153,11 +156,13 @@ int main() {
       float t4 = time(fm, [&] { ring_kernel<4><<<grid, 256, 0, s>>>(codes, T, C, nq, qps, out); });
       float t8 = time(fm, [&] { ring_kernel<8><<<grid, 256, 0, s>>>(codes, T, C, nq, qps, out); });
       float t16 = time(fm, [&] { ring_kernel<16><<<grid, 256, 0, s>>>(codes, T, C, nq, qps, out); });
+      float tq4 = time(fm, [&] { ring_kernel<4, true><<<grid, 256, 0, s>>>(codes, T, C, nq, qps, out); });
+      float tq8 = time(fm, [&] { ring_kernel<8, true><<<grid, 256, 0, s>>>(codes, T, C, nq, qps, out); });
       float tf = time(fm, [&] { flat_kernel<<<sms * 4, 256, 0, s>>>(reinterpret_cast<const uint4*>(codes), bytes / 16, out); });
       float tf2 = time(fm, [&] { flat_kernel<<<sms * 8, 256, 0, s>>>(reinterpret_cast<const uint4*>(codes), bytes / 16, out); });
       std::printf("%dx%d (%.1f MB, %d x %d CTAs): ring4 %.2f us (%.2f TB/s)  ring8 %.2f (%.2f)  ring16 %.2f (%.2f)  "
-                  "flat 4/SM %.2f (%.2f)  flat 8/SM %.2f (%.2f)\n",
-                  sh.n, sh.k, bytes / 1e6, sh.n / 128, sh.splits, t4, rate(t4), t8, rate(t8), t16, rate(t16), tf,
+                  "quad-major ring4 %.2f (%.2f)  ring8 %.2f (%.2f)  flat 4/SM %.2f (%.2f)  flat 8/SM %.2f (%.2f)\n",
+                  sh.n, sh.k, bytes / 1e6, sh.n / 128, sh.splits, t4, rate(t4), t8, rate(t8), t16, rate(t16), tq4, rate(tq4), tq8, rate(tq8), tf,
                   rate(tf), tf2, rate(tf2));
     }
   }
