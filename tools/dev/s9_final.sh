@@ -17,9 +17,11 @@ for s in $STEPS; do
            --overhead --separate > "$OUT/e2e.log" 2>&1; echo "e2e rc=$?"; grep -v Warn "$OUT/e2e.log" | tail -9 ;;
   esac
 done
-# trig: GEMV_PDL trigger-point sweep (0, 3, 4) at m = 1, 2, 4, 8, 16 on the 7 shapes
+# trig: GEMV_PDL trigger-point sweep (0, 3, 4) at TRIG_BATCHES (default m = 1, 2, 4, 8, 16) on the 7 shapes, rows at
+# TRIG_ROWS (default m = 1)
 if [[ " $STEPS " == *" trig "* ]]; then
-  python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --out "$OUT/trig" --git-rev "$REV" --batches 1 \
-    --variants gemv_pdl --ref-limit 0 --sweep none --profile none --trig-sweep all7 > "$OUT/trig_$REV.log" 2>&1
+  python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --out "$OUT/trig" --git-rev "$REV" \
+    --batches ${TRIG_ROWS:-1} --variants gemv_pdl,imma,wgmma --ref-limit 0 --sweep none --profile none --trig-sweep all7 \
+    --trig-batches ${TRIG_BATCHES:-1,2,4,8,16} > "$OUT/trig_$REV.log" 2>&1
   echo "trig rc=$?"; grep -E "sweep| m=" "$OUT/trig_$REV.log"; rm -f "$OUT"/trig/bench_gemm.{md,png}
 fi
