@@ -842,18 +842,19 @@ cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, in
 // Where the prologue kernel triggers the main kernel's launch: 0 = first thing (default: the main kernel's code
 // loads overlap the whole prologue), 1 = after its maxima barrier (x and SU have landed, Hadamard and fold are done:
 // its loads do not queue behind the main kernel's), 2 = never (at exit: no overlap), 3 = once its x and SU loads are
-// issued (session 9), 4 = once they have landed (session 9).  Default: 0 up to m = 8, 3 from m = 9, where the
-// prologue's x (m x k activations) is larger and queues longer behind the code stream.  H100, session 9
-// (bench/results/gpu/h100_session9/trig_01cc583.log, cold L2): at m = 16, 3 was faster than 0 on all 7 shapes by
-// 0.5-2.4 us (28672x8192 75.7 vs 77.9, 4096x14336 32.1 vs 34.4); at m = 8 they tied within 0.1 us; at m = 1..4 0 was
-// ahead or even (28672x8192 m = 1 36.7 vs 37.2).  LATTQ_GEMV_PDL_TRIGGER overrides it, for measurements and tests
-// (read per launch, like LATTQ_GEMV_MAX_SPLITS, so tests can change it between calls).
+// issued (session 9), 4 = once they have landed (session 9).  Default: 3 from m = 16, where the prologue's x
+// (m x k activations) is largest and queues longest behind the code stream, else 0.  H100, session 9, cold L2: at
+// m = 16, 3 was faster than 0 on all 7 shapes in two runs, by 0.3-2.4 us (bench/results/gpu/h100_session9/
+// trig_01cc583.log: 28672x8192 75.7 vs 77.9, 4096x14336 32.1 vs 34.4; trig_9045939.log: 75.7 vs 78.0, 32.0 vs 34.3);
+// at m = 12 neither won (within 1.3 us either way; 4 was best on the 16-token shapes); at m = 8 they tied within
+// 0.1 us; at m = 1..4 0 was ahead or even (28672x8192 m = 1 36.7 vs 37.2).  LATTQ_GEMV_PDL_TRIGGER overrides it, for
+// measurements and tests (read per launch, like LATTQ_GEMV_MAX_SPLITS, so tests can change it between calls).
 int prep_trigger(int64_t m) {
   if (const char* e = std::getenv("LATTQ_GEMV_PDL_TRIGGER")) {
     const int v = std::atoi(e);
     if (v >= 0 && v <= 4) return v;
   }
-  return m > 8 ? 3 : 0;
+  return m >= 16 ? 3 : 0;
 }
 
 template <typename T, bool PRE, bool GROUP, int TOK>
