@@ -3,7 +3,8 @@
 # compute-sanitizer memcheck (+ racecheck) on the quick test subset, GEMM benchmark.  Logs go to $OUT
 # (at most 8 files).  Usage: tools/gpu_kernels.sh [all|build|test|bench|sanitize|e2e|ncu] [extra bench args...]
 #   env: GIT_REV (recorded in the benchmark JSON), BUILD_DIR (default build-gpu), JOBS (default 16),
-#        FRESH=1 (rebuild from scratch), RACECHECK=0 (skip racecheck)
+#        FRESH=1 (rebuild from scratch), sanitize: MEMCHECK=0 / RACECHECK=0 (skip one), RACECHECK_ONLY=names
+#        (lattq_cuda_tests --only), RACECHECK_TIMEOUT (seconds, default 180)
 set -uo pipefail
 MODE=${1:-all}
 shift || true
@@ -84,7 +85,7 @@ run_sanitize() {
     [ -n "${RACECHECK_ONLY:-}" ] && only=(--only "$RACECHECK_ONLY")
     echo "== compute-sanitizer racecheck (quick subset${RACECHECK_ONLY:+: $RACECHECK_ONLY})" | tee -a "$OUT/sanitizer.log"
     timeout "${RACECHECK_TIMEOUT:-180}" "$CS" --tool racecheck --error-exitcode 3 "$BUILD/tests/cuda/lattq_cuda_tests" --quick \
-      "${only[@]}" >"$OUT/racecheck.log" 2>&1
+      ${only[@]+"${only[@]}"} >"$OUT/racecheck.log" 2>&1
     echo "racecheck rc=$?" | tee -a "$OUT/racecheck.log"
     grep -E "RACECHECK SUMMARY|ERROR SUMMARY|checks passed" "$OUT/racecheck.log" | tail -3
     tail -5 "$OUT/racecheck.log" >>"$OUT/sanitizer.log"

@@ -28,6 +28,7 @@
 //
 // Layout (TILED v1, unchanged): lane (g, tig) of the warp owning 16-row tile T reads, for quad q, rows g
 // and g + 8 of chunk 4q + tig (16-byte loads, a warp reads 1 KB contiguous).
+#include <atomic>
 #include <cstdlib>
 
 #include "device_utils.cuh"
@@ -530,7 +531,8 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     } else {
       // mma j: B columns 8 j .. 8 j + 7 = both digits of tokens 4 j .. 4 j + 3 (compact layout: column at 32 bytes
       // each, so + 256 j); mmas of padding token groups are skipped (warp-uniform), padding lanes load nothing.
-      // |sum| <= 4 quads x 256 x 3 x 128 per chunk: exact in int32 and in the fp32 flush
+      // |sum| <= 4 quads x 256 x 3 x 128 per chunk: exact in int32; the flush rounds d0 + 256 d1 to fp32 (as the
+      // 4-token path does per step)
       int acc[NJ][4];
 #pragma unroll
       for (int j = 0; j < NJ; ++j)
@@ -689,15 +691,15 @@ const void* gemv_main_fn() {
 // applies to the current device's context); cached so the launch path makes no driver call after the first.
 template <typename T>
 cudaError_t gemv_smem_optin() {
-  static int done[16] = {};
-  const int cur = current_device() & 15;
-  if (done[cur]) return cudaSuccess;
+  static std::atomic<int> done[16] = {};  // devices >= 16 are not cached: they opt in on every launch
+  const int cur = current_device();
+  if (cur >= 0 && cur < 16 && done[cur].load(std::memory_order_relaxed)) return cudaSuccess;
   const int bytes = 2 * 4 * GQT * GTOK16;
   for (const void* f : {(const void*)gemv_kernel<T, true, false, GTOK16>, (const void*)gemv_kernel<T, true, true, GTOK16>}) {
     const cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess) return e;
   }
-  done[cur] = 1;
+  if (cur >= 0 && cur < 16) done[cur].store(1, std::memory_order_relaxed);
   return cudaSuccess;
 }
 
@@ -847,7 +849,9 @@ cudaError_t launch_ex(const void* fn_ptr, dim3 grid, dim3 block, size_t smem, in
 // m = 16, 3 was faster than 0 on all 7 shapes in two runs, by 0.3-2.4 us (bench/results/gpu/h100_session9/
 // trig_01cc583.log: 28672x8192 75.7 vs 77.9, 4096x14336 32.1 vs 34.4; trig_9045939.log: 75.7 vs 78.0, 32.0 vs 34.3);
 // at m = 12 neither won (within 1.3 us either way; 4 was best on the 16-token shapes); at m = 8 they tied within
-// 0.1 us; at m = 1..4 0 was ahead or even (28672x8192 m = 1 36.7 vs 37.2).  LATTQ_GEMV_PDL_TRIGGER overrides it, for
+// 0.1 us; at m = 1..4 the results were mixed (3 ahead on 4096x4096 and at m = 4 on the n = 4096 / 11008 shapes, e.g.
+// 13.2 vs 14.9 us; 0 ahead on most m = 1..2 rows, e.g. 28672x8192 m = 1 36.7 vs 37.2), and 4096x14336 at m = 2 had a
+// pathological median with 3 (198.4 us against 18.7; 63.5 with 4), not understood.  LATTQ_GEMV_PDL_TRIGGER overrides it, for
 // measurements and tests (read per launch, like LATTQ_GEMV_MAX_SPLITS, so tests can change it between calls).
 int prep_trigger(int64_t m) {
   if (const char* e = std::getenv("LATTQ_GEMV_PDL_TRIGGER")) {

@@ -686,13 +686,30 @@ void test_gemv_splits(bool quick) {
                      {"LATTQ_GEMV_PDL_TRIGGER=0", "LATTQ_GEMV_PDL_TRIGGER=1 LATTQ_GEMV_MAX_SPLITS=2",
                       "LATTQ_GEMV_PDL_TRIGGER=2 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_PDL_TRIGGER=3",
                       "LATTQ_GEMV_PDL_TRIGGER=4 LATTQ_GEMV_MAX_SPLITS=2"});
-  // GEMV_PDL from m = 5: both column widths (16 tokens, the default, and 4), partial 16-token columns (m = 5, 13, 17,
-  // 31: a full column and a short one), every split count and trigger point of the 16-token kernels
+  // GEMV_PDL from m = 5: both column widths (16 tokens, the default, and 4), short 16-token columns (m = 5, 8, 13)
+  // and a full column plus a short one (m = 17, 31), the split counts the plans reach (1, 2, 3, 6, 8) and the trigger
+  // points of the 16-token kernels
   const std::vector<int64_t> ms16 = quick ? std::vector<int64_t>{5, 16} : std::vector<int64_t>{5, 8, 13, 16, 17, 31};
   check_env_settings("gemv_pdl column widths", LATTQ_VARIANT_GEMV_PDL, cases, ms16,
                      {"LATTQ_GEMV_TOK=4", "LATTQ_GEMV_TOK=16", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_MAX_SPLITS=1",
                       "LATTQ_GEMV_TOK=16 LATTQ_GEMV_MAX_SPLITS=2", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_MAX_SPLITS=8",
                       "LATTQ_GEMV_TOK=16 LATTQ_GEMV_PDL_TRIGGER=1", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_PDL_TRIGGER=2"});
+  // the workspace size does not depend on the column width (a size queried once serves any LATTQ_GEMV_TOK)
+  for (const Shape& S : cases) {
+    const HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
+    for (int64_t m : ms16) {
+      size_t sz[3] = {0, 0, 0};
+      const char* toks[3] = {nullptr, "4", "16"};
+      for (int i = 0; i < 3; ++i) {
+        if (toks[i]) setenv("LATTQ_GEMV_TOK", toks[i], 1);
+        CHECK(lattq_cuda_forward_workspace_size(&h.d, m, LATTQ_VARIANT_GEMV_PDL, &sz[i]) == LATTQ_OK,
+              "gemv_pdl workspace size m=%lld: %s", (long long)m, lattq_last_error());
+        unsetenv("LATTQ_GEMV_TOK");
+      }
+      CHECK(sz[0] == sz[1] && sz[0] == sz[2], "gemv_pdl workspace size n=%lld k=%lld m=%lld depends on LATTQ_GEMV_TOK: "
+            "%zu / %zu / %zu", (long long)S.n, (long long)S.k, (long long)m, sz[0], sz[1], sz[2]);
+    }
+  }
 }
 
 // WGMMA: both cluster sizes (1; 2 = B multicast to the CTA pair, including an odd number of row groups, whose
@@ -1022,8 +1039,9 @@ void test_group(bool quick) {
           // one always; one GEMV / GEMV_PDL launch when its split-K plan equals the single layers' (1 split).  AUTO
           // may pick another variant for the group than for one layer: checked against the oracle only.
           if (var == LATTQ_VARIANT_AUTO) continue;
-          if (gemv_like) {
+          if (gemv_like) {  // same split plan and column width (a group's width follows all its row groups)
             setenv("LATTQ_GEMV_MAX_SPLITS", "1", 1);
+            setenv("LATTQ_GEMV_TOK", m % 2 ? "16" : "4", 1);
             CHECK(run_group(D, x, dt, m, var, ys, stream), "group %s 1 split failed", var_name(var));
           }
           for (int i = 0; i < cnt && i < (int)ys.size(); ++i) {
@@ -1033,7 +1051,10 @@ void test_group(bool quick) {
             CHECK(same, "group %s %s k=%lld m=%lld layer %d differs from lattq_cuda_forward%s", var_name(var),
                   dt_name(dt), (long long)G.k, (long long)m, i, gemv_like ? " (1 split)" : "");
           }
-          if (gemv_like) unsetenv("LATTQ_GEMV_MAX_SPLITS");
+          if (gemv_like) {
+            unsetenv("LATTQ_GEMV_MAX_SPLITS");
+            unsetenv("LATTQ_GEMV_TOK");
+          }
         }
       }
     }
@@ -1248,6 +1269,18 @@ int main(int argc, char** argv) {
       {"group", [&] { test_group(quick); }},
       {"wgmma_settings", [&] { test_wgmma_settings(quick); }},
   };
+  for (size_t i = 0; !only.empty() && i <= only.size();) {  // every name in --only must exist
+    size_t j = only.find(',', i);
+    if (j == std::string::npos) j = only.size();
+    const std::string nm = only.substr(i, j - i);
+    bool known = false;
+    for (const auto& t : tests) known = known || nm == t.first;
+    if (!known) {
+      std::fprintf(stderr, "--only: no test named '%s'\n", nm.c_str());
+      return 2;
+    }
+    i = j + 1;
+  }
   int ran = 0;
   for (const auto& t : tests) {
     if (!only.empty() && ("," + only + ",").find(std::string(",") + t.first + ",") == std::string::npos) continue;
