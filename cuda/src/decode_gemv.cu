@@ -484,75 +484,37 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
       chunk_prologue<T, GW, GTOK>(p, S, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum);
     }
     GEMV_STAMP(3);
-    // 3. main loop over the chunk's quads: no barrier
-    if constexpr (TOK == GTOK) {
-      // one mma per step for both digits of 4 tokens; step s accumulates z * 4^s apart
-      int acc[4][4];
+    // 3. main loop over the chunk's quads: no barrier.  TOK = 4: one mma per step for both digits of 4 tokens, step s
+    // accumulates the masked fields z * 4^s apart (acc[s]).  TOK = 16: mma j covers B columns 8 j .. 8 j + 7 = both
+    // digits of tokens 4 j .. 4 j + 3 (compact layout: a column every 32 bytes, so + 256 j), the fields are shifted
+    // down to z and the steps share acc[j]; mmas of padding token groups are skipped (warp-uniform).  Either way
+    // padding lanes load nothing, and |sum| per chunk stays exact in int32 (TOK = 16: <= 4 quads x 256 x 3 x 128).
+    int acc[4][4];
 #pragma unroll
-      for (int s = 0; s < 4; ++s)
+    for (int s = 0; s < 4; ++s)
 #pragma unroll
-        for (int c = 0; c < 4; ++c) acc[s][c] = 0;
-      const bool colok = g < 2 * ntok;  // this lane's B column belongs to a real token
-      for (int qq = c0; qq < c1; qq += RING) {
+      for (int c = 0; c < 4; ++c) acc[s][c] = 0;
+    for (int qq = c0; qq < c1; qq += RING) {
 #pragma unroll
-        for (int qi = 0; qi < RING; ++qi) {
-          const int q = qq + qi;
-          if (q < c1) {  // warp-uniform
-            const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
+      for (int qi = 0; qi < RING; ++qi) {
+        const int q = qq + qi;
+        if (q < c1) {  // warp-uniform
+          const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
 #pragma unroll
-            for (int pp = 0; pp < 2; ++pp) {
-              const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
-              const uint32_t wh0 = pp ? cb[qi][1].z : cb[qi][1].x, wh1 = pp ? cb[qi][1].w : cb[qi][1].y;
+          for (int pp = 0; pp < 2; ++pp) {
+            const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
+            const uint32_t wh0 = pp ? cb[qi][1].z : cb[qi][1].x, wh1 = pp ? cb[qi][1].w : cb[qi][1].y;
 #pragma unroll
-              for (int s = 0; s < 4; ++s) {
+            for (int s = 0; s < 4; ++s) {
+              const uint8_t* bs = bq + (pp * 4 + s) * (64 * ntok);
+              if constexpr (TOK == GTOK) {
                 const uint32_t M = 0x03030303u << (2 * s);
                 uint2 bv = make_uint2(0u, 0u);
-                if (colok) bv = *reinterpret_cast<const uint2*>(bq + (pp * 4 + s) * (64 * ntok));
+                if (g < 2 * ntok) bv = *reinterpret_cast<const uint2*>(bs);
                 mma_u8s8(acc[s], wl0 & M, wh0 & M, wl1 & M, wh1 & M, bv.x, bv.y);
-              }
-            }
-            // refill the slot only after its last use: the load then lands in the same registers (no register
-            // copy that would wait for it), and 3 quads stay in flight while this warp computes
-            load_quad(q + RING, cb[qi][0], cb[qi][1]);
-          }
-        }
-      }
-      GEMV_STAMP(4);
-      if (!PRE) sc[0] = sscale[tig];
-      // flush: column 2 tig = digit 0, 2 tig + 1 = digit 1 of token tig; value = sum_s 4^-s (d0 + 256 d1)
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        float val = 0.f;
-#pragma unroll
-        for (int s = 0; s < 4; ++s)
-          val = fmaf(fmaf((float)acc[s][2 * r + 1], 256.f, (float)acc[s][2 * r]), 1.f / (float)(1 << (2 * s)), val);
-        accf[0][r] = fmaf(val, sc[0], accf[0][r]);
-      }
-    } else {
-      // mma j: B columns 8 j .. 8 j + 7 = both digits of tokens 4 j .. 4 j + 3 (compact layout: column at 32 bytes
-      // each, so + 256 j); mmas of padding token groups are skipped (warp-uniform), padding lanes load nothing.
-      // |sum| <= 4 quads x 256 x 3 x 128 per chunk: exact in int32; the flush rounds d0 + 256 d1 to fp32 (as the
-      // 4-token path does per step)
-      int acc[NJ][4];
-#pragma unroll
-      for (int j = 0; j < NJ; ++j)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) acc[j][c] = 0;
-      for (int qq = c0; qq < c1; qq += RING) {
-#pragma unroll
-        for (int qi = 0; qi < RING; ++qi) {
-          const int q = qq + qi;
-          if (q < c1) {  // warp-uniform
-            const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
-#pragma unroll
-            for (int pp = 0; pp < 2; ++pp) {
-              const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
-              const uint32_t wh0 = pp ? cb[qi][1].z : cb[qi][1].x, wh1 = pp ? cb[qi][1].w : cb[qi][1].y;
-#pragma unroll
-              for (int s = 0; s < 4; ++s) {
+              } else {
                 const uint32_t a0 = (wl0 >> (2 * s)) & 0x03030303u, a1 = (wh0 >> (2 * s)) & 0x03030303u;
                 const uint32_t a2 = (wl1 >> (2 * s)) & 0x03030303u, a3 = (wh1 >> (2 * s)) & 0x03030303u;
-                const uint8_t* bs = bq + (pp * 4 + s) * (64 * ntok);
 #pragma unroll
                 for (int j = 0; j < NJ; ++j) {
                   if (4 * j < ntok) {  // warp-uniform
@@ -563,11 +525,27 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
                 }
               }
             }
-            load_quad(q + RING, cb[qi][0], cb[qi][1]);  // after the slot's last use, as above
           }
+          // refill the slot only after its last use: the load then lands in the same registers (no register
+          // copy that would wait for it), and RING - 1 quads stay in flight while this warp computes
+          load_quad(q + RING, cb[qi][0], cb[qi][1]);
         }
       }
-      GEMV_STAMP(4);
+    }
+    GEMV_STAMP(4);
+    // flush: column 2 tig = digit 0, 2 tig + 1 = digit 1 of token 4 j + tig; value = d0 + 256 d1 (TOK = 4: summed over
+    // the steps with weights 4^-s)
+    if constexpr (TOK == GTOK) {
+      if (!PRE) sc[0] = sscale[tig];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float val = 0.f;
+#pragma unroll
+        for (int s = 0; s < 4; ++s)
+          val = fmaf(fmaf((float)acc[s][2 * r + 1], 256.f, (float)acc[s][2 * r]), 1.f / (float)(1 << (2 * s)), val);
+        accf[0][r] = fmaf(val, sc[0], accf[0][r]);
+      }
+    } else {
 #pragma unroll
       for (int j = 0; j < NJ; ++j)
 #pragma unroll
