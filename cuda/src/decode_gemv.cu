@@ -17,7 +17,7 @@
 //    are flushed once per chunk (at most 2048 groups x 192 x 128 < 2^31, exact).
 //  * GEMV: per-CTA prologue, all 8 warps: unit = (token, quad of 256 K), lane = 8 elements, the block Hadamard
 //    (had_in <= 256) as 3 in-register + 5 shuffle stages; no global workspace, no second kernel.  GEMV_PDL: the
-//    same prologue once per layer in gemv_prep_kernel (32 warps, one unit each), digits through the workspace.
+//    same prologue once per layer in gemv_prep_kernel (32 warps, one unit each; two with 16-token columns), digits through the workspace.
 //  * No barrier inside the main loop; the codes stream through a register ring of 4 (GEMV) or 8 (GEMV_PDL)
 //    quads (16-byte L1::no_allocate loads issued before griddepcontrol.wait: they do not depend on the
 //    previous kernel).
@@ -303,7 +303,7 @@ __device__ __forceinline__ void chunk_prologue(const P& p, const GemvSeg& S, con
   __syncthreads();
 }
 
-// GEMV_PDL prologue kernel: grid (token columns, chunks per split, splits x layers), 32 warps, one unit each.  It lets the
+// GEMV_PDL prologue kernel: grid (token columns, chunks per split, splits x layers), 32 warps, one unit each (two with 16-token columns).  It lets the
 // main kernel launch at once (it streams its first codes meanwhile), waits for x, and writes the chunk's digits,
 // scales and c parts to the workspace: the transform runs once per layer instead of once per CTA.
 template <typename T, bool GROUP, int TOK>

@@ -1,5 +1,5 @@
-# device (session 9): build, full CUDA tests, AUTO / GEMV_PDL rows at m = 5 and 12 with the column-width sweep, the
-# full benchmark.  env: STEPS (default "tests tok bench")
+# device (session 9): build, then STEPS (default "tests tok bench"): tests = full CUDA tests; tok = AUTO / GEMV_PDL rows at
+# m = 5 and 12 with the column-width sweep; bench = the full benchmark; sanitize; e2e; trig = the trigger-point sweep
 source tools/dev/s7_common.sh
 STEPS=${STEPS:-tests tok bench}
 build_gpu
