@@ -198,8 +198,6 @@ def main():
                     help="shapes (or all7) for a column-width sweep of the gemv_pdl variant (LATTQ_GEMV_TOK = 4, 16) at m = 5, 8, 12, 16")
     ap.add_argument("--trig-sweep", default="none",
                     help="shapes (or all7) for a trigger-point sweep of the gemv_pdl variant (LATTQ_GEMV_PDL_TRIGGER = 0, 3, 4) at m = 1, 2, 4, 8, 16")
-    ap.add_argument("--minb-sweep", default="none",
-                    help="shapes (or all7) for a sweep of the wgmma variant compiled for 1 or 2 CTAs per SM (LATTQ_WGMMA_MINB) at m = 8, 16")
     ap.add_argument("--trig-batches", default="1,2,4,8,16", help="batches of --trig-sweep")
     ap.add_argument("--wgmma-sweep", default="none",
                     help="shapes for a cluster-size / token-tile sweep of the wgmma variant at m = 16, 64, 512, 2048")
@@ -286,7 +284,6 @@ def main():
               ("wgmma", 7, args.wgmma_sweep, (16, 64, 512, 2048),
                [{"LATTQ_WGMMA_CLUSTER": c, "LATTQ_WGMMA_NTOK": t} for c in ("1", "2") for t in ("32", "64")]),
               ("gemv_pdl", 8, args.tok_sweep, (5, 8, 12, 16), [{"LATTQ_GEMV_TOK": t} for t in ("4", "16")]),
-              ("wgmma", 7, args.minb_sweep, (8, 16), [{"LATTQ_WGMMA_MINB": v} for v in ("1", "2")]),
               ("gemv_pdl", 8, args.trig_sweep, tuple(int(v) for v in args.trig_batches.split(",")), [{"LATTQ_GEMV_PDL_TRIGGER": t} for t in ("0", "3", "4")])]
     for variant, vid, shapes_arg, ms, settings in sweeps:
         cases = [f"{n}x{k}" for n, k in SHAPES] if shapes_arg == "all7" else shapes_arg.split(",")

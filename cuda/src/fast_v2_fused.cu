@@ -825,9 +825,8 @@ __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 256;
 // CL = 2: the CTAs of row groups 2i and 2i + 1 form a cluster and share the B image: each loads half of every
 // stage and multicasts it to both, so the L2 -> SM traffic of B halves; a stage is refilled once the warps of
 // both CTAs released it (each warp arrives on both CTAs' "empty" barrier).
-// MINB = 2 (NTOK <= 16, LATTQ_WGMMA_MINB=2; session 9, measurement): registers capped at 128 so two CTAs fit an SM
-template <typename T, int NTOK, int CL, int MINB = 1>
-__global__ void __launch_bounds__(WG_THREADS, MINB) wgmma_main_kernel(FusedParams p) {
+template <typename T, int NTOK, int CL>
+__global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p) {
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
   // compiled for another architecture: the host never launches it there (wgmma_forward checks sm_90 and
   // LATTQ_CUDA_SM90A); trap rather than return garbage if that check is ever bypassed
@@ -1140,13 +1139,6 @@ struct GemmPlan {
 // unless 64-token tiles leave SMs idle (fewer CTAs than SMs: then 32; H100 sweep, bench/results: 4096x4096 at
 // m = 64 31.0 us with 32 vs 38.1 with 64, 28672x8192 93.6 with 64 vs 126.0 with 32).  sms = 0: the workspace
 // bound (64, the largest padding of m).
-// LATTQ_WGMMA_MINB=2: token tiles of 8 and 16 run the kernel compiled for 2 CTAs per SM (at most 128 registers,
-// with spills) instead of 1 (measurement knob, session 9; read per launch like LATTQ_WGMMA_NTOK)
-int wgmma_minb() {
-  const char* e = std::getenv("LATTQ_WGMMA_MINB");
-  return e != nullptr && std::atoi(e) == 2 ? 2 : 1;
-}
-
 int wg_ntok_for(int64_t m, int64_t rgroups, int sms) {
   if (const char* e = std::getenv("LATTQ_WGMMA_NTOK")) {
     const int v = std::atoi(e);
@@ -1250,23 +1242,20 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   if ((r = check_launch(fn, "gemm_prologue_kernel"))) return r;
   void (*kern)(FusedParams);
   if constexpr (WG_NTOK == 0) kern = gemm_main_kernel<T, PARTS>;
-  else if (WG_NTOK <= 16 && wgmma_minb() == 2)
-    kern = P.wg_cluster > 1 ? wgmma_main_kernel<T, WG_NTOK, 2, 2> : wgmma_main_kernel<T, WG_NTOK, 1, 2>;
   else kern = P.wg_cluster > 1 ? wgmma_main_kernel<T, WG_NTOK, 2> : wgmma_main_kernel<T, WG_NTOK, 1>;
   const int cl = WG_NTOK ? P.wg_cluster : 1;
-  const int mb = WG_NTOK && WG_NTOK <= 16 && wgmma_minb() == 2 ? 1 : 0;
-  static int smem_set[16][2][2] = {};  // per device and kernel (cluster size 1 / 2, MINB 1 / 2)
+  static int smem_set[16][2] = {};  // per device and kernel (cluster size 1 / 2)
   int cur = 0;
   if (cudaGetDevice(&cur) != cudaSuccess) {
     cudaGetLastError();
     cur = 0;
   }
-  if (!smem_set[cur & 15][cl - 1][mb]) {
+  if (!smem_set[cur & 15][cl - 1]) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) != cudaSuccess) {
       cudaGetLastError();
       return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the %s kernel to %zu bytes", fn, vname, P.smem);
     }
-    smem_set[cur & 15][cl - 1][mb] = 1;
+    smem_set[cur & 15][cl - 1] = 1;
   }
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = dim3((unsigned)P.ncols, (unsigned)(cdiv(P.rgroups, cl) * cl), 1);

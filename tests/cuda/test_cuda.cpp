@@ -723,10 +723,6 @@ void test_wgmma_settings(bool quick) {
   for (const char* cl : {"1", "2"})
     for (const char* nt : {"8", "16", "32", "64"})
       sets.push_back(std::string("LATTQ_WGMMA_CLUSTER=") + cl + " LATTQ_WGMMA_NTOK=" + nt);
-  // the 8- and 16-token tiles compiled for 2 CTAs per SM (LATTQ_WGMMA_MINB=2), both cluster sizes
-  for (const char* cl : {"1", "2"})
-    for (const char* nt : {"8", "16"})
-      sets.push_back(std::string("LATTQ_WGMMA_MINB=2 LATTQ_WGMMA_CLUSTER=") + cl + " LATTQ_WGMMA_NTOK=" + nt);
   check_env_settings("wgmma cluster / token tile", LATTQ_VARIANT_WGMMA, cases, ms, sets);
 }
 

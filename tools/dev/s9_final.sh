@@ -25,9 +25,3 @@ if [[ " $STEPS " == *" trig "* ]]; then
     --trig-batches ${TRIG_BATCHES:-1,2,4,8,16} > "$OUT/trig_$REV.log" 2>&1
   echo "trig rc=$?"; grep -E "sweep| m=" "$OUT/trig_$REV.log"; rm -f "$OUT"/trig/bench_gemm.{md,png}
 fi
-# minb: WGMMA compiled for 1 or 2 CTAs per SM (LATTQ_WGMMA_MINB) at m = 8, 16 on the 7 shapes, rows at m = 16
-if [[ " $STEPS " == *" minb "* ]]; then
-  python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --out "$OUT/minb" --git-rev "$REV" --batches 16 \
-    --variants wgmma,imma,gemv_pdl --ref-limit 0 --sweep none --profile none --minb-sweep all7 > "$OUT/minb_$REV.log" 2>&1
-  echo "minb rc=$?"; grep -E "sweep| m=" "$OUT/minb_$REV.log"; rm -f "$OUT"/minb/bench_gemm.{md,png}
-fi
