@@ -33,8 +33,9 @@ SHAPES = [(4096, 4096), (11008, 4096), (4096, 11008), (14336, 4096), (4096, 1433
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 512, 2048]
 # fused_gemv (4) and gemv (6) are decode kernels, timed only for m <= --fused-max-m / --gemv-max-m; tiled_gemm (5)
 # only for m >= --gemm-min-m.  A failure of one of these is reported and does not abort the run.
-VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3, "fused_gemv": 4, "tiled_gemm": 5, "gemv": 6, "wgmma": 7, "gemv_pdl": 8}
-EXPERIMENTAL = ("fused_gemv", "tiled_gemm", "gemv", "wgmma", "gemv_pdl")
+VARIANTS = {"reference": 1, "imma": 2, "imma_wide": 3, "fused_gemv": 4, "tiled_gemm": 5, "gemv": 6, "wgmma": 7, "gemv_pdl": 8,
+            "wgmma_f16": 9}
+EXPERIMENTAL = ("fused_gemv", "tiled_gemm", "gemv", "wgmma", "gemv_pdl", "wgmma_f16")
 LATTQ_BF16 = 2
 
 
@@ -187,7 +188,8 @@ def main():
                     help="time the (decode-path) fused_gemv variant only up to this batch")
     ap.add_argument("--gemm-min-m", type=int, default=16, help="time the tiled_gemm variant only from this batch on")
     ap.add_argument("--gemv-max-m", type=int, default=64, help="time the gemv and gemv_pdl variants only up to this batch")
-    ap.add_argument("--wgmma-min-m", type=int, default=8, help="time the wgmma variant only from this batch on")
+    ap.add_argument("--wgmma-min-m", type=int, default=8,
+                    help="time the wgmma and wgmma_f16 variants only from this batch on")
     ap.add_argument("--variants", default="all", help="'all' or a comma list of variant names to time (auto always)")
     ap.add_argument("--flush", choices=("write", "read"), default="write",
                     help="cold-L2 method before each repetition: overwrite (default) or read a buffer of 8x L2")
@@ -201,6 +203,9 @@ def main():
     ap.add_argument("--trig-batches", default="1,2,4,8,16", help="batches of --trig-sweep")
     ap.add_argument("--wgmma-sweep", default="none",
                     help="shapes for a cluster-size / token-tile sweep of the wgmma variant at m = 16, 64, 512, 2048")
+    ap.add_argument("--f16-sweep", default="none",
+                    help="shapes (or all7) for a CTA-shape sweep of the wgmma_f16 variant (LATTQ_WGMMA_F16_TILE) at --f16-batches")
+    ap.add_argument("--f16-batches", default="64,128,512,2048", help="batches of --f16-sweep")
     ap.add_argument("--profile", default="4096x4096x1,28672x8192x1,28672x8192x16",
                     help="N x K x m cases whose per-kernel device times are printed (torch.profiler/CUPTI); '' or none = no profile")
     args = ap.parse_args()
@@ -252,7 +257,7 @@ def main():
                     continue
                 if name in ("gemv", "gemv_pdl") and m > args.gemv_max_m:
                     continue
-                if name == "wgmma" and m < args.wgmma_min_m:
+                if name in ("wgmma", "wgmma_f16") and m < args.wgmma_min_m:
                     continue
                 if name != "auto" and args.variants != "all" and name not in args.variants.split(","):
                     continue
@@ -284,6 +289,8 @@ def main():
               ("wgmma", 7, args.wgmma_sweep, (16, 64, 512, 2048),
                [{"LATTQ_WGMMA_CLUSTER": c, "LATTQ_WGMMA_NTOK": t} for c in ("1", "2") for t in ("32", "64")]),
               ("gemv_pdl", 8, args.tok_sweep, (5, 8, 12, 16), [{"LATTQ_GEMV_TOK": t} for t in ("4", "16")]),
+              ("wgmma_f16", 9, args.f16_sweep, tuple(int(v) for v in args.f16_batches.split(",")),
+               [{"LATTQ_WGMMA_F16_TILE": t} for t in ("64x1", "64x2", "128x1", "128x2")]),
               ("gemv_pdl", 8, args.trig_sweep, tuple(int(v) for v in args.trig_batches.split(",")), [{"LATTQ_GEMV_PDL_TRIGGER": t} for t in ("0", "3", "4")])]
     for variant, vid, shapes_arg, ms, settings in sweeps:
         cases = [f"{n}x{k}" for n, k in SHAPES] if shapes_arg == "all7" else shapes_arg.split(",")

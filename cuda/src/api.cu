@@ -6,7 +6,7 @@
 
 using namespace lattq_cuda;
 
-// Variants in cuda/src/fast_v2_fused.cu (FUSED_GEMV, TILED_GEMM, WGMMA) and cuda/src/decode_gemv.cu (GEMV, GEMV_PDL).
+// Variants in cuda/src/fast_v2_fused.cu (FUSED_GEMV, TILED_GEMM, WGMMA, WGMMA_F16) and cuda/src/decode_gemv.cu (GEMV, GEMV_PDL).
 namespace lattq_cuda {
 const char* fused_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 size_t fused_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype);
@@ -22,6 +22,9 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
                            void* ws, size_t ws_bytes, cudaStream_t s);
 bool wgmma_available();
 bool wgmma_preferred(const lattq_layer_desc* d, int64_t m);
+size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m);
+lattq_status wgmma_f16_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                               void* ws, size_t ws_bytes, cudaStream_t s);
 const char* gemv_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 size_t gemv_pdl_workspace_bytes(const lattq_layer_desc* d, int64_t m);
 bool gemv_pdl_preferred(const lattq_layer_desc* d, int64_t m);
@@ -63,7 +66,7 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
 }
 
 static lattq_status check_variant(const char* fn, int32_t variant) {
-  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_GEMV_PDL)
+  if (variant < LATTQ_VARIANT_AUTO || variant > LATTQ_VARIANT_WGMMA_F16)
     return LQ_ERR(InvalidArgument, "%s: argument 'variant' = %d is not a lattq_cuda_variant", fn, variant);
   return LATTQ_OK;
 }
@@ -93,6 +96,8 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
       need = std::max(need, gemm_workspace_bytes(desc, m, dt));
     if ((variant == LATTQ_VARIANT_WGMMA || variant == LATTQ_VARIANT_AUTO) && wgmma_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_workspace_bytes(desc, m, dt));
+    if ((variant == LATTQ_VARIANT_WGMMA_F16 || variant == LATTQ_VARIANT_AUTO) && wgmma_unsupported_reason(desc, dt)[0] == 0)
+      need = std::max(need, wgmma_f16_workspace_bytes(desc, m));
     // AUTO takes GEMV_PDL only up to m = 16 (gemv_pdl_preferred)
     if ((variant == LATTQ_VARIANT_GEMV_PDL || (variant == LATTQ_VARIANT_AUTO && m <= 16)) &&
         gemv_unsupported_reason(desc, dt)[0] == 0)
@@ -138,7 +143,7 @@ static lattq_status plan_forward(const char* fn, const lattq_layer* layer, int32
     const char* why = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_unsupported_reason(d, dtype)
                       : v == LATTQ_VARIANT_TILED_GEMM ? gemm_unsupported_reason(d, dtype)
                       : v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL ? gemv_unsupported_reason(d, dtype)
-                      : v == LATTQ_VARIANT_WGMMA      ? wgmma_unsupported_reason(d, dtype)
+                      : v == LATTQ_VARIANT_WGMMA || v == LATTQ_VARIANT_WGMMA_F16 ? wgmma_unsupported_reason(d, dtype)
                                                       : imma_unsupported_reason(d, dtype, v);
     if (why[0]) return LQ_ERR(Unsupported, "%s: variant %d cannot run this layer: %s", fn, v, why);
     need = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_workspace_bytes(d, m, dtype)
@@ -146,6 +151,7 @@ static lattq_status plan_forward(const char* fn, const lattq_layer* layer, int32
            : v == LATTQ_VARIANT_GEMV       ? 0
            : v == LATTQ_VARIANT_GEMV_PDL   ? gemv_pdl_workspace_bytes(d, m)
            : v == LATTQ_VARIANT_WGMMA      ? wgmma_workspace_bytes(d, m, dtype)
+           : v == LATTQ_VARIANT_WGMMA_F16  ? wgmma_f16_workspace_bytes(d, m)
                                            : imma_workspace_bytes(d, m, dtype, v);
   }
   *v_out = v;
@@ -162,6 +168,8 @@ static lattq_status run_planned(const char* fn, const lattq_layer* layer, int32_
   if (v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL)
     return gemv_forward(fn, layer, 1, x, dtype, m, &y, v == LATTQ_VARIANT_GEMV_PDL, workspace, cs);
   if (v == LATTQ_VARIANT_WGMMA) return wgmma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
+  if (v == LATTQ_VARIANT_WGMMA_F16)
+    return wgmma_f16_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, cs);
   return imma_forward(fn, layer, x, dtype, m, y, workspace, workspace_bytes, v, cs);
 }
 

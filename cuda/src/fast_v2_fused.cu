@@ -26,6 +26,7 @@
 // shares the warp-level prologue (prologue_pair) with the fused kernel.
 #include <cooperative_groups.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "device_utils.cuh"
@@ -74,6 +75,7 @@ struct FusedParams {
   float* scale;    // [mpad][nslices]
   float* cpart;    // [mpad][nslices]
   int nq4;         // quads rounded up to whole slices
+  float* tinv;     // WGMMA_F16 only: [mpad] 1 / (the token's power-of-two scale of the fp16 image)
 };
 
 
@@ -95,13 +97,15 @@ template <int PARTS> struct FragStore {
   }
 };
 
-template <typename T, int PARTS, class Store>
-__device__ __forceinline__ void prologue_words(const FusedParams& p, int64_t tok, int sl, const Store& store,
-                                               float* scale_out, float* c_out, const float* Ar,
-                                               const float* br) {
+// The input transform of one (token, slice) pair, one warp: u = H_in(SU x) (or the precomputed fp32 u), then the
+// fold v = A^T u per group of 4.  Lane l ends with v of the slice's K positions 32 l .. 32 l + 31 in u[] and
+// returns the warp-wide slice maximum of |v| and the c part b . u (the same value on every lane).  Padding
+// tokens (tok >= m) and K positions past k give zeros.
+template <typename T>
+__device__ __forceinline__ void prologue_fold(const FusedParams& p, int64_t tok, int sl, float (&u)[32],
+                                              const float* Ar, const float* br, float& mx_out, float& c_out) {
   const int lane = threadIdx.x & 31;
   const int64_t k0 = (int64_t)sl * SK + lane * 32;
-  float u[32];
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const int64_t kk = k0 + 4 * j;
@@ -151,6 +155,17 @@ __device__ __forceinline__ void prologue_words(const FusedParams& p, int64_t tok
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
     cp += __shfl_xor_sync(0xffffffffu, cp, o);
   }
+  mx_out = mx;
+  c_out = cp;
+}
+
+template <typename T, int PARTS, class Store>
+__device__ __forceinline__ void prologue_words(const FusedParams& p, int64_t tok, int sl, const Store& store,
+                                               float* scale_out, float* c_out, const float* Ar,
+                                               const float* br) {
+  const int lane = threadIdx.x & 31;
+  float u[32], mx, cp;
+  prologue_fold<T>(p, tok, sl, u, Ar, br, mx, cp);
   const float inv = mx > 0.f ? QF<PARTS>::QMAX / mx : 0.f;
   if (lane == 0) {
     *scale_out = mx > 0.f ? mx / QF<PARTS>::QMAX : 1.f;
@@ -481,19 +496,21 @@ __global__ void __launch_bounds__(256) gemm_prologue_kernel(FusedParams p) {
 // shared memory (c already added): the fp32 t to p.tout when had_out is not fused, else the block Hadamard
 // over the 128 rows (had_out <= 128), SV, bias and the cast to y.  sv_r / bias_r belong to row
 // threadIdx.x % TN; `sync` is the barrier of the 256 threads.
-template <typename T, class Sync>
-__device__ __forceinline__ void tile_epilogue(const FusedParams& p, float (*tile)[TN + 1], int ntok, int nrow,
+// ROWS (128 or 256) rows per tile: a 256-row tile holds two independent 128-row Hadamard blocks (had_out <= 128).
+template <typename T, class Sync, int ROWS = TN>
+__device__ __forceinline__ void tile_epilogue(const FusedParams& p, float (*tile)[ROWS + 1], int ntok, int nrow,
                                               int64_t tok0, int64_t n0, float sv_r, float bias_r, const Sync& sync) {
+  static_assert(ROWS == TN || ROWS == 2 * TN, "128 or 256 rows");
   if (p.tout != nullptr) {
-    for (int i = threadIdx.x; i < ntok * TN; i += 256) {
-      const int tk = i / TN, rr = i % TN;
+    for (int i = threadIdx.x; i < ntok * ROWS; i += 256) {
+      const int tk = i / ROWS, rr = i % ROWS;
       if (rr < nrow) p.tout[(tok0 + tk) * p.n + n0 + rr] = tile[tk][rr];
     }
     return;
   }
   for (int h = 1; h < p.had_out; h <<= 1) {
-    for (int i = threadIdx.x; i < ntok * (TN / 2); i += 256) {
-      const int tk = i / (TN / 2), j = i % (TN / 2);
+    for (int i = threadIdx.x; i < ntok * (ROWS / 2); i += 256) {
+      const int tk = i / (ROWS / 2), j = i % (ROWS / 2);
       const int lo = (j / h) * 2 * h + (j % h);
       const float a = tile[tk][lo], b = tile[tk][lo + h];
       tile[tk][lo] = a + b;
@@ -503,8 +520,8 @@ __device__ __forceinline__ void tile_epilogue(const FusedParams& p, float (*tile
   }
   const float hs = rsqrtf((float)p.had_out);
   T* y = static_cast<T*>(p.y);
-  for (int i = threadIdx.x; i < ntok * TN; i += 256) {
-    const int tk = i / TN, rr = i % TN;  // rr == threadIdx.x % TN
+  for (int i = threadIdx.x; i < ntok * ROWS; i += 256) {
+    const int tk = i / ROWS, rr = i % ROWS;  // rr == threadIdx.x % ROWS
     if (rr < nrow) y[(tok0 + tk) * p.n + n0 + rr] = from_f<T>(fmaf(tile[tk][rr] * hs, sv_r, bias_r));
   }
 }
@@ -987,6 +1004,314 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 #endif
 }
 
+// =============================================================================================
+// WGMMA_F16 GEMM (LATTQ_VARIANT_WGMMA_F16; sm_90a, f16/bf16; session 10).  t = Z v + c on the f16 tensor-core
+// rate with fp32 accumulation over the whole of K, so that there is no per-slice flush and a token costs one B
+// column instead of WGMMA's two int8 digit columns:
+//
+//   v in fp16: each token's v is scaled by a power of two S_t (max |v S_t| < 2^15, from the token's maximum over
+//     all of K) and rounded once to fp16 (11 significant bits; the products z (v S_t) and their fp32 sums are
+//     then exact up to fp32 rounding); the epilogue multiplies by 1 / S_t.  Two prologue kernels: wh_amax_kernel
+//     (per (token, slice) maximum and c part), wh_image_kernel (the same transform again, then the fp16 B image).
+//   z in fp16: a code word w (16 fields of 2 bits) gives 8 A registers of two fp16 each with one LOP3 and one
+//     HFMA2: (w >> 2e' & 0x00030003 << ...) | 0x6400 6400 is 1024 + z 4^e' in both halves (exact; e' < 5), and
+//     HFMA2(., 4^-e', -1024 4^-e') is z exactly.  Register e (0..7) holds fields e and e + 8 of the word; fields
+//     5..7 come from w >> 10.
+//   Which K position meets which B slot: the A fragment of wgmma.m64nNk16 (rows g / g + 8, K slots 2 tig, +1 and
+//     8 + 2 tig, +1) is filled from the lane's TILED code words.  Word j (0..3: lo.x / .y / .z / .w with hi for
+//     row g + 8) of quad Q feeds stage j (64 K positions, 4 k16 steps); in step t, slots 2 tig + h (h = 0, 1) come
+//     from register e = 2 t, slots 8 + 2 tig + h from e = 2 t + 1, h selecting the field e + 8 h.  Field p of
+//     word j is, in the TILED layout, byte p >> 2, field p & 3, i.e. K position st * 32 + (j & 1) * 16 + 4 tig +
+//     (p >> 2) of the quad with st = (j >> 1) * 4 + (p & 3).  The image kernel writes v there (wh_image_kernel).
+//   CTA: 128 RT rows x NT tokens (RT = 1, 2; NT = 64, 128), two consumer warpgroups and a producer warpgroup.
+//     Consumer warpgroup wg runs RT wgmma.m64nNTk16 per k16 step, warp w' supplying the A rows of 16-row tiles
+//     (wg RT + r) 4 + w'.  The producer (one thread) streams 64-K stages of the image (128 NT bytes) by cp.async.bulk into
+//     a ring ("full" / "empty" mbarriers).  Codes come through a 2-quad register ring.  One commit group per
+//     k16 step, wgmma.wait_group 1: a warpgroup keeps one step queued while it decodes the next.
+//   Epilogue: tile[token][row] = d / S_t + c in the drained ring, tile_epilogue over the 128 RT rows.
+// =============================================================================================
+// 2 consumer warpgroups + 1 producer warpgroup.  A lone producer warp (288 threads) would cost the same: registers
+// are allocated per SM sub-partition, so 9 warps cap every thread at 168 (ptxas then spilled and serialised the
+// 128-token, 256-row wgmmas).  setmaxnreg moves the producer's registers to the consumers: 128 x 40 + 256 x 232.
+constexpr int WH_THREADS = 384;
+constexpr int WH_RQ = 2;         // quads of codes in registers
+template <int NT> constexpr int wh_stage_bytes() { return 64 * NT * 2; }
+// ring: at least 96 KB, and at least the epilogue tile (NT x (128 RT + 1) fp32)
+template <int NT, int RT> constexpr int wh_stages() {
+  return (NT * (128 * RT + 1) * 4 > 96 * 1024 ? NT * (128 * RT + 1) * 4 + wh_stage_bytes<NT>() - 1 : 96 * 1024) /
+         wh_stage_bytes<NT>();
+}
+
+// fp16 image of the token's v: stage block (token tile tt, quad Q, stage j) at ((tt nq4 + Q) 4 + j) 128 NT bytes;
+// step t at t 32 NT; token n at (n / 8) 256 + kh 128 + (n % 8) 16 (no-swizzle K-major core matrices, as WGMMA's
+// digits: leading byte offset 128, stride byte offset 256); slot 2 tig + h at 2 (2 tig + h) bytes.
+template <typename T>
+__global__ void __launch_bounds__(256) wh_amax_kernel(FusedParams p) {
+  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0);
+  __shared__ float sAb[20];
+  if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
+  else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
+  pdl_wait();
+  pdl_launch_dependents();
+  __syncthreads();
+  const int sl = blockIdx.x;
+  const int64_t tok = (int64_t)blockIdx.y * 8 + warp;
+  float u[32], mx, cp;
+  prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, mx, cp);
+  if ((threadIdx.x & 31) == 0) {
+    p.scale[tok * p.nslices + sl] = mx;  // 0 for padding tokens
+    p.cpart[tok * p.nslices + sl] = cp;
+  }
+}
+
+template <typename T, int NT>
+__global__ void __launch_bounds__(256) wh_image_kernel(FusedParams p) {
+  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
+  __shared__ float sAb[20];
+  if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
+  else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
+  pdl_wait();  // wh_amax_kernel's maxima
+  pdl_launch_dependents();
+  __syncthreads();
+  const int sl = blockIdx.x;
+  const int64_t tok = (int64_t)blockIdx.y * 8 + warp;
+  float u[32], mx, cp;
+  prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, mx, cp);
+  float tm = 0.f;
+  for (int j = lane; j < p.nslices; j += 32) tm = fmaxf(tm, p.scale[tok * p.nslices + j]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, o));
+  int ex = 0;
+  frexpf(tm, &ex);  // tm = f 2^ex, 0.5 <= f < 1: tm 2^(15 - ex) < 2^15
+  const float S = tm > 0.f ? ldexpf(1.f, 15 - ex) : 1.f;
+  if (sl == 0 && lane == 0) p.tinv[tok] = 1.f / S;  // a power of two: exact
+  const int ql = lane >> 3, st = lane & 7, s4 = st & 3;
+  const int64_t tt = tok / NT;
+  const int n = (int)(tok % NT);
+  uint8_t* qbase = p.vq + ((tt * p.nq4) + (int64_t)sl * 4 + ql) * 4 * (int64_t)wh_stage_bytes<NT>();
+#pragma unroll
+  for (int h16 = 0; h16 < 2; ++h16) {
+    const int j = (st >> 2) * 2 + h16;
+#pragma unroll
+    for (int bm = 0; bm < 2; ++bm) {
+      const int e = 4 * bm + s4;  // field p = 4 b + s4 with b = bm + 2 h: register e = p & 7, half h = p >> 3
+      uint32_t wv[4];
+#pragma unroll
+      for (int tg = 0; tg < 4; ++tg) {
+        const __half2 hv = __floats2half2_rn(u[h16 * 16 + 4 * tg + bm] * S, u[h16 * 16 + 4 * tg + bm + 2] * S);
+        wv[tg] = *reinterpret_cast<const uint32_t*>(&hv);
+      }
+      uint8_t* dst = qbase + (size_t)j * wh_stage_bytes<NT>() + (size_t)(e >> 1) * 32 * NT + (n >> 3) * 256 +
+                     (e & 1) * 128 + (n & 7) * 16;
+      *reinterpret_cast<uint4*>(dst) = make_uint4(wv[0], wv[1], wv[2], wv[3]);
+    }
+  }
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// wgmma.mma_async m64nNk16, f16 A from registers (the mma.m16n8k16 A fragment of the warp's 16 rows) x f16 B
+// (shared memory, K-major, descriptor) -> f32 D (N / 2 registers), accumulating.  sm_90a only.
+template <int N> struct WgmmaH;
+template <> struct WgmmaH<64> {
+  static __device__ __forceinline__ void mma(float (&d)[32], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                             uint64_t desc) {
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, 1, 1, 1, 0;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc));
+  }
+};
+template <> struct WgmmaH<128> {
+  static __device__ __forceinline__ void mma(float (&d)[64], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                             uint64_t desc) {
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, 1, 1, 1, 0;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc));
+  }
+};
+template <int ND> __device__ __forceinline__ void fence_regs(float (&d)[ND]) {
+#pragma unroll
+  for (int i = 0; i < ND; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+// register e (0..7) of code word w as two fp16 z values (fields e and e + 8), exact: LOP3 + HFMA2
+template <int E> __device__ __forceinline__ uint32_t wh_decode(uint32_t w) {
+  constexpr int P = E < 5 ? E : E - 5;
+  const uint32_t src = E < 5 ? w : (w >> 10);
+  const uint32_t t = (src & (0x00030003u << (2 * P))) | 0x64006400u;  // 1024 + z 4^P in each half
+  const __half2 sc = __float2half2_rn(1.f / (float)(1 << (2 * P)));
+  const __half2 of = __float2half2_rn(-1024.f / (float)(1 << (2 * P)));
+  const __half2 z = __hfma2(*reinterpret_cast<const __half2*>(&t), sc, of);
+  return *reinterpret_cast<const uint32_t*>(&z);
+}
+#endif
+
+template <typename T, int NT, int RT>
+__global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
+#if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __trap();  // the host launches this only on sm_90 with an sm_90a build (wgmma_forward's checks)
+#else
+  constexpr int ROWS = TN * RT;
+  constexpr int SB = wh_stage_bytes<NT>();
+  constexpr int STAGES = wh_stages<NT, RT>();
+  constexpr int ND = NT / 2;
+  static_assert((size_t)NT * (ROWS + 1) * 4 <= (size_t)STAGES * SB, "the epilogue tile fits the ring");
+  extern __shared__ __align__(128) uint8_t wsm[];  // [STAGES][SB]; epilogue: tile[NT][ROWS + 1]
+  __shared__ __align__(8) uint64_t full[STAGES];
+  __shared__ __align__(8) uint64_t empty[STAGES];
+  __shared__ float csum[NT];
+  __shared__ float stinv[NT];
+
+  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
+  const int col = blockIdx.x, rg = blockIdx.y;
+  const int64_t n0 = (int64_t)rg * ROWS;
+  const int64_t tok0 = (int64_t)col * NT;
+  const int ntok = (int)(p.m - tok0 < NT ? p.m - tok0 : NT);
+  const int nrow = (int)(p.n - n0 < ROWS ? p.n - n0 : ROWS);
+  const int nq = p.nq;
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int i = 0; i < STAGES; ++i) {
+      mbar_init(&full[i], 1);
+      mbar_init(&empty[i], WARPS);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warp >= WARPS) {  // producer warpgroup; its warp 8 streams stage gs of the tile's image -> ring slot gs % STAGES
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (warp > WARPS) return;
+    pdl_wait();
+    if (lane == 0) {
+      const uint8_t* src = p.vq + (int64_t)col * p.nq4 * 4 * SB;
+      const int nst = nq * 4;
+      for (int gs = 0; gs < nst; ++gs) {
+        const int s = gs % STAGES;
+        if (gs >= STAGES) mbar_wait(&empty[s], (unsigned)(gs / STAGES - 1) & 1u);
+        mbar_expect_tx(&full[s], SB);
+        bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int g = lane >> 2, tig = lane & 3;
+  const int wg = warp >> 2, wq = warp & 3;
+  const uint8_t* cbase[RT];
+  bool tile_ok[RT];
+#pragma unroll
+  for (int r = 0; r < RT; ++r) {
+    const int64_t tileI = (int64_t)rg * (8 * RT) + (wg * RT + r) * 4 + wq;
+    tile_ok[r] = tileI < p.T;
+    cbase[r] = p.codes + (tile_ok[r] ? tileI : 0) * p.C * 256 + g * 16;
+  }
+  auto load_quad = [&](int q, uint4 (&c)[RT][2]) {
+    const int64_t chunk = (int64_t)q * 4 + tig;
+#pragma unroll
+    for (int r = 0; r < RT; ++r) {
+      if (tile_ok[r] && q < nq && chunk < p.C) {
+        c[r][0] = ldg_stream(cbase[r] + chunk * 256);
+        c[r][1] = ldg_stream(cbase[r] + chunk * 256 + 128);
+      } else {
+        c[r][0] = make_uint4(0, 0, 0, 0);
+        c[r][1] = c[r][0];
+      }
+    }
+  };
+  uint4 cb[WH_RQ][RT][2];
+#pragma unroll
+  for (int i = 0; i < WH_RQ; ++i) load_quad(i, cb[i]);
+  const int my_row = threadIdx.x % ROWS;
+  const float sv_r = my_row < nrow ? __ldg(p.sv + n0 + my_row) : 0.f;
+  const float bias_r = (p.bias != nullptr && my_row < nrow) ? __ldg(p.bias + n0 + my_row) : 0.f;
+  pdl_wait();  // image, maxima, scales and c parts of the prologue kernels
+  if (threadIdx.x < NT) {
+    float c = 0.f;
+    if ((int)threadIdx.x < ntok)
+      for (int j = 0; j < p.nslices; ++j) c += p.cpart[(tok0 + threadIdx.x) * p.nslices + j];
+    csum[threadIdx.x] = c;
+    stinv[threadIdx.x] = p.tinv[tok0 + threadIdx.x];
+  }
+
+  float d[RT][ND];
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int i = 0; i < ND; ++i) d[r][i] = 0.f;
+
+  for (int qb = 0; qb < nq; qb += WH_RQ) {
+#pragma unroll
+    for (int qi = 0; qi < WH_RQ; ++qi) {
+      const int q = qb + qi;
+      if (q < nq) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int gs = q * 4 + j, s = gs % STAGES;
+          uint32_t wl[RT], wh[RT];
+#pragma unroll
+          for (int r = 0; r < RT; ++r) {
+            wl[r] = j == 0 ? cb[qi][r][0].x : j == 1 ? cb[qi][r][0].y : j == 2 ? cb[qi][r][0].z : cb[qi][r][0].w;
+            wh[r] = j == 0 ? cb[qi][r][1].x : j == 1 ? cb[qi][r][1].y : j == 2 ? cb[qi][r][1].z : cb[qi][r][1].w;
+          }
+          mbar_wait(&full[s], (unsigned)(gs / STAGES) & 1u);
+          const uint32_t base = smem_addr(wsm + (size_t)s * SB);
+#pragma unroll
+          for (int t = 0; t < 4; ++t) {
+            uint32_t a[RT][4];
+#pragma unroll
+            for (int r = 0; r < RT; ++r) {
+              switch (t) {  // registers e = 2 t (slots 2 tig + h) and 2 t + 1 (slots 8 + 2 tig + h)
+                case 0: a[r][0] = wh_decode<0>(wl[r]); a[r][1] = wh_decode<0>(wh[r]);
+                        a[r][2] = wh_decode<1>(wl[r]); a[r][3] = wh_decode<1>(wh[r]); break;
+                case 1: a[r][0] = wh_decode<2>(wl[r]); a[r][1] = wh_decode<2>(wh[r]);
+                        a[r][2] = wh_decode<3>(wl[r]); a[r][3] = wh_decode<3>(wh[r]); break;
+                case 2: a[r][0] = wh_decode<4>(wl[r]); a[r][1] = wh_decode<4>(wh[r]);
+                        a[r][2] = wh_decode<5>(wl[r]); a[r][3] = wh_decode<5>(wh[r]); break;
+                default: a[r][0] = wh_decode<6>(wl[r]); a[r][1] = wh_decode<6>(wh[r]);
+                         a[r][2] = wh_decode<7>(wl[r]); a[r][3] = wh_decode<7>(wh[r]); break;
+              }
+            }
+            wgmma_fence();
+#pragma unroll
+            for (int r = 0; r < RT; ++r) fence_regs(d[r]);
+#pragma unroll
+            for (int r = 0; r < RT; ++r)
+              WgmmaH<NT>::mma(d[r], a[r][0], a[r][1], a[r][2], a[r][3], wg_desc(base + t * 32 * NT));
+            wgmma_commit();
+            wgmma_wait<1>();  // the previous step's group is complete
+#pragma unroll
+            for (int r = 0; r < RT; ++r) fence_regs(d[r]);
+            if (t == 0 && gs > 0 && lane == 0) mbar_arrive(&empty[(gs - 1) % STAGES]);  // stage gs - 1 read
+          }
+        }
+        load_quad(q + WH_RQ, cb[qi]);  // the slot's words are decoded by now
+      }
+    }
+  }
+  wgmma_wait<0>();
+#pragma unroll
+  for (int r = 0; r < RT; ++r) fence_regs(d[r]);
+  consumer_sync();  // every consumer's wgmmas are complete: the ring is free; csum / stinv written
+
+  float (*tile)[ROWS + 1] = reinterpret_cast<float (*)[ROWS + 1]>(wsm);
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int jn = 0; jn < NT / 8; ++jn)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int tk = 8 * jn + 2 * tig + c, rr = ((wg * RT + r) * 4 + wq) * 16 + g + 8 * h;
+          tile[tk][rr] = rr < nrow ? fmaf(d[r][4 * jn + 2 * h + c], stinv[tk], csum[tk]) : 0.f;
+        }
+  consumer_sync();
+  tile_epilogue<T, void (*)(), ROWS>(p, tile, ntok, nrow, tok0, n0, sv_r, bias_r, consumer_sync);
+#endif
+}
+
 struct FusedPlan {
   int parts;
   int64_t nslices, nq, ncols, rgroups, splits, sps;
@@ -1399,6 +1724,182 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
     case 32: return f16 ? gemm_launch_t<__half, 2, 32>(fn, L, x, m, y, w, P, s) : gemm_launch_t<__nv_bfloat16, 2, 32>(fn, L, x, m, y, w, P, s);
     default: return f16 ? gemm_launch_t<__half, 2, 64>(fn, L, x, m, y, w, P, s) : gemm_launch_t<__nv_bfloat16, 2, 64>(fn, L, x, m, y, w, P, s);
   }
+}
+
+// ---- WGMMA_F16 host side ---------------------------------------------------------------------
+namespace {
+
+struct WhPlan {
+  int nt, rt;  // token tile (64 | 128), 128-row tiles per CTA (1 | 2)
+  int64_t nslices, nq, nq4, mpad, ncols, rgroups;
+  bool fuse_in, fuse_out;
+  size_t smem;
+  size_t off_img, off_amax, off_cpart, off_tinv, off_u, off_t, total;
+};
+
+// CTA shape (LATTQ_WGMMA_F16_TILE = "NTxRT", e.g. "128x2", forces one): 64-token tiles up to m = 64, else 128;
+// 256 rows (RT = 2: half the B traffic per MAC) where those CTAs still fill the GPU, else 128.  sms = 0: the
+// workspace bound (128-token padding whatever the knob says).
+void wh_tile_for(int64_t m, int64_t n, int sms, int& nt, int& rt) {
+  nt = m <= 64 ? 64 : 128;
+  rt = cdiv(n, 2 * TN) * cdiv(m, nt) >= sms ? 2 : 1;
+  if (const char* e = std::getenv("LATTQ_WGMMA_F16_TILE")) {
+    int a = 0, b = 0;
+    if (std::sscanf(e, "%dx%d", &a, &b) == 2 && (a == 64 || a == 128) && (b == 1 || b == 2)) {
+      nt = a;
+      rt = b;
+    }
+  }
+  if (sms == 0) nt = 128;
+}
+
+WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
+  WhPlan P;
+  wh_tile_for(m, d->n, sms, P.nt, P.rt);
+  P.nslices = cdiv(d->k, SK);
+  P.nq = cdiv(d->k, 256);
+  P.nq4 = P.nslices * 4;
+  P.ncols = cdiv(std::max<int64_t>(m, 1), P.nt);
+  P.mpad = P.ncols * P.nt;
+  P.rgroups = cdiv(d->n, (int64_t)TN * P.rt);
+  P.fuse_in = d->had_in <= SK;
+  P.fuse_out = d->had_out <= TN;
+  P.smem = (size_t)(P.nt == 64 ? (P.rt == 1 ? wh_stages<64, 1>() : wh_stages<64, 2>())
+                               : (P.rt == 1 ? wh_stages<128, 1>() : wh_stages<128, 2>())) *
+           (P.nt == 64 ? wh_stage_bytes<64>() : wh_stage_bytes<128>());
+  size_t o = 0;
+  auto take = [&](size_t bytes) { size_t at = o; o += align256(bytes); return at; };
+  P.off_img = take((size_t)P.mpad * P.nq4 * 512);  // 256 K positions x 2 bytes per (token, quad)
+  P.off_amax = take((size_t)P.mpad * P.nslices * 4);
+  P.off_cpart = take((size_t)P.mpad * P.nslices * 4);
+  P.off_tinv = take((size_t)P.mpad * 4);
+  P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
+  P.off_t = take(P.fuse_out ? 0 : (size_t)m * d->n * 4);
+  P.total = o;
+  return P;
+}
+
+// launch with programmatic stream serialization on sm_90 (the kernel's griddepcontrol.wait orders it)
+template <class... Args>
+cudaError_t launch_pdl(void (*kern)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, FusedParams p) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, kern, p);
+}
+
+template <typename T, int NT, int RT>
+lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
+                         const WhPlan& P, cudaStream_t s) {
+  const lattq_layer_desc& d = L->desc;
+  const int32_t dt = std::is_same<T, __half>::value ? LATTQ_F16 : LATTQ_BF16;
+  FusedParams p = {};
+  p.codes = L->codes;
+  p.A = L->A;
+  p.b = L->b;
+  p.su = L->su;
+  p.sv = L->sv;
+  p.bias = L->bias;
+  p.x = x;
+  p.u_pre = P.fuse_in ? 0 : 1;
+  p.n = d.n;
+  p.k = d.k;
+  p.m = m;
+  p.C = cdiv(d.k / 4, 16);
+  p.T = cdiv(d.n, 16);
+  p.nslices = (int)P.nslices;
+  p.nq = (int)P.nq;
+  p.nq4 = (int)P.nq4;
+  p.had_in = d.had_in;
+  p.had_out = d.had_out;
+  p.splits = 1;
+  p.sps = (int)P.nslices;
+  p.tout = P.fuse_out ? nullptr : reinterpret_cast<float*>(ws + P.off_t);
+  p.y = y;
+  p.vq = reinterpret_cast<uint8_t*>(ws + P.off_img);
+  p.scale = reinterpret_cast<float*>(ws + P.off_amax);
+  p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
+  p.tinv = reinterpret_cast<float*>(ws + P.off_tinv);
+  const size_t static_smem = 2 * NT * 4 + 2 * wh_stages<NT, RT>() * 8;
+  if ((size_t)device_props().smem_optin < P.smem + static_smem)
+    return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs %zu bytes of shared memory per block, this device allows %d",
+                  fn, P.smem + static_smem, device_props().smem_optin);
+  lattq_status r;
+  if (!P.fuse_in) {
+    float* u = reinterpret_cast<float*>(ws + P.off_u);
+    const int nb = (int)std::max<int64_t>(1, std::min<int64_t>(cdiv(m * d.k, 256), 65536));
+    if ((r = ref_scale_in_launch(fn, x, dt, L->su, u, m, d.k, nb, s))) return r;
+    if ((r = fwht_launch(fn, u, LATTQ_F32, m, d.k, d.had_in, s))) return r;
+    p.x = u;
+  }
+  const dim3 pgrid((unsigned)P.nslices, (unsigned)(P.mpad / 8));
+  cudaError_t e = launch_pdl(wh_amax_kernel<T>, pgrid, dim3(256), 0, s, p);
+  if (e == cudaSuccess) e = launch_pdl(wh_image_kernel<T, NT>, pgrid, dim3(256), 0, s, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernels failed: %s", fn, cudaGetErrorString(e));
+  }
+  if ((r = check_launch(fn, "wgmma_f16 prologue"))) return r;
+  static int smem_set[16] = {};  // per template instance and device
+  int cur = 0;
+  if (cudaGetDevice(&cur) != cudaSuccess) {
+    cudaGetLastError();
+    cur = 0;
+  }
+  if (!smem_set[cur & 15]) {
+    if (cudaFuncSetAttribute(wh_main_kernel<T, NT, RT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) !=
+        cudaSuccess) {
+      cudaGetLastError();
+      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the wgmma_f16 kernel to %zu bytes", fn, P.smem);
+    }
+    smem_set[cur & 15] = 1;
+  }
+  e = launch_pdl(wh_main_kernel<T, NT, RT>, dim3((unsigned)P.ncols, (unsigned)P.rgroups), dim3(WH_THREADS), P.smem,
+                 s, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return LQ_ERR(Device, "%s: launching the wgmma_f16 main kernel failed: %s", fn, cudaGetErrorString(e));
+  }
+  if ((r = check_launch(fn, "wgmma_f16"))) return r;
+  if (!P.fuse_out) {
+    float* t = reinterpret_cast<float*>(ws + P.off_t);
+    if ((r = fwht_launch(fn, t, LATTQ_F32, m, d.n, d.had_out, s))) return r;
+    if ((r = ref_epilogue_launch(fn, t, L->sv, L->bias, y, dt, m, d.n, s))) return r;
+  }
+  return LATTQ_OK;
+}
+
+template <typename T>
+lattq_status wh_dispatch(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
+                         const WhPlan& P, cudaStream_t s) {
+  if (P.nt == 64) return P.rt == 1 ? wh_launch_t<T, 64, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 64, 2>(fn, L, x, m, y, ws, P, s);
+  return P.rt == 1 ? wh_launch_t<T, 128, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 128, 2>(fn, L, x, m, y, ws, P, s);
+}
+
+}  // namespace
+
+size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0).total; }
+
+lattq_status wgmma_f16_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                               void* ws, size_t ws_bytes, cudaStream_t s) {
+  if (device_props().major != 9)
+    return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs an sm_90 (Hopper) GPU, this one is sm_%d", fn,
+                  device_props().major * 10);
+  if (dtype != LATTQ_F16 && dtype != LATTQ_BF16)
+    return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs f16 or bf16 activations", fn);
+  const WhPlan P = make_wh_plan(&L->desc, m, device_props().sm);
+  if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
+  if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
+  char* w = static_cast<char*>(ws);
+  return dtype == LATTQ_F16 ? wh_dispatch<__half>(fn, L, x, m, y, w, P, s)
+                            : wh_dispatch<__nv_bfloat16>(fn, L, x, m, y, w, P, s);
 }
 
 }  // namespace lattq_cuda

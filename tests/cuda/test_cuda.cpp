@@ -242,6 +242,7 @@ const char* var_name(int32_t v) {
     case LATTQ_VARIANT_GEMV: return "gemv";
     case LATTQ_VARIANT_WGMMA: return "wgmma";
     case LATTQ_VARIANT_GEMV_PDL: return "gemv_pdl";
+    case LATTQ_VARIANT_WGMMA_F16: return "wgmma_f16";
   }
   return "?";
 }
@@ -252,7 +253,7 @@ bool gemv_serves(const lattq_layer_desc& d, int32_t dt) {
   return dt != LATTQ_F32 && d.had_in <= 256 && d.had_out <= 128;
 }
 
-// The documented contract of LATTQ_VARIANT_WGMMA (lattq_cuda.h): f16/bf16 on an sm_90 GPU (the test build
+// The documented contract of LATTQ_VARIANT_WGMMA and WGMMA_F16 (lattq_cuda.h): f16/bf16 on an sm_90 GPU (the test build
 // includes sm_90a, as every lattq build for Hopper does); anything else must be refused with
 // LATTQ_ERR_UNSUPPORTED.
 bool wgmma_serves(int32_t dt) {
@@ -477,7 +478,7 @@ void test_forward(bool quick) {
       std::vector<double> x0(m * S.k);
       for (auto& v : x0) v = randn();
       for (int64_t j = 0; j < S.k; j += 97) x0[j] *= 50.0;  // outliers in token 0
-      double worst[3][9] = {};
+      double worst[3][10] = {};
       for (int32_t dt : {LATTQ_F32, LATTQ_F16, LATTQ_BF16}) {
         std::vector<double> x(x0.size());
         for (size_t i = 0; i < x.size(); ++i) x[i] = round_to(dt, x0[i]);
@@ -498,10 +499,11 @@ void test_forward(bool quick) {
         }
         for (int32_t var : {LATTQ_VARIANT_REFERENCE, LATTQ_VARIANT_IMMA, LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_AUTO,
                             LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV,
-                            LATTQ_VARIANT_WGMMA, LATTQ_VARIANT_GEMV_PDL}) {
+                            LATTQ_VARIANT_WGMMA, LATTQ_VARIANT_GEMV_PDL, LATTQ_VARIANT_WGMMA_F16}) {
           std::vector<double> y;
           const bool gemv_like = var == LATTQ_VARIANT_GEMV || var == LATTQ_VARIANT_GEMV_PDL;
-          if ((gemv_like && !gemv_serves(h.d, dt)) || (var == LATTQ_VARIANT_WGMMA && !wgmma_serves(dt))) {
+          const bool wgmma_like = var == LATTQ_VARIANT_WGMMA || var == LATTQ_VARIANT_WGMMA_F16;
+          if ((gemv_like && !gemv_serves(h.d, dt)) || (wgmma_like && !wgmma_serves(dt))) {
             lattq_status st = LATTQ_OK;
             bool ran = run_forward(D, D.L, x, dt, m, var, y, stream, &st);
             CHECK(!ran && st == LATTQ_ERR_UNSUPPORTED, "%s %s n=%lld k=%lld had_in=%d had_out=%d must be UNSUPPORTED, got %d",
@@ -525,7 +527,7 @@ void test_forward(bool quick) {
         if (m == ms.back() || m == 1) {
           std::printf("  n=%-6lld k=%-6lld m=%-4lld %-4s dense-in-dtype err %.3g | ", (long long)S.n, (long long)S.k,
                       (long long)m, dt_name(dt), dense_err);
-          for (int v = 0; v < 9; ++v)
+          for (int v = 0; v < 10; ++v)
             std::printf("%s %.3g%s  ", var_name(v), worst[dt][v], dt == LATTQ_F32 ? "" : "x");
           std::printf("\n");
         }
@@ -608,7 +610,7 @@ void test_forward_generic() {
       CHECK(ok && e <= 1e-5, "generic bits=%d dim=%d %s rel err %.3g", c.bits, c.dim, var_name(var), e);
     }
     for (int32_t fv : {LATTQ_VARIANT_IMMA, LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV,
-                       LATTQ_VARIANT_WGMMA, LATTQ_VARIANT_GEMV_PDL}) {
+                       LATTQ_VARIANT_WGMMA, LATTQ_VARIANT_GEMV_PDL, LATTQ_VARIANT_WGMMA_F16}) {
       lattq_status st = LATTQ_OK;
       bool ok = run_forward(D, D.L, x, LATTQ_F32, m, fv, y, nullptr, &st);
       CHECK(!ok && st == LATTQ_ERR_UNSUPPORTED && std::strstr(lattq_last_error(), "bits"),
@@ -628,8 +630,11 @@ void test_forward_generic() {
 // against the float64 oracle with the bound (2x the error of the same layer computed densely in the
 // dtype).  Settings are not compared with each other: they may change the rounding of v (GEMV's digit chunks
 // follow the K split).
+// outliers: token 0 gets every 97th input scaled by 50 (as test_forward), which stretches its fixed-point or
+// power-of-two scale.
 void check_env_settings(const char* what, int32_t variant, const std::vector<Shape>& cases,
-                        const std::vector<int64_t>& ms, const std::vector<std::string>& settings) {
+                        const std::vector<int64_t>& ms, const std::vector<std::string>& settings,
+                        bool outliers = false) {
   for (const Shape& S : cases) {
     HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
     DevLayer D(h);
@@ -638,6 +643,8 @@ void check_env_settings(const char* what, int32_t variant, const std::vector<Sha
       for (int64_t m : ms) {
         std::vector<double> x(m * S.k);
         for (auto& v : x) v = round_to(dt, randn());
+        if (outliers)
+          for (int64_t j = 0; j < S.k; j += 97) x[j] = round_to(dt, 50.0 * x[j]);
         std::vector<double> ref = oracle_forward(h, x, m), yd(m * S.n);
         parallel_for(S.n, [&](int64_t r) {
           for (int64_t t = 0; t < m; ++t) {
@@ -724,6 +731,16 @@ void test_wgmma_settings(bool quick) {
     for (const char* nt : {"8", "16", "32", "64"})
       sets.push_back(std::string("LATTQ_WGMMA_CLUSTER=") + cl + " LATTQ_WGMMA_NTOK=" + nt);
   check_env_settings("wgmma cluster / token tile", LATTQ_VARIANT_WGMMA, cases, ms, sets);
+  // WGMMA_F16: every CTA shape (64 / 128 tokens x 128 / 256 rows), partial token tiles, partial 256-row groups
+  // (300, 1088 and 576 rows), partial quads and slices (k = 1088, 2304), the unfused transforms (had_in 2048,
+  // had_out 256), and a token with outliers (x50) next to ordinary ones
+  std::vector<Shape> fcases = {{300, 2304, 64, 4, true}, {1088, 1088, 64, 128, false}, {576, 2048, 2048, 8, true},
+                               {512, 512, 128, 256, false}};
+  if (quick) fcases.resize(2);
+  std::vector<int64_t> fms = quick ? std::vector<int64_t>{3, 70, 129} : std::vector<int64_t>{1, 9, 64, 65, 129, 200};
+  std::vector<std::string> fsets;
+  for (const char* t : {"64x1", "64x2", "128x1", "128x2"}) fsets.push_back(std::string("LATTQ_WGMMA_F16_TILE=") + t);
+  check_env_settings("wgmma_f16 CTA shapes", LATTQ_VARIANT_WGMMA_F16, fcases, fms, fsets, true);
 }
 
 void test_errors() {
@@ -748,7 +765,7 @@ void test_errors() {
   expect(lattq_cuda_forward(&D.L, x.p, 7, m, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_DTYPE, "dtype", "bad dtype");
   expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, -1, y.p, ws.p, wsb, 0, nullptr), LATTQ_ERR_SHAPE, "'m'", "negative m");
   expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, 99, nullptr), LATTQ_ERR_INVALID_ARGUMENT, "variant", "bad variant");
-  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_GEMV_PDL + 1, nullptr),
+  expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_WGMMA_F16 + 1, nullptr),
          LATTQ_ERR_INVALID_ARGUMENT, "variant", "first id past the last variant");
   expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_IMMA, nullptr), LATTQ_ERR_LAYOUT, "layout", "canonical imma");
   expect(lattq_cuda_forward(&D.Lc, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_FUSED_GEMV, nullptr), LATTQ_ERR_LAYOUT, "layout",
