@@ -207,7 +207,8 @@ def main():
                     help="shapes (or all7) for a CTA-shape sweep of the wgmma_f16 variant (LATTQ_WGMMA_F16_TILE) at --f16-batches")
     ap.add_argument("--f16-batches", default="64,128,512,2048", help="batches of --f16-sweep")
     ap.add_argument("--profile", default="4096x4096x1,28672x8192x1,28672x8192x16",
-                    help="N x K x m cases whose per-kernel device times are printed (torch.profiler/CUPTI); '' or none = no profile")
+                    help="N x K x m[ x variant] cases whose per-kernel device times are printed (torch.profiler/CUPTI; "
+                         "the dispatcher's pick unless a variant id is given); '' or none = no profile")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     shapes = SHAPES if args.shapes == "all" else [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -314,19 +315,20 @@ def main():
     # Per-kernel breakdown (CUPTI through torch.profiler) of the dispatcher's launches, warm L2.
     prof_rows = []
     for case in [c for c in args.profile.split(",") if c and c != "none"]:
-        n, k, m = (int(v) for v in case.split("x"))
+        n, k, m, *vsel = (int(v) for v in case.split("x"))
+        vid = vsel[0] if vsel else 0  # NxKxM: the dispatcher's pick; NxKxMxV: variant V
         L = LattqLayer(lib, n, k, gen)
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
         y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
-        L.workspace(m, 0)
+        L.workspace(m, vid)
         for _ in range(5):
-            L(x, y, 0)
+            L(x, y, vid)
         torch.cuda.synchronize()
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(20):
-                L(x, y, 0)
+                L(x, y, vid)
             torch.cuda.synchronize()
         for ev in prof.key_averages():
             if ev.device_type.name == "CUDA" or getattr(ev, "device_time_total", 0) > 0:

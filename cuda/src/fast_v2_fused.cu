@@ -1020,9 +1020,10 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 //   Which K position meets which B slot: the A fragment of wgmma.m64nNk16 (rows g / g + 8, K slots 2 tig, +1 and
 //     8 + 2 tig, +1) is filled from the lane's TILED code words.  Word j (0..3: lo.x / .y / .z / .w with hi for
 //     row g + 8) of quad Q feeds stage j (64 K positions, 4 k16 steps); in step t, slots 2 tig + h (h = 0, 1) come
-//     from register e = 2 t, slots 8 + 2 tig + h from e = 2 t + 1, h selecting the field e + 8 h.  Field p of
-//     word j is, in the TILED layout, byte p >> 2, field p & 3, i.e. K position st * 32 + (j & 1) * 16 + 4 tig +
-//     (p >> 2) of the quad with st = (j >> 1) * 4 + (p & 3).  The image kernel writes v there (wh_image_kernel).
+//     from register e = 2 t, slots 8 + 2 tig + h from e = 2 t + 1, h selecting the field e + 8 h.  In the TILED
+//     layout byte b of word j of lane tig is the code word of group (tig * 16 + (j >> 1) * 8 + (j & 1) * 4 + b) of
+//     the quad and its field s4 the group's element s4 (docs/format.md); field p = 4 b + s4.  wh_image_kernel
+//     writes v of that K position into that slot.
 //   CTA: 128 RT rows x NT tokens (RT = 1, 2; NT = 64, 128), two consumer warpgroups and a producer warpgroup.
 //     Consumer warpgroup wg runs RT wgmma.m64nNTk16 per k16 step, warp w' supplying the A rows of 16-row tiles
 //     (wg RT + r) 4 + w'.  The producer (one thread) streams 64-K stages of the image (128 NT bytes) by cp.async.bulk into
@@ -1035,10 +1036,12 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 // 128-token, 256-row wgmmas).  setmaxnreg moves the producer's registers to the consumers: 128 x 40 + 256 x 232.
 constexpr int WH_THREADS = 384;
 constexpr int WH_RQ = 2;         // quads of codes in registers
+constexpr int WH_GS = 2;         // k16 steps per wgmma commit group (one group stays queued while the next is decoded)
 template <int NT> constexpr int wh_stage_bytes() { return 64 * NT * 2; }
-// ring: at least 96 KB, and at least the epilogue tile (NT x (128 RT + 1) fp32)
+// ring: at least 96 KB, and at least the epilogue tile (NT x (128 RT + 4) fp32, SV and bias)
+template <int NT, int RT> constexpr int wh_tile_bytes() { return (NT * (128 * RT + 4) + 2 * 128 * RT) * 4; }
 template <int NT, int RT> constexpr int wh_stages() {
-  return (NT * (128 * RT + 1) * 4 > 96 * 1024 ? NT * (128 * RT + 1) * 4 + wh_stage_bytes<NT>() - 1 : 96 * 1024) /
+  return (wh_tile_bytes<NT, RT>() > 96 * 1024 ? wh_tile_bytes<NT, RT>() + wh_stage_bytes<NT>() - 1 : 96 * 1024) /
          wh_stage_bytes<NT>();
 }
 
@@ -1085,26 +1088,26 @@ __global__ void __launch_bounds__(256) wh_image_kernel(FusedParams p) {
   frexpf(tm, &ex);  // tm = f 2^ex, 0.5 <= f < 1: tm 2^(15 - ex) < 2^15
   const float S = tm > 0.f ? ldexpf(1.f, 15 - ex) : 1.f;
   if (sl == 0 && lane == 0) p.tinv[tok] = 1.f / S;  // a power of two: exact
-  const int ql = lane >> 3, st = lane & 7, s4 = st & 3;
+  // Lane l holds groups 8 l .. 8 l + 7 of the slice (u[4 gg + s4]: element s4 of group gg): quad ql = l >> 3, code
+  // chunk (lane tig of the main kernel) tg = (l & 7) >> 1, half pp = l & 1 of the chunk's 16 groups, as in
+  // prologue_words.  Group gg is byte b = gg & 3 of word j = 2 pp + (gg >> 2); element s4 is field p = 4 b + s4:
+  // register e = p & 7, half h = p >> 3 = b >> 1, step t = e >> 1, K half kh = e & 1, slot 2 tg + h.
+  const int ql = lane >> 3, tg = (lane & 7) >> 1, pp = lane & 1;
   const int64_t tt = tok / NT;
   const int n = (int)(tok % NT);
-  uint8_t* qbase = p.vq + ((tt * p.nq4) + (int64_t)sl * 4 + ql) * 4 * (int64_t)wh_stage_bytes<NT>();
+  uint8_t* qbase = p.vq + ((tt * p.nq4) + (int64_t)sl * 4 + ql) * 4 * (int64_t)wh_stage_bytes<NT>() + (n >> 3) * 256 +
+                   (n & 7) * 16 + tg * 4;
 #pragma unroll
   for (int h16 = 0; h16 < 2; ++h16) {
-    const int j = (st >> 2) * 2 + h16;
+    uint8_t* sbase = qbase + (size_t)(2 * pp + h16) * wh_stage_bytes<NT>();
 #pragma unroll
-    for (int bm = 0; bm < 2; ++bm) {
-      const int e = 4 * bm + s4;  // field p = 4 b + s4 with b = bm + 2 h: register e = p & 7, half h = p >> 3
-      uint32_t wv[4];
+    for (int bm = 0; bm < 2; ++bm)
 #pragma unroll
-      for (int tg = 0; tg < 4; ++tg) {
-        const __half2 hv = __floats2half2_rn(u[h16 * 16 + 4 * tg + bm] * S, u[h16 * 16 + 4 * tg + bm + 2] * S);
-        wv[tg] = *reinterpret_cast<const uint32_t*>(&hv);
+      for (int s4 = 0; s4 < 4; ++s4) {
+        const int e = 4 * bm + s4;  // both b = bm (h = 0) and b = bm + 2 (h = 1)
+        const __half2 hv = __floats2half2_rn(u[4 * (4 * h16 + bm) + s4] * S, u[4 * (4 * h16 + bm + 2) + s4] * S);
+        *reinterpret_cast<__half2*>(sbase + (e >> 1) * 32 * NT + (e & 1) * 128) = hv;
       }
-      uint8_t* dst = qbase + (size_t)j * wh_stage_bytes<NT>() + (size_t)(e >> 1) * 32 * NT + (n >> 3) * 256 +
-                     (e & 1) * 128 + (n & 7) * 16;
-      *reinterpret_cast<uint4*>(dst) = make_uint4(wv[0], wv[1], wv[2], wv[3]);
-    }
   }
 }
 
@@ -1155,7 +1158,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   constexpr int SB = wh_stage_bytes<NT>();
   constexpr int STAGES = wh_stages<NT, RT>();
   constexpr int ND = NT / 2;
-  static_assert((size_t)NT * (ROWS + 1) * 4 <= (size_t)STAGES * SB, "the epilogue tile fits the ring");
+  static_assert((size_t)NT * (ROWS + 4) * 4 + 2 * ROWS * 4 <= (size_t)STAGES * SB, "the epilogue tile fits the ring");
   extern __shared__ __align__(128) uint8_t wsm[];  // [STAGES][SB]; epilogue: tile[NT][ROWS + 1]
   __shared__ __align__(8) uint64_t full[STAGES];
   __shared__ __align__(8) uint64_t empty[STAGES];
@@ -1258,32 +1261,37 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
           mbar_wait(&full[s], (unsigned)(gs / STAGES) & 1u);
           const uint32_t base = smem_addr(wsm + (size_t)s * SB);
 #pragma unroll
-          for (int t = 0; t < 4; ++t) {
-            uint32_t a[RT][4];
+          for (int t0 = 0; t0 < 4; t0 += WH_GS) {  // one commit group per WH_GS k16 steps
+            uint32_t a[WH_GS][RT][4];
 #pragma unroll
-            for (int r = 0; r < RT; ++r) {
-              switch (t) {  // registers e = 2 t (slots 2 tig + h) and 2 t + 1 (slots 8 + 2 tig + h)
-                case 0: a[r][0] = wh_decode<0>(wl[r]); a[r][1] = wh_decode<0>(wh[r]);
-                        a[r][2] = wh_decode<1>(wl[r]); a[r][3] = wh_decode<1>(wh[r]); break;
-                case 1: a[r][0] = wh_decode<2>(wl[r]); a[r][1] = wh_decode<2>(wh[r]);
-                        a[r][2] = wh_decode<3>(wl[r]); a[r][3] = wh_decode<3>(wh[r]); break;
-                case 2: a[r][0] = wh_decode<4>(wl[r]); a[r][1] = wh_decode<4>(wh[r]);
-                        a[r][2] = wh_decode<5>(wl[r]); a[r][3] = wh_decode<5>(wh[r]); break;
-                default: a[r][0] = wh_decode<6>(wl[r]); a[r][1] = wh_decode<6>(wh[r]);
-                         a[r][2] = wh_decode<7>(wl[r]); a[r][3] = wh_decode<7>(wh[r]); break;
+            for (int tt = 0; tt < WH_GS; ++tt)
+#pragma unroll
+              for (int r = 0; r < RT; ++r) {
+                switch (t0 + tt) {  // registers e = 2 t (slots 2 tig + h) and 2 t + 1 (slots 8 + 2 tig + h)
+                  case 0: a[tt][r][0] = wh_decode<0>(wl[r]); a[tt][r][1] = wh_decode<0>(wh[r]);
+                          a[tt][r][2] = wh_decode<1>(wl[r]); a[tt][r][3] = wh_decode<1>(wh[r]); break;
+                  case 1: a[tt][r][0] = wh_decode<2>(wl[r]); a[tt][r][1] = wh_decode<2>(wh[r]);
+                          a[tt][r][2] = wh_decode<3>(wl[r]); a[tt][r][3] = wh_decode<3>(wh[r]); break;
+                  case 2: a[tt][r][0] = wh_decode<4>(wl[r]); a[tt][r][1] = wh_decode<4>(wh[r]);
+                          a[tt][r][2] = wh_decode<5>(wl[r]); a[tt][r][3] = wh_decode<5>(wh[r]); break;
+                  default: a[tt][r][0] = wh_decode<6>(wl[r]); a[tt][r][1] = wh_decode<6>(wh[r]);
+                           a[tt][r][2] = wh_decode<7>(wl[r]); a[tt][r][3] = wh_decode<7>(wh[r]); break;
+                }
               }
-            }
             wgmma_fence();
 #pragma unroll
             for (int r = 0; r < RT; ++r) fence_regs(d[r]);
 #pragma unroll
-            for (int r = 0; r < RT; ++r)
-              WgmmaH<NT>::mma(d[r], a[r][0], a[r][1], a[r][2], a[r][3], wg_desc(base + t * 32 * NT));
+            for (int tt = 0; tt < WH_GS; ++tt)
+#pragma unroll
+              for (int r = 0; r < RT; ++r)
+                WgmmaH<NT>::mma(d[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
+                                wg_desc(base + (t0 + tt) * 32 * NT));
             wgmma_commit();
-            wgmma_wait<1>();  // the previous step's group is complete
+            wgmma_wait<1>();  // the previous group is complete
 #pragma unroll
             for (int r = 0; r < RT; ++r) fence_regs(d[r]);
-            if (t == 0 && gs > 0 && lane == 0) mbar_arrive(&empty[(gs - 1) % STAGES]);  // stage gs - 1 read
+            if (t0 == 0 && gs > 0 && lane == 0) mbar_arrive(&empty[(gs - 1) % STAGES]);  // stage gs - 1 read
           }
         }
         load_quad(q + WH_RQ, cb[qi]);  // the slot's words are decoded by now
@@ -1295,7 +1303,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   for (int r = 0; r < RT; ++r) fence_regs(d[r]);
   consumer_sync();  // every consumer's wgmmas are complete: the ring is free; csum / stinv written
 
-  float (*tile)[ROWS + 1] = reinterpret_cast<float (*)[ROWS + 1]>(wsm);
+  // t = d / S_t + c (rows past n: 0, they enter the output Hadamard)
 #pragma unroll
   for (int r = 0; r < RT; ++r)
 #pragma unroll
@@ -1305,8 +1313,94 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
           const int tk = 8 * jn + 2 * tig + c, rr = ((wg * RT + r) * 4 + wq) * 16 + g + 8 * h;
-          tile[tk][rr] = rr < nrow ? fmaf(d[r][4 * jn + 2 * h + c], stinv[tk], csum[tk]) : 0.f;
+          float& v = d[r][4 * jn + 2 * h + c];
+          v = rr < nrow ? fmaf(v, stinv[tk], csum[tk]) : 0.f;
         }
+  if (p.had_out == TN && p.tout == nullptr) {
+    // had_out = 128: the butterflies over row bits 0..3 in registers (bit 3: rows g / g + 8 of the thread; bits
+    // 0..2: g, i.e. lane bits 2..4, by shuffles), bits 4..6 (the 16-row tiles of the block) in one pass over a
+    // shared-memory tile whose row stride ROWS + 4 keeps both the fragment stores and the pass's loads free of
+    // bank conflicts; that pass also applies SV, the bias and the cast.
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+      for (int i = 0; i < ND; ++i) {
+        float v = d[r][i];
+        if ((i & 2) == 0) {  // h = 0 holds row g, i + 2 row g + 8
+          const float w = d[r][i + 2];
+          d[r][i] = v + w;
+          d[r][i + 2] = v - w;
+        }
+      }
+#pragma unroll
+    for (int bit = 0; bit < 3; ++bit) {
+      const bool hi = (g >> bit) & 1;
+#pragma unroll
+      for (int r = 0; r < RT; ++r)
+#pragma unroll
+        for (int i = 0; i < ND; ++i) {
+          const float o = __shfl_xor_sync(0xffffffffu, d[r][i], 4 << bit);
+          d[r][i] = hi ? o - d[r][i] : d[r][i] + o;
+        }
+    }
+    constexpr int S = ROWS + 4;
+    float* tl = reinterpret_cast<float*>(wsm);
+    float* ssv = reinterpret_cast<float*>(wsm + (size_t)NT * S * 4);
+    float* sbias = ssv + ROWS;
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+      for (int jn = 0; jn < NT / 8; ++jn)
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int c = 0; c < 2; ++c)
+            tl[(8 * jn + 2 * tig + c) * S + ((wg * RT + r) * 4 + wq) * 16 + g + 8 * h] = d[r][4 * jn + 2 * h + c];
+    if (threadIdx.x < ROWS) {  // my_row == threadIdx.x
+      ssv[my_row] = sv_r;
+      sbias[my_row] = bias_r;
+    }
+    consumer_sync();
+    const float hs = rsqrtf((float)TN);
+    T* y = static_cast<T*>(p.y);
+    // item = r0 + 16 (hb + 2 (tlo + 4 (th + NT / 8 blk))): token 8 th + 4 hb + tlo, rows blk 128 + r0 + 16 i
+    for (int it = threadIdx.x; it < NT * RT * 16; it += 256) {
+      const int r0 = it & 15, hb = (it >> 4) & 1, tlo = (it >> 5) & 3, rest = it >> 7;
+      const int th = rest % (NT / 8), blk = rest / (NT / 8);
+      const int tk = 8 * th + 4 * hb + tlo;
+      const float* src = tl + tk * S + blk * TN + r0;
+      float v[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[i] = src[16 * i];
+#pragma unroll
+      for (int hh = 1; hh < 8; hh <<= 1)
+#pragma unroll
+        for (int i = 0; i < 8; ++i)
+          if ((i & hh) == 0) {
+            const float a = v[i], b = v[i + hh];
+            v[i] = a + b;
+            v[i + hh] = a - b;
+          }
+      if (tk < ntok) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const int rr = blk * TN + r0 + 16 * i;
+          if (rr < nrow) y[(tok0 + tk) * p.n + n0 + rr] = from_f<T>(fmaf(v[i] * hs, ssv[rr], sbias[rr]));
+        }
+      }
+    }
+    return;
+  }
+  float (*tile)[ROWS + 1] = reinterpret_cast<float (*)[ROWS + 1]>(wsm);
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int jn = 0; jn < NT / 8; ++jn)
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int c = 0; c < 2; ++c)
+          tile[8 * jn + 2 * tig + c][((wg * RT + r) * 4 + wq) * 16 + g + 8 * h] = d[r][4 * jn + 2 * h + c];
   consumer_sync();
   tile_epilogue<T, void (*)(), ROWS>(p, tile, ntok, nrow, tok0, n0, sv_r, bias_r, consumer_sync);
 #endif

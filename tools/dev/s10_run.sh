@@ -2,7 +2,7 @@
 #   ftests   = lattq_cuda_tests --only ${FT_ONLY:-forward,wgmma_settings,errors,graph}
 #   tests    = the full CUDA tests
 #   rows     = bench_gemm rows at ROWS_BATCHES (default 16,64,128,512,2048), variants wgmma / wgmma_f16 (+ bf16, int4,
-#              floor, AUTO), the reference check on the small cases
+#              floor, AUTO), the reference check on the small cases, per-kernel times of PROFILE (NxKxMxV)
 #   sweep    = wgmma_f16 CTA-shape sweep (LATTQ_WGMMA_F16_TILE) on SWEEP_SHAPES at m = 64, 128, 512, 2048
 #   sanitize = memcheck and racecheck of SAN_ONLY (default wgmma_settings,errors) --quick
 #   bench    = the full benchmark
@@ -20,8 +20,9 @@ for s in $STEPS; do
             grep -E "FAIL|wgmma_f16|checks|passed" "$OUT/ftests.log" | cut -c1-300 | head -40 ;;
     tests) full_tests ;;
     rows) $BG --out "$OUT/rows" --batches "${ROWS_BATCHES:-16,64,128,512,2048}" --variants wgmma,wgmma_f16 \
-            --ref-limit 2e9 --sweep none --profile none > "$OUT/rows_$REV.log" 2>&1; echo "rows rc=$?"
-          grep -E " m=|Error|error" "$OUT/rows_$REV.log" | head -60
+            --ref-limit 2e9 --sweep none --profile "${PROFILE:-28672x8192x2048x9,4096x4096x2048x9,28672x8192x512x9}" \
+            > "$OUT/rows_$REV.log" 2>&1; echo "rows rc=$?"
+          grep -E " m=|Error|error|profile" "$OUT/rows_$REV.log" | head -80
           python3 - "$OUT/rows/bench_gemm.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
