@@ -49,6 +49,21 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
 
 // 4 consecutive activations starting at element `off` (off % 4 == 0 and rows of k % 4 == 0 elements, so the
 // 8-byte (16-bit types) or 16-byte (f32) vector is aligned when x is 16-byte aligned)
+// four 16-bit values packed in two words (the lower half first) as fp32
+template <typename T> __device__ __forceinline__ float4 unpack4(uint32_t lo, uint32_t hi);
+template <> __device__ __forceinline__ float4 unpack4<__half>(uint32_t lo, uint32_t hi) {
+  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&lo));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&hi));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+template <> __device__ __forceinline__ float4 unpack4<__nv_bfloat16>(uint32_t lo, uint32_t hi) {
+  const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&lo));
+  const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&hi));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+template <> __device__ __forceinline__ float4 unpack4<float>(uint32_t, uint32_t) {  // not used: 4-byte T
+  return make_float4(0.f, 0.f, 0.f, 0.f);
+}
 template <typename T> __device__ __forceinline__ float4 load4(const void* x, int64_t off);
 template <> __device__ __forceinline__ float4 load4<float>(const void* x, int64_t off) {
   return __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(x) + off));

@@ -106,6 +106,11 @@ __device__ __forceinline__ void prologue_fold(const FusedParams& p, int64_t tok,
                                               const float* Ar, const float* br, float& mx_out, float& c_out) {
   const int lane = threadIdx.x & 31;
   const int64_t k0 = (int64_t)sl * SK + lane * 32;
+  // 16-byte loads where the alignment allows them (x rows of 16-bit T when k % 8 == 0, su when 16-byte aligned):
+  // a lane's 32 elements are contiguous, so every load instruction of the warp touches 32 sectors, and 4-byte su
+  // loads made the prologue kernels L1-bound (session 10)
+  const bool x16 = sizeof(T) == 2 && !p.u_pre && (p.k & 7) == 0;
+  const bool su16 = (reinterpret_cast<uintptr_t>(p.su) & 15) == 0;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const int64_t kk = k0 + 4 * j;
@@ -114,11 +119,28 @@ __device__ __forceinline__ void prologue_fold(const FusedParams& p, int64_t tok,
       if (p.u_pre) {
         v4 = load4<float>(p.x, tok * p.k + kk);
       } else {
-        v4 = load4<T>(p.x, tok * p.k + kk);
-        v4.x *= __ldg(p.su + kk);
-        v4.y *= __ldg(p.su + kk + 1);
-        v4.z *= __ldg(p.su + kk + 2);
-        v4.w *= __ldg(p.su + kk + 3);
+        if (x16) {  // k % 8 == 0: kk + 8 <= k for even j; the odd j took its half from the even j's load
+          if ((j & 1) == 0) {
+            const uint4 r = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) + tok * p.k + kk));
+            v4 = unpack4<T>(r.x, r.y);
+            const float4 w4 = unpack4<T>(r.z, r.w);
+            u[4 * j + 4] = w4.x;
+            u[4 * j + 5] = w4.y;
+            u[4 * j + 6] = w4.z;
+            u[4 * j + 7] = w4.w;
+          } else {
+            v4 = make_float4(u[4 * j], u[4 * j + 1], u[4 * j + 2], u[4 * j + 3]);
+          }
+        } else {
+          v4 = load4<T>(p.x, tok * p.k + kk);
+        }
+        const float4 s4 = su16 ? __ldg(reinterpret_cast<const float4*>(p.su + kk))
+                               : make_float4(__ldg(p.su + kk), __ldg(p.su + kk + 1), __ldg(p.su + kk + 2),
+                                             __ldg(p.su + kk + 3));
+        v4.x *= s4.x;
+        v4.y *= s4.y;
+        v4.z *= s4.z;
+        v4.w *= s4.w;
       }
     }
     u[4 * j] = v4.x;
@@ -1016,9 +1038,10 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 //     Each triggers its dependent launch at its end: these grids run in several waves, and the next kernel's CTAs
 //     (the main kernel takes a whole SM's registers) would otherwise sit in griddepcontrol.wait on their SMs.
 //   z in fp16, centred: a code word w (16 fields of 2 bits) gives 8 A registers of two fp16 each with one LOP3 and
-//     one HFMA2: (w & 0x00030003 << 2e') | 0x6400 6400 is 1024 + z 4^e' in both halves (exact; e' < 5), and
-//     HFMA2(., 4^-e', -1024 4^-e' - 1.5) is z - 1.5 exactly.  Register e (0..7) holds fields e and e + 8 of the
-//     word; fields 5..7 come from w >> 10.  c absorbs 1.5 times the sum of the rounded v (wh_image_kernel), so
+//     one HFMA2: with the fields moved to position P = 1..4 of each half, (w' & 0x00030003 << 2P) | 0x6400 6400 is
+//     1024 + z 4^P (exact), and HFMA2(., 4^-P, -1024 4^-P - 1.5) is z - 1.5 exactly (P = 0 would need the
+//     constant -1025.5, which fp16 cannot hold).  Register e (0..7) holds fields e and e + 8 of the word: e = 1..4
+//     from w, e = 0 from w << 2, e = 5 from w >> 8, e = 6, 7 from w >> 10.  c absorbs 1.5 times the sum of the rounded v (wh_image_kernel), so
 //     the rounding errors of v enter t with the weights z - 1.5 (mean square 1.25) instead of z (3.5): with
 //     uncentred z, f16 activations measured up to 2.5x the dense-in-f16 error (the bound is 2x).
 //   Which K position meets which B slot: the A fragment of wgmma.m64nNk16 (rows g / g + 8, K slots 2 tig, +1 and
@@ -1151,8 +1174,9 @@ template <int ND> __device__ __forceinline__ void fence_regs(float (&d)[ND]) {
 }
 // register e (0..7) of code word w as two fp16 values z - 1.5 (fields e and e + 8), exact: LOP3 + HFMA2
 template <int E> __device__ __forceinline__ uint32_t wh_decode(uint32_t w) {
-  constexpr int P = E < 5 ? E : E - 5;
-  const uint32_t src = E < 5 ? w : (w >> 10);
+  // field position P >= 1 in each half: -1024 4^-P - 1.5 must be an fp16 value (-1025.5 is not)
+  constexpr int P = E == 0 || E == 5 || E == 6 ? 1 : E < 5 ? E : 2;
+  const uint32_t src = E == 0 ? (w << 2) : E < 5 ? w : E == 5 ? (w >> 8) : (w >> 10);
   const uint32_t t = (src & (0x00030003u << (2 * P))) | 0x64006400u;  // 1024 + z 4^P in each half
   const __half2 sc = __float2half2_rn(1.f / (float)(1 << (2 * P)));
   const __half2 of = __float2half2_rn(-1024.f / (float)(1 << (2 * P)) - 1.5f);
