@@ -22,6 +22,8 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
                            void* ws, size_t ws_bytes, cudaStream_t s);
 bool wgmma_available();
 bool wgmma_preferred(const lattq_layer_desc* d, int64_t m);
+const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
+bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m);
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m);
 lattq_status wgmma_f16_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
                                void* ws, size_t ws_bytes, cudaStream_t s);
@@ -59,9 +61,12 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
   const bool gemv_rule = m == 1 || (m == 2 && d->k <= 16384) || (m <= 4 && d->k <= 16384 && nk <= 14336LL * 4096) ||
                          (m <= 8 && nk <= 4096LL * 4096);
   if (gemv_rule && gemv_unsupported_reason(d, dtype)[0] == 0) return LATTQ_VARIANT_GEMV;
-  // Hopper: the wgmma GEMM from m = 64 on, and from m = 16 where its CTAs fill the GPU (wgmma_preferred)
-  if (wgmma_unsupported_reason(d, dtype)[0] == 0 && wgmma_available() && wgmma_preferred(d, m))
+  // Hopper: the wgmma GEMM from m = 64 on, and from m = 16 where its CTAs fill the GPU (wgmma_preferred); for bf16
+  // from m = 64..256 on (wgmma_f16_preferred) the f16-rate GEMM
+  if (wgmma_unsupported_reason(d, dtype)[0] == 0 && wgmma_available() && wgmma_preferred(d, m)) {
+    if (wgmma_f16_unsupported_reason(d, dtype)[0] == 0 && wgmma_f16_preferred(d, m)) return LATTQ_VARIANT_WGMMA_F16;
     return LATTQ_VARIANT_WGMMA;
+  }
   return LATTQ_VARIANT_IMMA;  // measured faster than IMMA_WIDE at every m
 }
 
@@ -96,7 +101,8 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
       need = std::max(need, gemm_workspace_bytes(desc, m, dt));
     if ((variant == LATTQ_VARIANT_WGMMA || variant == LATTQ_VARIANT_AUTO) && wgmma_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_workspace_bytes(desc, m, dt));
-    if ((variant == LATTQ_VARIANT_WGMMA_F16 || variant == LATTQ_VARIANT_AUTO) && wgmma_unsupported_reason(desc, dt)[0] == 0)
+    if ((variant == LATTQ_VARIANT_WGMMA_F16 || (variant == LATTQ_VARIANT_AUTO && m >= 64)) &&
+        wgmma_f16_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_f16_workspace_bytes(desc, m));
     // AUTO takes GEMV_PDL only up to m = 16 (gemv_pdl_preferred)
     if ((variant == LATTQ_VARIANT_GEMV_PDL || (variant == LATTQ_VARIANT_AUTO && m <= 16)) &&
@@ -143,7 +149,8 @@ static lattq_status plan_forward(const char* fn, const lattq_layer* layer, int32
     const char* why = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_unsupported_reason(d, dtype)
                       : v == LATTQ_VARIANT_TILED_GEMM ? gemm_unsupported_reason(d, dtype)
                       : v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL ? gemv_unsupported_reason(d, dtype)
-                      : v == LATTQ_VARIANT_WGMMA || v == LATTQ_VARIANT_WGMMA_F16 ? wgmma_unsupported_reason(d, dtype)
+                      : v == LATTQ_VARIANT_WGMMA      ? wgmma_unsupported_reason(d, dtype)
+                      : v == LATTQ_VARIANT_WGMMA_F16  ? wgmma_f16_unsupported_reason(d, dtype)
                                                       : imma_unsupported_reason(d, dtype, v);
     if (why[0]) return LQ_ERR(Unsupported, "%s: variant %d cannot run this layer: %s", fn, v, why);
     need = v == LATTQ_VARIANT_FUSED_GEMV   ? fused_workspace_bytes(d, m, dtype)

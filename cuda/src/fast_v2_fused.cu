@@ -2015,6 +2015,23 @@ lattq_status wh_dispatch(const char* fn, const lattq_layer* L, const void* x, in
 
 }  // namespace
 
+// bf16 only: v rounded to fp16 (11 significant bits) stays well inside the issue's bound for bf16 activations
+// (measured 0.4-0.8x the dense-in-bf16 error), but the dense-in-f16 error is 8x smaller, and with f16 activations
+// small layers measured up to 2.4x it (n = 24, k = 40, m = 28; the bound is 2x).  f16 takes WGMMA's exact digits.
+const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
+  const char* why = wgmma_unsupported_reason(d, dtype);
+  if (why[0]) return why;
+  if (dtype != LATTQ_BF16) return "needs bf16 activations (f16: use WGMMA)";
+  return "";
+}
+
+// AUTO's choice of WGMMA_F16 over WGMMA for bf16 (H100, session 10, bench/results/gpu/h100_session10/rows_*):
+// m >= 256 on every issue shape but 4096 x 14336 (113.2 vs 111.4 us at m = 256), m >= 128 where n >= 2 k (11008 x
+// 4096 43.2 vs 62.3 us; 28672 x 8192 120.3 vs 170.3), and m >= 64 where also k <= 4096 (14336 x 4096 38.6 vs 47.5).
+bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
+  return m >= 256 || (m >= 128 && d->n >= 2 * d->k) || (m >= 64 && d->n >= 2 * d->k && d->k <= 4096);
+}
+
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0).total; }
 
 lattq_status wgmma_f16_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
@@ -2022,14 +2039,13 @@ lattq_status wgmma_f16_forward(const char* fn, const lattq_layer* L, const void*
   if (device_props().major != 9)
     return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs an sm_90 (Hopper) GPU, this one is sm_%d", fn,
                   device_props().major * 10);
-  if (dtype != LATTQ_F16 && dtype != LATTQ_BF16)
-    return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs f16 or bf16 activations", fn);
+  if (dtype != LATTQ_BF16)
+    return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs bf16 activations (f16: use WGMMA)", fn);
   const WhPlan P = make_wh_plan(&L->desc, m, device_props().sm);
   if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
   if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
   char* w = static_cast<char*>(ws);
-  return dtype == LATTQ_F16 ? wh_dispatch<__half>(fn, L, x, m, y, w, P, s)
-                            : wh_dispatch<__nv_bfloat16>(fn, L, x, m, y, w, P, s);
+  return wh_dispatch<__nv_bfloat16>(fn, L, x, m, y, w, P, s);
 }
 
 }  // namespace lattq_cuda

@@ -263,6 +263,9 @@ bool wgmma_serves(int32_t dt) {
   return dt != LATTQ_F32 && major == 9;
 }
 
+// LATTQ_VARIANT_WGMMA_F16 (lattq_cuda.h): bf16 only, on an sm_90 GPU
+bool wgmma_f16_serves(int32_t dt) { return dt == LATTQ_BF16 && wgmma_serves(dt); }
+
 // Device copy of a host layer.
 struct DevLayer {
   DevBuf<uint8_t> codes, canon;
@@ -502,8 +505,8 @@ void test_forward(bool quick) {
                             LATTQ_VARIANT_WGMMA, LATTQ_VARIANT_GEMV_PDL, LATTQ_VARIANT_WGMMA_F16}) {
           std::vector<double> y;
           const bool gemv_like = var == LATTQ_VARIANT_GEMV || var == LATTQ_VARIANT_GEMV_PDL;
-          const bool wgmma_like = var == LATTQ_VARIANT_WGMMA || var == LATTQ_VARIANT_WGMMA_F16;
-          if ((gemv_like && !gemv_serves(h.d, dt)) || (wgmma_like && !wgmma_serves(dt))) {
+          const bool f16_refused = var == LATTQ_VARIANT_WGMMA_F16 && !wgmma_f16_serves(dt);
+          if ((gemv_like && !gemv_serves(h.d, dt)) || (var == LATTQ_VARIANT_WGMMA && !wgmma_serves(dt)) || f16_refused) {
             lattq_status st = LATTQ_OK;
             bool ran = run_forward(D, D.L, x, dt, m, var, y, stream, &st);
             CHECK(!ran && st == LATTQ_ERR_UNSUPPORTED, "%s %s n=%lld k=%lld had_in=%d had_out=%d must be UNSUPPORTED, got %d",
@@ -634,12 +637,13 @@ void test_forward_generic() {
 // power-of-two scale.
 void check_env_settings(const char* what, int32_t variant, const std::vector<Shape>& cases,
                         const std::vector<int64_t>& ms, const std::vector<std::string>& settings,
-                        bool outliers = false) {
+                        bool outliers = false, bool with_f16 = true) {
   for (const Shape& S : cases) {
     HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
     DevLayer D(h);
     std::vector<double> W = dense_weight(h);
     for (int32_t dt : {LATTQ_BF16, LATTQ_F16}) {
+      if (dt == LATTQ_F16 && !with_f16) continue;
       for (int64_t m : ms) {
         std::vector<double> x(m * S.k);
         for (auto& v : x) v = round_to(dt, randn());
@@ -740,7 +744,7 @@ void test_wgmma_settings(bool quick) {
   std::vector<int64_t> fms = quick ? std::vector<int64_t>{3, 70, 129} : std::vector<int64_t>{1, 9, 64, 65, 129, 200};
   std::vector<std::string> fsets;
   for (const char* t : {"64x1", "64x2", "128x1", "128x2"}) fsets.push_back(std::string("LATTQ_WGMMA_F16_TILE=") + t);
-  check_env_settings("wgmma_f16 CTA shapes", LATTQ_VARIANT_WGMMA_F16, fcases, fms, fsets, true);
+  check_env_settings("wgmma_f16 CTA shapes", LATTQ_VARIANT_WGMMA_F16, fcases, fms, fsets, true, false);
 }
 
 void test_errors() {

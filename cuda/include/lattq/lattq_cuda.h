@@ -41,7 +41,8 @@ typedef enum lattq_cuda_variant {
    * in the workspace) and overlaps the main kernel's first code loads through programmatic dependent launch
    * (sm_90; in stream order elsewhere).  Same constraints as GEMV; needs a workspace. */
   LATTQ_VARIANT_GEMV_PDL = 8,
-  /* tensor-core GEMM on Hopper's wgmma at the f16 rate (sm_90a builds on sm_90 GPUs, f16/bf16; session 10): two
+  /* tensor-core GEMM on Hopper's wgmma at the f16 rate (sm_90a builds on sm_90 GPUs, bf16 activations; f16 ones are
+   * LATTQ_ERR_UNSUPPORTED, WGMMA serves them; session 10): two
    * prologue kernels write v as an fp16 B image (one power-of-two scale per token), the codes are decoded in
    * registers to fp16 z values (the A operand), fp32 accumulation over the whole of K; CTA = 128 or 256 rows x 64
    * or 128 tokens, a producer warp streams B by cp.async.bulk.  Any m works.  LATTQ_ERR_UNSUPPORTED elsewhere. */
