@@ -778,6 +778,9 @@ void test_errors() {
          "canonical gemv");
   expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F32, m, y.p, ws.p, wsb, LATTQ_VARIANT_GEMV, nullptr), LATTQ_ERR_UNSUPPORTED, "f16 or bf16",
          "gemv f32");
+  if (wgmma_serves(LATTQ_BF16))  // WGMMA_F16 refuses f16 (and f32) activations, naming bf16
+    expect(lattq_cuda_forward(&D.L, x.p, LATTQ_F16, m, y.p, ws.p, wsb, LATTQ_VARIANT_WGMMA_F16, nullptr),
+           LATTQ_ERR_UNSUPPORTED, "bf16", "wgmma_f16 f16");
   {  // gemv needs no workspace at all
     size_t gb = 1;
     CHECK(lattq_cuda_forward_workspace_size(&h.d, m, LATTQ_VARIANT_GEMV, &gb) == LATTQ_OK && gb == 0,
