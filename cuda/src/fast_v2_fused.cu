@@ -2016,7 +2016,7 @@ lattq_status wh_dispatch(const char* fn, const lattq_layer* L, const void* x, in
 }  // namespace
 
 // bf16 only: v rounded to fp16 (11 significant bits) stays well inside the issue's bound for bf16 activations
-// (measured 0.4-0.8x the dense-in-bf16 error), but the dense-in-f16 error is 8x smaller, and with f16 activations
+// (measured 0.4-0.9x the dense-in-bf16 error), but the dense-in-f16 error is 8x smaller, and with f16 activations
 // small layers measured up to 2.4x it (n = 24, k = 40, m = 28; the bound is 2x).  f16 takes WGMMA's exact digits.
 const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
   const char* why = wgmma_unsupported_reason(d, dtype);
