@@ -1646,14 +1646,11 @@ GemmPlan make_gemm_plan(const lattq_layer_desc* d, int64_t m, int32_t dtype, boo
   return P;
 }
 
-// TILED_GEMM (WG_NTOK = 0) and WGMMA (WG_NTOK = token tile): the same workspace, prologue and transforms
-template <typename T, int PARTS, int WG_NTOK>
-lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
-                           const GemmPlan& P, cudaStream_t s) {
+// The parameters shared by the tiled GEMMs (TILED_GEMM, WGMMA: GemmPlan; WGMMA_F16: WhPlan): layer, shapes, K slices
+// and quads, the unfused-transform buffers; the callers add their workspace arrays.
+template <class Plan>
+FusedParams tiled_params(const lattq_layer* L, const void* x, int64_t m, void* y, char* ws, const Plan& P) {
   const lattq_layer_desc& d = L->desc;
-  const int32_t dt = std::is_same<T, float>::value ? LATTQ_F32 : std::is_same<T, __half>::value ? LATTQ_F16 : LATTQ_BF16;
-  static_assert(sizeof(float) * GM_TOK * (TN + 1) <= gm_stages<PARTS>() * 8 * (slice_bytes<PARTS>() / 4),
-                "the epilogue tile fits the ring");
   FusedParams p = {};
   p.codes = L->codes;
   p.A = L->A;
@@ -1677,6 +1674,18 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   p.sps = (int)P.nslices;
   p.tout = P.fuse_out ? nullptr : reinterpret_cast<float*>(ws + P.off_t);
   p.y = y;
+  return p;
+}
+
+// TILED_GEMM (WG_NTOK = 0) and WGMMA (WG_NTOK = token tile): the same workspace, prologue and transforms
+template <typename T, int PARTS, int WG_NTOK>
+lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
+                           const GemmPlan& P, cudaStream_t s) {
+  const lattq_layer_desc& d = L->desc;
+  const int32_t dt = std::is_same<T, float>::value ? LATTQ_F32 : std::is_same<T, __half>::value ? LATTQ_F16 : LATTQ_BF16;
+  static_assert(sizeof(float) * GM_TOK * (TN + 1) <= gm_stages<PARTS>() * 8 * (slice_bytes<PARTS>() / 4),
+                "the epilogue tile fits the ring");
+  FusedParams p = tiled_params(L, x, m, y, ws, P);
   p.vq = reinterpret_cast<uint8_t*>(ws + P.off_vq);
   p.scale = reinterpret_cast<float*>(ws + P.off_scale);
   p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
@@ -1930,29 +1939,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
                          const WhPlan& P, cudaStream_t s) {
   const lattq_layer_desc& d = L->desc;
   const int32_t dt = std::is_same<T, __half>::value ? LATTQ_F16 : LATTQ_BF16;
-  FusedParams p = {};
-  p.codes = L->codes;
-  p.A = L->A;
-  p.b = L->b;
-  p.su = L->su;
-  p.sv = L->sv;
-  p.bias = L->bias;
-  p.x = x;
-  p.u_pre = P.fuse_in ? 0 : 1;
-  p.n = d.n;
-  p.k = d.k;
-  p.m = m;
-  p.C = cdiv(d.k / 4, 16);
-  p.T = cdiv(d.n, 16);
-  p.nslices = (int)P.nslices;
-  p.nq = (int)P.nq;
-  p.nq4 = (int)P.nq4;
-  p.had_in = d.had_in;
-  p.had_out = d.had_out;
-  p.splits = 1;
-  p.sps = (int)P.nslices;
-  p.tout = P.fuse_out ? nullptr : reinterpret_cast<float*>(ws + P.off_t);
-  p.y = y;
+  FusedParams p = tiled_params(L, x, m, y, ws, P);
   p.vq = reinterpret_cast<uint8_t*>(ws + P.off_img);
   p.scale = reinterpret_cast<float*>(ws + P.off_amax);
   p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
