@@ -1195,7 +1195,8 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   constexpr int STAGES = wh_stages<NT, RT>();
   constexpr int ND = NT / 2;
   static_assert((size_t)NT * (ROWS + 4) * 4 + 2 * ROWS * 4 <= (size_t)STAGES * SB, "the epilogue tile fits the ring");
-  extern __shared__ __align__(128) uint8_t wsm[];  // [STAGES][SB]; epilogue: tile[NT][ROWS + 1]
+  // [STAGES][SB]; epilogue: tile[NT][ROWS + 4] + SV and bias (had_out = 128), else tile[NT][ROWS + 1]
+  extern __shared__ __align__(128) uint8_t wsm[];
   __shared__ __align__(8) uint64_t full[STAGES];
   __shared__ __align__(8) uint64_t empty[STAGES];
   __shared__ float csum[NT];
@@ -1918,9 +1919,8 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   return P;
 }
 
-// launch with programmatic stream serialization on sm_90 (the kernel's griddepcontrol.wait orders it)
-template <class... Args>
-cudaError_t launch_pdl(void (*kern)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, FusedParams p) {
+// launch with programmatic stream serialization (sm_90 only: the kernel's griddepcontrol.wait orders it)
+cudaError_t launch_pdl(void (*kern)(FusedParams), dim3 grid, dim3 block, size_t smem, cudaStream_t s, FusedParams p) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
