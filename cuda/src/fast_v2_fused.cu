@@ -1033,15 +1033,15 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 //
 //   v in fp16: each token's v is scaled by a power of two S_t (max |v S_t| < 2^15, from the token's maximum over
 //     all of K) and rounded once to fp16 (11 significant bits; the products z (v S_t) and their fp32 sums are
-//     then exact up to fp32 rounding); the epilogue multiplies by 1 / S_t.  Two prologue kernels: wh_amax_kernel
-//     (per (token, slice) maximum), wh_image_kernel (the same transform again, the fp16 B image and the c part).
-//     Each triggers its dependent launch at its end: these grids run in several waves, and the next kernel's CTAs
-//     (the main kernel takes a whole SM's registers) would otherwise sit in griddepcontrol.wait on their SMs.
+//     then exact up to fp32 rounding); the epilogue multiplies by 1 / S_t.  One prologue kernel, wh_prep_kernel
+//     (whole tokens per CTA: the token's maximum, then the fp16 B image and the c parts).  It triggers the main
+//     kernel's launch at its end: the grid runs in several waves, and the main kernel's CTAs (each takes a whole
+//     SM's registers) would otherwise sit in griddepcontrol.wait on its SMs.
 //   z in fp16, centred: a code word w (16 fields of 2 bits) gives 8 A registers of two fp16 each with one LOP3 and
 //     one HFMA2: with the fields moved to position P = 1..4 of each half, (w' & 0x00030003 << 2P) | 0x6400 6400 is
 //     1024 + z 4^P (exact), and HFMA2(., 4^-P, -1024 4^-P - 1.5) is z - 1.5 exactly (P = 0 would need the
 //     constant -1025.5, which fp16 cannot hold).  Register e (0..7) holds fields e and e + 8 of the word: e = 1..4
-//     from w, e = 0 from w << 2, e = 5 from w >> 8, e = 6, 7 from w >> 10.  c absorbs 1.5 times the sum of the rounded v (wh_image_kernel), so
+//     from w, e = 0 from w << 2, e = 5 from w >> 8, e = 6, 7 from w >> 10.  c absorbs 1.5 times the sum of the rounded v (wh_prep_kernel), so
 //     the rounding errors of v enter t with the weights z - 1.5 (mean square 1.25) instead of z (3.5): with
 //     uncentred z, f16 activations measured up to 2.5x the dense-in-f16 error (the bound is 2x).
 //   Which K position meets which B slot: the A fragment of wgmma.m64nNk16 (rows g / g + 8, K slots 2 tig, +1 and
@@ -1049,7 +1049,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 //     row g + 8) of quad Q feeds stage j (64 K positions, 4 k16 steps); in step t, slots 2 tig + h (h = 0, 1) come
 //     from register e = 2 t, slots 8 + 2 tig + h from e = 2 t + 1, h selecting the field e + 8 h.  In the TILED
 //     layout byte b of word j of lane tig is the code word of group (tig * 16 + (j >> 1) * 8 + (j & 1) * 4 + b) of
-//     the quad and its field s4 the group's element s4 (docs/format.md); field p = 4 b + s4.  wh_image_kernel
+//     the quad and its field s4 the group's element s4 (docs/format.md); field p = 4 b + s4.  wh_store_image
 //     writes v of that K position into that slot.
 //   CTA: 128 RT rows x NT tokens (RT = 1, 2; NT = 64, 128), two consumer warpgroups and a producer warpgroup.
 //     Consumer warpgroup wg runs RT wgmma.m64nNTk16 per k16 step, warp w' supplying the A rows of 16-row tiles
@@ -1075,55 +1075,22 @@ template <int NT, int RT> constexpr int wh_stages() {
 // fp16 image of the token's v: stage block (token tile tt, quad Q, stage j) at ((tt nq4 + Q) 4 + j) 128 NT bytes;
 // step t at t 32 NT; token n at (n / 8) 256 + kh 128 + (n % 8) 16 (no-swizzle K-major core matrices, as WGMMA's
 // digits: leading byte offset 128, stride byte offset 256); slot 2 tig + h at 2 (2 tig + h) bytes.
-template <typename T>
-__global__ void __launch_bounds__(256) wh_amax_kernel(FusedParams p) {
-  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0);
-  __shared__ float sAb[20];
-  if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
-  else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
-  pdl_wait();
-  __syncthreads();
-  const int sl = blockIdx.x;
-  const int64_t tok = (int64_t)blockIdx.y * 8 + warp;
-  float u[32], mx, cp;
-  prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, mx, cp);
-  if ((threadIdx.x & 31) == 0) p.scale[tok * p.nslices + sl] = mx;  // 0 for padding tokens
-  // the dependent grid launches once every CTA got here: launched at the start, its CTAs (waiting in
-  // griddepcontrol.wait) would take SM slots from this multi-wave grid
-  pdl_launch_dependents();
-}
-
-template <typename T, int NT>
-__global__ void __launch_bounds__(256) wh_image_kernel(FusedParams p) {
-  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
-  __shared__ float sAb[20];
-  if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
-  else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
-  pdl_wait();  // wh_amax_kernel's maxima
-  __syncthreads();
-  const int sl = blockIdx.x;
-  const int64_t tok = (int64_t)blockIdx.y * 8 + warp;
-  float u[32], mx, cp;
-  prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, mx, cp);
-  float tm = 0.f;
-  for (int j = lane; j < p.nslices; j += 32) tm = fmaxf(tm, p.scale[tok * p.nslices + j]);
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) tm = fmaxf(tm, __shfl_xor_sync(0xffffffffu, tm, o));
-  int ex = 0;
-  frexpf(tm, &ex);  // tm = f 2^ex, 0.5 <= f < 1: tm 2^(15 - ex) < 2^15
-  const float S = tm > 0.f ? ldexpf(1.f, 15 - ex) : 1.f;
-  const float iS = 1.f / S;  // a power of two: exact
-  if (sl == 0 && lane == 0) p.tinv[tok] = iS;
-  float vsum = 0.f;  // sum of the rounded v of this lane (for c: the main kernel's z values are centred)
-  // Lane l holds groups 8 l .. 8 l + 7 of the slice (u[4 gg + s4]: element s4 of group gg): quad ql = l >> 3, code
-  // chunk (lane tig of the main kernel) tg = (l & 7) >> 1, half pp = l & 1 of the chunk's 16 groups, as in
-  // prologue_words.  Group gg is byte b = gg & 3 of word j = 2 pp + (gg >> 2); element s4 is field p = 4 b + s4:
-  // register e = p & 7, half h = p >> 3 = b >> 1, step t = e >> 1, K half kh = e & 1, slot 2 tg + h.
+// Writes the fp16 image of v S (u[]: v of the lane's 32 K positions of slice sl, as prologue_fold leaves them) and
+// returns the warp's sum of the rounded v (every lane).  Lane l holds groups 8 l .. 8 l + 7 of the slice (u[4 gg + s4]:
+// element s4 of group gg): quad ql = l >> 3, code chunk (lane tig of the main kernel) tg = (l & 7) >> 1, half
+// pp = l & 1 of the chunk's 16 groups, as in prologue_words.  Group gg is byte b = gg & 3 of word j = 2 pp + (gg >> 2);
+// element s4 is field p = 4 b + s4: register e = p & 7, half h = p >> 3 = b >> 1, step t = e >> 1, K half kh = e & 1,
+// slot 2 tg + h.
+template <int NT>
+__device__ __forceinline__ float wh_store_image(const FusedParams& p, int64_t tok, int sl, const float (&u)[32],
+                                                float S) {
+  const int lane = threadIdx.x & 31;
   const int ql = lane >> 3, tg = (lane & 7) >> 1, pp = lane & 1;
   const int64_t tt = tok / NT;
   const int n = (int)(tok % NT);
   uint8_t* qbase = p.vq + ((tt * p.nq4) + (int64_t)sl * 4 + ql) * 4 * (int64_t)wh_stage_bytes<NT>() + (n >> 3) * 256 +
                    (n & 7) * 16 + tg * 4;
+  float vsum = 0.f;
 #pragma unroll
   for (int h16 = 0; h16 < 2; ++h16) {
     uint8_t* sbase = qbase + (size_t)(2 * pp + h16) * wh_stage_bytes<NT>();
@@ -1140,10 +1107,58 @@ __global__ void __launch_bounds__(256) wh_image_kernel(FusedParams p) {
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) vsum += __shfl_xor_sync(0xffffffffu, vsum, o);
-  // t = Z v + c = (Z - 1.5) v_r + (c + 1.5 sum v_r) up to the rounding of v: the centred z values halve the
-  // weight of v's rounding errors (E[(z - 1.5)^2] = 1.25 against E[z^2] = 3.5)
-  if (lane == 0) p.cpart[tok * p.nslices + sl] = tok < p.m ? fmaf(1.5f * vsum, iS, cp) : 0.f;
-  pdl_launch_dependents();  // as wh_amax_kernel: after this CTA's stores
+  return vsum;
+}
+
+// The WGMMA_F16 prologue, one kernel (session 11; it replaced a maxima kernel and an image kernel that each read x
+// from DRAM): a CTA takes TPB tokens whole, W = min(slices, 16) warps per token, warp w the slices w, w + W, ...
+// Pass 1 folds every slice (prologue_fold); the token's maximum over all of
+// K comes from one shared-memory reduction; pass 2 writes the image.  Up to 16 K slices (k <= 16384) a warp has one
+// slice, keeps its v in registers and x is read once; past that pass 2 folds every slice again (x from L2).
+constexpr int WH_PREP_MAXW = 16;
+inline int wh_prep_warps(int64_t nslices) { return (int)std::min<int64_t>(nslices, WH_PREP_MAXW); }
+inline int wh_prep_tokens(int64_t nslices) { return std::max(1, 8 / wh_prep_warps(nslices)); }
+
+template <typename T, int NT>
+__global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams p, int W) {
+  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
+  const int tw = warp / W, w = warp - tw * W;
+  const int64_t tok = (int64_t)blockIdx.x * (blockDim.x / (32 * W)) + tw;
+  __shared__ float sAb[20];
+  __shared__ float smx[WH_PREP_MAXW];
+  if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
+  else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
+  pdl_wait();
+  __syncthreads();
+  float u[32], mx = 0.f, cp = 0.f;
+  for (int sl = w; sl < p.nslices; sl += W) {  // w < slices: W <= slices
+    float m1;
+    prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp);
+    mx = fmaxf(mx, m1);
+  }
+  if (lane == 0) smx[warp] = mx;
+  __syncthreads();
+  float tm = 0.f;
+  for (int i = 0; i < W; ++i) tm = fmaxf(tm, smx[tw * W + i]);
+  int ex = 0;
+  frexpf(tm, &ex);  // tm = f 2^ex, 0.5 <= f < 1: tm 2^(15 - ex) < 2^15
+  const float S = tm > 0.f ? ldexpf(1.f, 15 - ex) : 1.f;
+  const float iS = 1.f / S;  // a power of two: exact
+  if (w == 0 && lane == 0) p.tinv[tok] = iS;
+  const bool kept = W == p.nslices;  // one slice per warp: u and cp are still that slice's
+  for (int sl = w; sl < p.nslices; sl += W) {
+    if (!kept) {
+      float m1;
+      prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp);
+    }
+    // t = Z v + c = (Z - 1.5) v_r + (c + 1.5 sum v_r) up to the rounding of v: the centred z values halve the
+    // weight of v's rounding errors (E[(z - 1.5)^2] = 1.25 against E[z^2] = 3.5)
+    const float vsum = wh_store_image<NT>(p, tok, sl, u, S);
+    if (lane == 0) p.cpart[tok * p.nslices + sl] = tok < p.m ? fmaf(1.5f * vsum, iS, cp) : 0.f;
+  }
+  // the main kernel launches once every CTA got here: launched earlier, its CTAs (waiting in griddepcontrol.wait,
+  // each taking a whole SM's registers) would take SM slots from this multi-wave grid
+  pdl_launch_dependents();
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -1266,7 +1281,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   const int my_row = threadIdx.x % ROWS;
   const float sv_r = my_row < nrow ? __ldg(p.sv + n0 + my_row) : 0.f;
   const float bias_r = (p.bias != nullptr && my_row < nrow) ? __ldg(p.bias + n0 + my_row) : 0.f;
-  pdl_wait();  // image, maxima, scales and c parts of the prologue kernels
+  pdl_wait();  // image, 1 / S_t and c parts of the prologue kernel
   if (threadIdx.x < NT) {
     float c = 0.f;
     if ((int)threadIdx.x < ntok)
@@ -1874,7 +1889,7 @@ struct WhPlan {
   int64_t nslices, nq, nq4, mpad, ncols, rgroups;
   bool fuse_in, fuse_out;
   size_t smem;
-  size_t off_img, off_amax, off_cpart, off_tinv, off_u, off_t, total;
+  size_t off_img, off_cpart, off_tinv, off_u, off_t, total;
 };
 
 // CTA shape (LATTQ_WGMMA_F16_TILE = "NTxRT", e.g. "128x2", forces one): 64-token tiles up to m = 64, else 128;
@@ -1910,7 +1925,6 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   size_t o = 0;
   auto take = [&](size_t bytes) { size_t at = o; o += align256(bytes); return at; };
   P.off_img = take((size_t)P.mpad * P.nq4 * 512);  // 256 K positions x 2 bytes per (token, quad)
-  P.off_amax = take((size_t)P.mpad * P.nslices * 4);
   P.off_cpart = take((size_t)P.mpad * P.nslices * 4);
   P.off_tinv = take((size_t)P.mpad * 4);
   P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
@@ -1920,7 +1934,8 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
 }
 
 // launch with programmatic stream serialization (sm_90 only: the kernel's griddepcontrol.wait orders it)
-cudaError_t launch_pdl(void (*kern)(FusedParams), dim3 grid, dim3 block, size_t smem, cudaStream_t s, FusedParams p) {
+template <typename... Args>
+cudaError_t launch_pdl(void (*kern)(Args...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, Args... args) {
   cudaLaunchConfig_t cfg = {};
   cfg.gridDim = grid;
   cfg.blockDim = block;
@@ -1931,7 +1946,7 @@ cudaError_t launch_pdl(void (*kern)(FusedParams), dim3 grid, dim3 block, size_t 
   attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, kern, p);
+  return cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
 template <typename T, int NT, int RT>
@@ -1941,7 +1956,6 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   const int32_t dt = std::is_same<T, __half>::value ? LATTQ_F16 : LATTQ_BF16;
   FusedParams p = tiled_params(L, x, m, y, ws, P);
   p.vq = reinterpret_cast<uint8_t*>(ws + P.off_img);
-  p.scale = reinterpret_cast<float*>(ws + P.off_amax);
   p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
   p.tinv = reinterpret_cast<float*>(ws + P.off_tinv);
   const size_t static_smem = 2 * NT * 4 + 2 * wh_stages<NT, RT>() * 8;
@@ -1956,12 +1970,11 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
     if ((r = fwht_launch(fn, u, LATTQ_F32, m, d.k, d.had_in, s))) return r;
     p.x = u;
   }
-  const dim3 pgrid((unsigned)P.nslices, (unsigned)(P.mpad / 8));
-  cudaError_t e = launch_pdl(wh_amax_kernel<T>, pgrid, dim3(256), 0, s, p);
-  if (e == cudaSuccess) e = launch_pdl(wh_image_kernel<T, NT>, pgrid, dim3(256), 0, s, p);
+  const int W = wh_prep_warps(P.nslices), tpb = wh_prep_tokens(P.nslices);  // tpb divides mpad (NT = 64 | 128)
+  cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)(P.mpad / tpb)), dim3(32 * W * tpb), 0, s, p, W);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernels failed: %s", fn, cudaGetErrorString(e));
+    return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernel failed: %s", fn, cudaGetErrorString(e));
   }
   if ((r = check_launch(fn, "wgmma_f16 prologue"))) return r;
   static int smem_set[16] = {};  // per template instance and device

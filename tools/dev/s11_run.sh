@@ -1,0 +1,60 @@
+# device (session 11): build (sm_90a), then STEPS (default "ftests rows sweep"); each step is timed:
+#   ftests   = lattq_cuda_tests --only ${FT_ONLY:-forward,wgmma_settings,errors,graph}
+#   tests    = the full CUDA tests
+#   rows     = bench_gemm rows at ROWS_BATCHES (default 64,512,2048) on ROWS_SHAPES (default all), variants ROWS_VARIANTS
+#              (default wgmma,wgmma_f16; + bf16, int4, floor, AUTO), per-kernel times of PROFILE (NxKxMxV)
+#   sweep    = wgmma_f16 CTA-shape sweep (LATTQ_WGMMA_F16_TILE) on SWEEP_SHAPES at SWEEP_BATCHES
+#   ncu      = Nsight Compute on the wh_ kernels of NCU_CASES (NxKxM)
+#   sanitize = memcheck and racecheck of SAN_ONLY (default wgmma_settings,errors) --quick
+#   bench    = the full benchmark
+source tools/dev/s7_common.sh
+STEPS=${STEPS:-ftests rows sweep}
+ALL7=4096x4096,11008x4096,4096x11008,14336x4096,4096x14336,28672x8192,8192x28672
+BG="python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --git-rev $REV"
+T0=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+bash tools/gpu_kernels.sh build > /tmp/b.txt 2>&1 || { tail -30 /tmp/b.txt; exit 1; }
+grep -A4 "Function properties for.*wh_" "$OUT/build.log" | grep -E "Used|spill" | sort | uniq -c | head -6
+rm -f "$OUT/build.log" "$OUT/env.log"
+stamp built
+for s in $STEPS; do
+  case $s in
+    ftests) build-gpu/tests/cuda/lattq_cuda_tests --only "${FT_ONLY:-forward,wgmma_settings,errors,graph}" \
+              > "$OUT/ftests_$REV.log" 2>&1; echo "ftests rc=$?"
+            grep -E "FAIL|checks|passed" "$OUT/ftests_$REV.log" | cut -c1-300 | head -20 ;;
+    tests) full_tests ;;
+    rows) $BG --out "$OUT/rows" --batches "${ROWS_BATCHES:-64,512,2048}" --shapes "${ROWS_SHAPES:-all}" \
+            --variants "${ROWS_VARIANTS:-wgmma,wgmma_f16}" --ref-limit 2e9 --sweep none \
+            --profile "${PROFILE:-4096x4096x512x9,4096x4096x2048x9,4096x14336x2048x9,8192x28672x2048x9,28672x8192x512x9}" \
+            > "$OUT/rows_$REV.log" 2>&1; echo "rows rc=$?"
+          grep -E " m=|Error|error|profile" "$OUT/rows_$REV.log" | head -80
+          mv "$OUT/rows/bench_gemm.json" "$OUT/rows_$REV.json"; rm -rf "$OUT/rows" ;;
+    sweep) $BG --out "$OUT/sw" --batches 16 --shapes 4096x4096 --variants wgmma_f16 --ref-limit 0 --sweep none \
+             --profile none --f16-sweep "${SWEEP_SHAPES:-$ALL7}" \
+             --f16-batches "${SWEEP_BATCHES:-64,512,2048}" > "$OUT/sweep_$REV.log" 2>&1; echo "sweep rc=$?"
+           grep -E "sweep" "$OUT/sweep_$REV.log"; rm -rf "$OUT/sw" ;;
+    ncu)
+      NCU=$(command -v ncu || ls "$(dirname "$(command -v nvcc)")"/ncu 2>/dev/null | head -1)
+      for c in ${NCU_CASES:-28672x8192x64 4096x14336x2048}; do
+        IFS=x read -r n k m <<<"$c"
+        echo "== ncu $c" >> "$OUT/ncu_$REV.log"
+        timeout 200 "$NCU" -k "regex:wh_" --launch-skip 4 --launch-count 2 --section SpeedOfLight \
+          --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section SchedulerStats \
+          --section ComputeWorkloadAnalysis \
+          $BG --out /tmp/ncu_bench --shapes "${n}x${k}" --batches "$m" --reps 3 --warmup 2 --sweep none --profile none \
+          --variants wgmma_f16 --ref-limit 0 2>&1 | grep -vE "^\||^[0-9]+x[0-9]+ m=" | tail -300 >> "$OUT/ncu_$REV.log"
+      done
+      grep -E "== ncu|wh_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Issued Warp|No Eligible" \
+        "$OUT/ncu_$REV.log" | cut -c1-160 | head -60 ;;
+    sanitize)
+      CS=$(command -v compute-sanitizer || echo "$(dirname "$(command -v nvcc)")/compute-sanitizer")
+      timeout 240 "$CS" --tool memcheck --error-exitcode 3 build-gpu/tests/cuda/lattq_cuda_tests --quick \
+        --only "${SAN_ONLY:-wgmma_settings,errors}" > "$OUT/memcheck_$REV.log" 2>&1; echo "memcheck rc=$?"
+      grep -E "ERROR SUMMARY|checks|passed" "$OUT/memcheck_$REV.log" | tail -3
+      timeout 240 "$CS" --tool racecheck --error-exitcode 3 build-gpu/tests/cuda/lattq_cuda_tests --quick \
+        --only "${SAN_ONLY:-wgmma_settings,errors}" > "$OUT/racecheck_$REV.log" 2>&1; echo "racecheck rc=$?"
+      grep -E "RACECHECK SUMMARY|ERROR SUMMARY|checks|passed" "$OUT/racecheck_$REV.log" | tail -3 ;;
+    bench) $BG --out "$OUT" > "$OUT/bench_$REV.log" 2>&1; echo "bench rc=$?"; grep -E " m=(1|16|64|512|2048):" "$OUT/bench_$REV.log" ;;
+  esac
+  stamp "$s done"
+done
