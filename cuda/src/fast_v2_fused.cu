@@ -101,9 +101,11 @@ template <int PARTS> struct FragStore {
 // fold v = A^T u per group of 4.  Lane l ends with v of the slice's K positions 32 l .. 32 l + 31 in u[] and
 // returns the warp-wide slice maximum of |v| and the c part b . u (the same value on every lane).  Padding
 // tokens (tok >= m) and K positions past k give zeros.
+// xs: the token's x row staged in shared memory (16-bit T, k % 8 == 0; wh_prep_kernel), else nullptr (x from global).
 template <typename T>
 __device__ __forceinline__ void prologue_fold(const FusedParams& p, int64_t tok, int sl, float (&u)[32],
-                                              const float* Ar, const float* br, float& mx_out, float& c_out) {
+                                              const float* Ar, const float* br, float& mx_out, float& c_out,
+                                              const T* xs = nullptr) {
   const int lane = threadIdx.x & 31;
   const int64_t k0 = (int64_t)sl * SK + lane * 32;
   // 16-byte loads where the alignment allows them (x rows of 16-bit T when k % 8 == 0, su when 16-byte aligned):
@@ -121,7 +123,8 @@ __device__ __forceinline__ void prologue_fold(const FusedParams& p, int64_t tok,
       } else {
         if (x16) {  // k % 8 == 0: kk + 8 <= k for even j; the odd j took its half from the even j's load
           if ((j & 1) == 0) {
-            const uint4 r = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) + tok * p.k + kk));
+            const uint4 r = xs != nullptr ? *reinterpret_cast<const uint4*>(xs + kk)
+                                          : __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(p.x) + tok * p.k + kk));
             v4 = unpack4<T>(r.x, r.y);
             const float4 w4 = unpack4<T>(r.z, r.w);
             u[4 * j + 4] = w4.x;
@@ -1054,7 +1057,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 //   CTA: 128 RT rows x NT tokens (RT = 1, 2; NT = 64, 128), two consumer warpgroups and a producer warpgroup.
 //     Consumer warpgroup wg runs RT wgmma.m64nNTk16 per k16 step, warp w' supplying the A rows of 16-row tiles
 //     (wg RT + r) 4 + w'.  The producer (one thread) streams 64-K stages of the image (128 NT bytes) by cp.async.bulk into
-//     a ring ("full" / "empty" mbarriers).  Codes come through a 2-quad register ring.  One commit group per
+//     a ring ("full" / "empty" mbarriers).  Codes come through a register ring of wh_rq quads.  One commit group per
 //     k16 step, wgmma.wait_group 1: a warpgroup keeps one step queued while it decodes the next.
 //   Epilogue: tile[token][row] = d / S_t + c in the drained ring, tile_epilogue over the 128 RT rows.
 // =============================================================================================
@@ -1062,7 +1065,9 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 // are allocated per SM sub-partition, so 9 warps cap every thread at 168 (ptxas then spilled and serialised the
 // 128-token, 256-row wgmmas).  setmaxnreg moves the producer's registers to the consumers: 128 x 40 + 256 x 232.
 constexpr int WH_THREADS = 384;
-constexpr int WH_RQ = 2;         // quads of codes in registers
+// quads of codes in registers: 4 where the accumulators leave room (NT RT <= 128: up to 64 of them per thread; at
+// m = 64 the code stream, not the tensor cores, paces the CTA), else 2
+template <int NT, int RT> constexpr int wh_rq() { return NT * RT <= 128 ? 4 : 2; }
 constexpr int WH_GS = 2;         // k16 steps per wgmma commit group (one group stays queued while the next is decoded)
 template <int NT> constexpr int wh_stage_bytes() { return 64 * NT * 2; }
 // ring: at least 96 KB, and at least the epilogue tile (NT x (128 RT + 4) fp32, SV and bias)
@@ -1111,54 +1116,92 @@ __device__ __forceinline__ float wh_store_image(const FusedParams& p, int64_t to
 }
 
 // The WGMMA_F16 prologue, one kernel (session 11; it replaced a maxima kernel and an image kernel that each read x
-// from DRAM): a CTA takes TPB tokens whole, W = min(slices, 16) warps per token, warp w the slices w, w + W, ...
-// Pass 1 folds every slice (prologue_fold); the token's maximum over all of
+// from DRAM).  Persistent CTAs of W = min(slices, 16) warps walk the tokens (tok = blockIdx.x, + gridDim.x, ...);
+// warp w takes the slices w, w + W, ...  Pass 1 folds every slice (prologue_fold); the token's maximum over all of
 // K comes from one shared-memory reduction; pass 2 writes the image.  Up to 16 K slices (k <= 16384) a warp has one
-// slice, keeps its v in registers and x is read once; past that pass 2 folds every slice again (x from L2).
+// slice and keeps its v in registers; past that pass 2 folds every slice again.  x rows (16-bit, k % 8 == 0) are
+// staged in shared memory by cp.async.bulk, double-buffered: the next-but-one token's row is in flight while a token
+// is transformed, so the loads do not wait on the registers of the transform (a warp-per-(token, slice) grid with
+// x loads to registers ran at 0.4-0.8 TB/s: one dependent chain of latencies per wave).  su comes through L1: a
+// warp's slices are the same for every token.
 constexpr int WH_PREP_MAXW = 16;
 inline int wh_prep_warps(int64_t nslices) { return (int)std::min<int64_t>(nslices, WH_PREP_MAXW); }
-inline int wh_prep_tokens(int64_t nslices) { return std::max(1, 8 / wh_prep_warps(nslices)); }
+inline bool wh_prep_bulk(const FusedParams& p, int32_t dt) {  // x rows by cp.async.bulk (16-byte aligned rows)
+  return dt != LATTQ_F32 && !p.u_pre && (p.k & 7) == 0 && (reinterpret_cast<uintptr_t>(p.x) & 15) == 0;
+}
+inline size_t wh_prep_smem(const FusedParams& p, bool bulk) { return bulk ? 2 * align256((size_t)p.k * 2) : 0; }
 
 template <typename T, int NT>
-__global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams p, int W) {
-  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
-  const int tw = warp / W, w = warp - tw * W;
-  const int64_t tok = (int64_t)blockIdx.x * (blockDim.x / (32 * W)) + tw;
+__global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams p, int W, int64_t mpad, int bulk) {
+#if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __trap();  // WGMMA_F16 runs only on sm_90 with an sm_90a build (wgmma_f16_forward's checks)
+#else
+  extern __shared__ __align__(128) uint8_t xsm[];  // bulk: 2 x rows of x
+  __shared__ __align__(8) uint64_t full[2];
   __shared__ float sAb[20];
   __shared__ float smx[WH_PREP_MAXW];
+  const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
+  const size_t rowb = (size_t)p.k * sizeof(T), bufb = (rowb + 255) / 256 * 256;  // as wh_prep_smem
   if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
   else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
-  pdl_wait();
-  __syncthreads();
-  float u[32], mx = 0.f, cp = 0.f;
-  for (int sl = w; sl < p.nslices; sl += W) {  // w < slices: W <= slices
-    float m1;
-    prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp);
-    mx = fmaxf(mx, m1);
+  if (threadIdx.x == 0) {
+    mbar_init(&full[0], 1);
+    mbar_init(&full[1], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  if (lane == 0) smx[warp] = mx;
-  __syncthreads();
-  float tm = 0.f;
-  for (int i = 0; i < W; ++i) tm = fmaxf(tm, smx[tw * W + i]);
-  int ex = 0;
-  frexpf(tm, &ex);  // tm = f 2^ex, 0.5 <= f < 1: tm 2^(15 - ex) < 2^15
-  const float S = tm > 0.f ? ldexpf(1.f, 15 - ex) : 1.f;
-  const float iS = 1.f / S;  // a power of two: exact
-  if (w == 0 && lane == 0) p.tinv[tok] = iS;
-  const bool kept = W == p.nslices;  // one slice per warp: u and cp are still that slice's
-  for (int sl = w; sl < p.nslices; sl += W) {
-    if (!kept) {
-      float m1;
-      prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp);
+  auto issue = [&](int64_t tok, int b) {  // one thread; padding tokens load nothing (they come last)
+    if (tok < p.m) {
+      mbar_expect_tx(&full[b], (unsigned)rowb);
+      bulk_g2s(xsm + b * bufb, static_cast<const T*>(p.x) + tok * p.k, (unsigned)rowb, &full[b]);
     }
-    // t = Z v + c = (Z - 1.5) v_r + (c + 1.5 sum v_r) up to the rounding of v: the centred z values halve the
-    // weight of v's rounding errors (E[(z - 1.5)^2] = 1.25 against E[z^2] = 3.5)
-    const float vsum = wh_store_image<NT>(p, tok, sl, u, S);
-    if (lane == 0) p.cpart[tok * p.nslices + sl] = tok < p.m ? fmaf(1.5f * vsum, iS, cp) : 0.f;
+  };
+  pdl_wait();  // x is the previous kernel's output
+  __syncthreads();
+  if (bulk && threadIdx.x == 0) {
+    issue(blockIdx.x, 0);
+    issue(blockIdx.x + (int64_t)gridDim.x, 1);
+  }
+  int it = 0;
+  for (int64_t tok = blockIdx.x; tok < mpad; tok += gridDim.x, ++it) {
+    const int b = it & 1;
+    const T* xs = nullptr;
+    if (bulk && tok < p.m) {
+      mbar_wait(&full[b], (unsigned)(it >> 1) & 1u);
+      xs = reinterpret_cast<const T*>(xsm + b * bufb);
+    }
+    float u[32], mx = 0.f, cp = 0.f;
+    for (int sl = warp; sl < p.nslices; sl += W) {  // warp < slices: W <= slices
+      float m1;
+      prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
+      mx = fmaxf(mx, m1);
+    }
+    if (lane == 0) smx[warp] = mx;
+    __syncthreads();
+    float tm = 0.f;
+    for (int i = 0; i < W; ++i) tm = fmaxf(tm, smx[i]);
+    int ex = 0;
+    frexpf(tm, &ex);  // tm = f 2^ex, 0.5 <= f < 1: tm 2^(15 - ex) < 2^15
+    const float S = tm > 0.f ? ldexpf(1.f, 15 - ex) : 1.f;
+    const float iS = 1.f / S;  // a power of two: exact
+    if (warp == 0 && lane == 0) p.tinv[tok] = iS;
+    const bool kept = W == p.nslices;  // one slice per warp: u and cp are still that slice's
+    for (int sl = warp; sl < p.nslices; sl += W) {
+      if (!kept) {
+        float m1;
+        prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
+      }
+      // t = Z v + c = (Z - 1.5) v_r + (c + 1.5 sum v_r) up to the rounding of v: the centred z values halve the
+      // weight of v's rounding errors (E[(z - 1.5)^2] = 1.25 against E[z^2] = 3.5)
+      const float vsum = wh_store_image<NT>(p, tok, sl, u, S);
+      if (lane == 0) p.cpart[tok * p.nslices + sl] = tok < p.m ? fmaf(1.5f * vsum, iS, cp) : 0.f;
+    }
+    __syncthreads();  // buffer b and smx are free
+    if (bulk && threadIdx.x == 0) issue(tok + 2 * (int64_t)gridDim.x, b);
   }
   // the main kernel launches once every CTA got here: launched earlier, its CTAs (waiting in griddepcontrol.wait,
-  // each taking a whole SM's registers) would take SM slots from this multi-wave grid
+  // each taking a whole SM's registers) would take the SMs of this grid
   pdl_launch_dependents();
+#endif
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -1275,9 +1318,10 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       }
     }
   };
-  uint4 cb[WH_RQ][RT][2];
+  constexpr int RQ = wh_rq<NT, RT>();
+  uint4 cb[RQ][RT][2];
 #pragma unroll
-  for (int i = 0; i < WH_RQ; ++i) load_quad(i, cb[i]);
+  for (int i = 0; i < RQ; ++i) load_quad(i, cb[i]);
   const int my_row = threadIdx.x % ROWS;
   const float sv_r = my_row < nrow ? __ldg(p.sv + n0 + my_row) : 0.f;
   const float bias_r = (p.bias != nullptr && my_row < nrow) ? __ldg(p.bias + n0 + my_row) : 0.f;
@@ -1296,9 +1340,9 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #pragma unroll
     for (int i = 0; i < ND; ++i) d[r][i] = 0.f;
 
-  for (int qb = 0; qb < nq; qb += WH_RQ) {
+  for (int qb = 0; qb < nq; qb += RQ) {
 #pragma unroll
-    for (int qi = 0; qi < WH_RQ; ++qi) {
+    for (int qi = 0; qi < RQ; ++qi) {
       const int q = qb + qi;
       if (q < nq) {
 #pragma unroll
@@ -1346,7 +1390,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
             if (t0 == 0 && gs > 0 && lane == 0) mbar_arrive(&empty[(gs - 1) % STAGES]);  // stage gs - 1 read
           }
         }
-        load_quad(q + WH_RQ, cb[qi]);  // the slot's words are decoded by now
+        load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
       }
     }
   }
@@ -1892,12 +1936,29 @@ struct WhPlan {
   size_t off_img, off_cpart, off_tinv, off_u, off_t, total;
 };
 
-// CTA shape (LATTQ_WGMMA_F16_TILE = "NTxRT", e.g. "128x2", forces one): 64-token tiles up to m = 64, else 128;
-// 256 rows (RT = 2: half the B traffic per MAC) where those CTAs still fill the GPU, else 128.  sms = 0: the
-// workspace bound (128-token padding whatever the knob says).
+// CTA shape (LATTQ_WGMMA_F16_TILE = "NTxRT", e.g. "128x2", forces one).  One CTA fills an SM, so a launch takes
+// ceil(CTAs / SMs) waves of CTAs that each cost their work (NT RT) times the shape's cost per unit of work: 1.0
+// (128x2), 1.09 (128x1), 1.23 (64x2), 1.45 (64x1), from the H100 sweep of 4096x4096 at m = 2048 (session 11, where all
+// four shapes take the same number of waves x work).  The cheapest shape wins unless a larger one is within 2%.  On the
+// 21 swept cases (7 layer shapes at m = 64, 512, 2048) this picks the fastest of the four every time; the session-10
+// rule (256 rows where those CTAs fill the GPU) missed 4 of them by 3-23%.  sms = 0: the workspace bound (128-token
+// padding whatever the knob says).
 void wh_tile_for(int64_t m, int64_t n, int sms, int& nt, int& rt) {
-  nt = m <= 64 ? 64 : 128;
-  rt = cdiv(n, 2 * TN) * cdiv(m, nt) >= sms ? 2 : 1;
+  static const struct { int nt, rt; double cost; } shapes[] = {{128, 2, 1.0}, {128, 1, 1.09}, {64, 2, 1.23}, {64, 1, 1.45}};
+  nt = 128;
+  rt = 2;
+  if (sms > 0) {
+    double best = 0.0;
+    for (int i = 0; i < 4; ++i) {
+      const int64_t ctas = cdiv(n, (int64_t)TN * shapes[i].rt) * cdiv(std::max<int64_t>(m, 1), shapes[i].nt);
+      const double t = (double)cdiv(ctas, (int64_t)sms) * shapes[i].nt * shapes[i].rt * shapes[i].cost;
+      if (i == 0 || t < 0.98 * best) {
+        best = t;
+        nt = shapes[i].nt;
+        rt = shapes[i].rt;
+      }
+    }
+  }
   if (const char* e = std::getenv("LATTQ_WGMMA_F16_TILE")) {
     int a = 0, b = 0;
     if (std::sscanf(e, "%dx%d", &a, &b) == 2 && (a == 64 || a == 128) && (b == 1 || b == 2)) {
@@ -1970,19 +2031,43 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
     if ((r = fwht_launch(fn, u, LATTQ_F32, m, d.k, d.had_in, s))) return r;
     p.x = u;
   }
-  const int W = wh_prep_warps(P.nslices), tpb = wh_prep_tokens(P.nslices);  // tpb divides mpad (NT = 64 | 128)
-  cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)(P.mpad / tpb)), dim3(32 * W * tpb), 0, s, p, W);
+  const int W = wh_prep_warps(P.nslices);
+  // bulk staging where two rows fit the shared memory (k <= 56K on the H100), else x straight from global
+  // (LATTQ_WGMMA_F16_PREP_BULK=0 forces the latter: tests)
+  const char* pb = std::getenv("LATTQ_WGMMA_F16_PREP_BULK");
+  const bool bulk = wh_prep_bulk(p, dt) && wh_prep_smem(p, true) + 1024 <= (size_t)device_props().smem_optin &&
+                    !(pb != nullptr && pb[0] == '0');
+  const size_t psmem = wh_prep_smem(p, bulk);
+  static size_t psmem_set[16] = {};  // per template instance and device
+  int cur = 0;
+  if (cudaGetDevice(&cur) != cudaSuccess) {
+    cudaGetLastError();
+    cur = 0;
+  }
+  if (psmem > psmem_set[cur & 15]) {
+    if (cudaFuncSetAttribute(wh_prep_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psmem) !=
+        cudaSuccess) {
+      cudaGetLastError();
+      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the wgmma_f16 prologue to %zu bytes", fn,
+                    psmem);
+    }
+    psmem_set[cur & 15] = psmem;
+  }
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wh_prep_kernel<T, NT>, 32 * W, psmem) != cudaSuccess ||
+      per_sm < 1) {
+    cudaGetLastError();
+    per_sm = 1;
+  }
+  const int64_t pctas = std::min<int64_t>(P.mpad, (int64_t)per_sm * device_props().sm);
+  cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)pctas), dim3(32 * W), psmem, s, p, W, P.mpad,
+                             (int)bulk);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernel failed: %s", fn, cudaGetErrorString(e));
   }
   if ((r = check_launch(fn, "wgmma_f16 prologue"))) return r;
   static int smem_set[16] = {};  // per template instance and device
-  int cur = 0;
-  if (cudaGetDevice(&cur) != cudaSuccess) {
-    cudaGetLastError();
-    cur = 0;
-  }
   if (!smem_set[cur & 15]) {
     if (cudaFuncSetAttribute(wh_main_kernel<T, NT, RT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) !=
         cudaSuccess) {
