@@ -58,3 +58,11 @@ for s in $STEPS; do
   esac
   stamp "$s done"
 done
+# SASS of one kernel (SASS_FN: a substring of the mangled name) -> $OUT/sass_$REV.txt, with an opcode histogram
+if [ -n "${SASS_FN:-}" ]; then
+  CUOBJ=$(command -v cuobjdump || echo "$(dirname "$(command -v nvcc)")/cuobjdump")
+  "$CUOBJ" -sass build-gpu/cuda/liblattq_capi.so 2>/dev/null | awk -v f="$SASS_FN" '
+    /Function :/ { on = index($0, f) > 0 && !done; if (!on && seen) done = 1; if (on) seen = 1 } on { print }' > "$OUT/sass_$REV.txt"
+  wc -l "$OUT/sass_$REV.txt"
+  grep -oE '^\s+/\*[0-9a-f]{4}\*/\s+[A-Z0-9_.]+' "$OUT/sass_$REV.txt" | awk '{print $2}' | sed 's/\..*//' | sort | uniq -c | sort -rn | head -25
+fi
