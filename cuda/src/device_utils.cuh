@@ -103,11 +103,12 @@ __device__ __forceinline__ void warp_block_hadamard(float (&e)[N], int had, int 
 #pragma unroll
   for (int hl = 1; hl < 32; hl <<= 1) {
     if (hl * N < had) {
-      const bool upper = (lane & hl) != 0;
+      // upper lane: o - e, lower lane: e + o, as one FFMA (the product by +-1 is exact: the same single rounding)
+      const float sg = (lane & hl) != 0 ? -1.f : 1.f;
 #pragma unroll
       for (int i = 0; i < N; ++i) {
         const float o = __shfl_xor_sync(0xffffffffu, e[i], hl);
-        e[i] = upper ? o - e[i] : e[i] + o;
+        e[i] = fmaf(sg, e[i], o);
       }
     }
   }
