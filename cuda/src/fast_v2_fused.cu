@@ -1069,9 +1069,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 //   v in fp16: each token's v is scaled by a power of two S_t (max |v S_t| < 2^15, from the token's maximum over
 //     all of K) and rounded once to fp16 (11 significant bits; the products z (v S_t) and their fp32 sums are
 //     then exact up to fp32 rounding); the epilogue multiplies by 1 / S_t.  One prologue kernel, wh_prep_kernel
-//     (whole tokens per CTA: the token's maximum, then the fp16 B image and the c parts).  It triggers the main
-//     kernel's launch at its end: the grid runs in several waves, and the main kernel's CTAs (each takes a whole
-//     SM's registers) would otherwise sit in griddepcontrol.wait on its SMs.
+//     (persistent CTAs taking whole tokens: the token's maximum, then the fp16 B image and the c parts); it triggers
+//     the main kernel's launch at its start (all its CTAs are resident, so the main kernel's cannot crowd them out).
 //   z in fp16, centred: a code word w (16 fields of 2 bits) gives 8 A registers of two fp16 each with one LOP3 and
 //     one HFMA2: with the fields moved to position P = 1..4 of each half, (w' & 0x00030003 << 2P) | 0x6400 6400 is
 //     1024 + z 4^P (exact), and HFMA2(., 4^-P, -1024 4^-P - 1.5) is z - 1.5 exactly (P = 0 would need the
@@ -1188,6 +1187,10 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     }
   };
   pdl_wait();  // x is the previous kernel's output
+  // The grid is persistent (at most the CTAs that fit the GPU at once, all resident), so the main kernel may launch
+  // now: its CTAs take the SMs this grid leaves free (at small m most of them) or that its CTAs leave, issue their
+  // first code loads and wait in griddepcontrol.wait for this grid to complete.
+  pdl_launch_dependents();
   __syncthreads();
   if (bulk && threadIdx.x == 0) {
     issue(blockIdx.x, 0);
@@ -1230,9 +1233,6 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     __syncthreads();  // buffer b and smx are free
     if (bulk && threadIdx.x == 0) issue(tok + 2 * (int64_t)gridDim.x, b);
   }
-  // the main kernel launches once every CTA got here: launched earlier, its CTAs (waiting in griddepcontrol.wait,
-  // each taking a whole SM's registers) would take the SMs of this grid
-  pdl_launch_dependents();
 #endif
 }
 
@@ -1889,7 +1889,7 @@ lattq_status gemm_forward(const char* fn, const lattq_layer* L, const void* x, i
                           void* ws, size_t ws_bytes, cudaStream_t s) {
   const GemmPlan P = make_gemm_plan(&L->desc, m, dtype);
   if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
-  if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
+  if (P.rgroups > 65535) return LQ_ERR(Shape, "%s: n too large for this variant", fn);
   char* w = static_cast<char*>(ws);
   switch (dtype) {
     case LATTQ_F32: return gemm_launch_t<float, 3, 0>(fn, L, x, m, y, w, P, s);
@@ -1946,7 +1946,7 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
     return LQ_ERR(Unsupported, "%s: variant wgmma needs f16 or bf16 activations", fn);
   const GemmPlan P = make_gemm_plan(&L->desc, m, dtype, true, device_props().sm);
   if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
-  if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
+  if (P.rgroups > 65535) return LQ_ERR(Shape, "%s: n too large for this variant", fn);
   char* w = static_cast<char*>(ws);
   const bool f16 = dtype == LATTQ_F16;
   switch (P.wg_ntok) {
@@ -2144,9 +2144,12 @@ const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtyp
 
 // AUTO's choice of WGMMA_F16 over WGMMA for bf16 (H100, session 10, bench/results/gpu/h100_session10/rows_*):
 // m >= 256 on every issue shape but 4096 x 14336 (113.2 vs 111.4 us at m = 256), m >= 128 where n >= 2 k (11008 x
-// 4096 43.2 vs 62.3 us; 28672 x 8192 120.3 vs 170.3), and m >= 64 where also k <= 4096 (14336 x 4096 38.6 vs 47.5).
+// 4096 43.2 vs 62.3 us; 28672 x 8192 120.3 vs 170.3), and m >= 64 where n >= 2 k.  Session 11 dropped the m = 64
+// rule's k <= 4096: with the 64 x 256 CTA shape of the wave model, 28672 x 8192 at m = 64 took 75.1 us against
+// WGMMA's 92.1 (bench/results/gpu/h100_session11/rows_a70437a.*); the n < 2 k shapes stay on WGMMA there
+// (4096 x 14336: 79.7 vs 59.2 us).
 bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
-  return m >= 256 || (m >= 128 && d->n >= 2 * d->k) || (m >= 64 && d->n >= 2 * d->k && d->k <= 4096);
+  return m >= 256 || (m >= 64 && d->n >= 2 * d->k);
 }
 
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0).total; }
@@ -2160,7 +2163,7 @@ lattq_status wgmma_f16_forward(const char* fn, const lattq_layer* L, const void*
     return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs bf16 activations (f16: use WGMMA)", fn);
   const WhPlan P = make_wh_plan(&L->desc, m, device_props().sm);
   if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
-  if (P.mpad / 8 > 65535 || P.rgroups > 65535) return LQ_ERR(Shape, "%s: m or n too large for this variant", fn);
+  if (P.rgroups > 65535) return LQ_ERR(Shape, "%s: n too large for this variant", fn);
   char* w = static_cast<char*>(ws);
   return wh_dispatch<__nv_bfloat16>(fn, L, x, m, y, w, P, s);
 }
