@@ -2147,9 +2147,10 @@ const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtyp
 // 4096 43.2 vs 62.3 us; 28672 x 8192 120.3 vs 170.3), and m >= 64 where n >= 2 k.  Session 11 dropped the m = 64
 // rule's k <= 4096: with the 64 x 256 CTA shape of the wave model, 28672 x 8192 at m = 64 took 75.1 us against
 // WGMMA's 92.1 (bench/results/gpu/h100_session11/rows_a70437a.*); the n < 2 k shapes stay on WGMMA there
-// (4096 x 14336: 79.7 vs 59.2 us).
+// (4096 x 14336: 79.7 vs 59.2 us).  At m = 128 it also takes n >= 8192 (8192 x 28672: 156.8 vs 189.3 us; the n = 4096
+// shapes have too few CTAs for it: 4096 x 14336 80.2 vs 60.1; rows_8bb00b2.*).
 bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
-  return m >= 256 || (m >= 64 && d->n >= 2 * d->k);
+  return m >= 256 || (m >= 64 && d->n >= 2 * d->k) || (m >= 128 && d->n >= 8192);
 }
 
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0).total; }
