@@ -1534,6 +1534,16 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #endif
 }
 
+// the current device (0 if the runtime cannot say): the index of the per-device "attribute set" flags below
+int current_device() {
+  int cur = 0;
+  if (cudaGetDevice(&cur) != cudaSuccess) {
+    cudaGetLastError();
+    cur = 0;
+  }
+  return cur;
+}
+
 struct FusedPlan {
   int parts;
   int64_t nslices, nq, ncols, rgroups, splits, sps;
@@ -1621,11 +1631,7 @@ lattq_status fused_launch_t(const char* fn, const lattq_layer* L, const void* x,
     p.x = u;
   }
   static int smem_set[16] = {};  // per template instance and device
-  int cur = 0;
-  if (cudaGetDevice(&cur) != cudaSuccess) {
-    cudaGetLastError();
-    cur = 0;
-  }
+  const int cur = current_device();
   if (!smem_set[cur & 15]) {
     if (cudaFuncSetAttribute(fused_gemv_kernel<T, PARTS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) !=
         cudaSuccess) {
@@ -1801,11 +1807,7 @@ lattq_status gemm_launch_t(const char* fn, const lattq_layer* L, const void* x, 
   else kern = P.wg_cluster > 1 ? wgmma_main_kernel<T, WG_NTOK, 2> : wgmma_main_kernel<T, WG_NTOK, 1>;
   const int cl = WG_NTOK ? P.wg_cluster : 1;
   static int smem_set[16][2] = {};  // per device and kernel (cluster size 1 / 2)
-  int cur = 0;
-  if (cudaGetDevice(&cur) != cudaSuccess) {
-    cudaGetLastError();
-    cur = 0;
-  }
+  const int cur = current_device();
   if (!smem_set[cur & 15][cl - 1]) {
     if (cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) != cudaSuccess) {
       cudaGetLastError();
@@ -2071,11 +2073,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
                     !(pb != nullptr && pb[0] == '0');
   const size_t psmem = wh_prep_smem(p, bulk);
   static size_t psmem_set[16] = {};  // per template instance and device
-  int cur = 0;
-  if (cudaGetDevice(&cur) != cudaSuccess) {
-    cudaGetLastError();
-    cur = 0;
-  }
+  const int cur = current_device();
   if (psmem > psmem_set[cur & 15]) {
     if (cudaFuncSetAttribute(wh_prep_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psmem) !=
         cudaSuccess) {
