@@ -1534,16 +1534,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #endif
 }
 
-// the current device (0 if the runtime cannot say): the index of the per-device "attribute set" flags below
-int current_device() {
-  int cur = 0;
-  if (cudaGetDevice(&cur) != cudaSuccess) {
-    cudaGetLastError();
-    cur = 0;
-  }
-  return cur;
-}
-
 struct FusedPlan {
   int parts;
   int64_t nslices, nq, ncols, rgroups, splits, sps;
