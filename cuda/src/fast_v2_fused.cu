@@ -76,6 +76,11 @@ struct FusedParams {
   float* cpart;    // [mpad][nslices]
   int nq4;         // quads rounded up to whole slices
   float* tinv;     // WGMMA_F16 only: [mpad] 1 / (the token's power-of-two scale of the fp16 image)
+  // WGMMA_F16 stream-K (sk_ctas = G > 0): partial sums [G][RT ND / 4][256] float4 and one flag per CTA (the
+  // prologue kernel clears the flags)
+  float* skpart;
+  unsigned* skflag;
+  int sk_ctas;
 };
 
 
@@ -894,6 +899,16 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
   return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(128 >> 4) << 16) | ((uint64_t)(256 >> 4) << 32);
 }
 __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 256;" ::: "memory"); }
+// a flag between CTAs: the writer's CTA has synchronised after its stores; the fence makes them visible (cumulative)
+// before the flag
+__device__ __forceinline__ void flag_release(unsigned* f, unsigned v) {
+  asm volatile("fence.acq_rel.gpu;\nst.relaxed.gpu.global.u32 [%0], %1;" ::"l"(f), "r"(v) : "memory");
+}
+__device__ __forceinline__ unsigned flag_acquire(const unsigned* f) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
+  return v;
+}
 #endif
 
 // CL = 2: the CTAs of row groups 2i and 2i + 1 form a cluster and share the B image: each loads half of every
@@ -1149,8 +1164,10 @@ __device__ __forceinline__ float wh_store_image(const FusedParams& p, int64_t to
 // The WGMMA_F16 prologue, one kernel (session 11; it replaced a maxima kernel and an image kernel that each read x
 // from DRAM).  Persistent CTAs of W = min(slices, 16) warps walk the tokens (tok = blockIdx.x, + gridDim.x, ...);
 // warp w takes the slices w, w + W, ...  Pass 1 folds every slice (prologue_fold); the token's maximum over all of
-// K comes from one shared-memory reduction; pass 2 writes the image.  Up to 16 K slices (k <= 16384) a warp has one
-// slice and keeps its v in registers; past that pass 2 folds every slice again.  x rows (16-bit, k % 8 == 0) are
+// K comes from one shared-memory reduction; pass 2 writes the image.  A warp's last slice keeps its v in registers;
+// past 16 slices (k > 16384) its earlier slices' v waits in shared memory beside the staged rows where that fits
+// (session 12; folding them again, as before, made 8192 x 28672 slower than in session 10), else they are folded
+// again (LATTQ_WGMMA_F16_PREP_KEEP=0 forces that: tests).  x rows (16-bit, k % 8 == 0) are
 // staged in shared memory by cp.async.bulk, double-buffered: the next-but-one token's row is in flight while a token
 // is transformed, so the loads do not wait on the registers of the transform (a warp-per-(token, slice) grid with
 // x loads to registers ran at 0.4-0.8 TB/s: one dependent chain of latencies per wave).  su comes through L1: a
@@ -1163,16 +1180,20 @@ inline bool wh_prep_bulk(const FusedParams& p, int32_t dt) {  // x rows by cp.as
 inline size_t wh_prep_smem(const FusedParams& p, bool bulk) { return bulk ? 2 * align256((size_t)p.k * 2) : 0; }
 
 template <typename T, int NT>
-__global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams p, int W, int64_t mpad, int bulk) {
+__global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams p, int W, int64_t mpad, int bulk,
+                                                                    int keep) {
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
   __trap();  // WGMMA_F16 runs only on sm_90 with an sm_90a build (wgmma_f16_forward's checks)
 #else
-  extern __shared__ __align__(128) uint8_t xsm[];  // bulk: 2 x rows of x
+  extern __shared__ __align__(128) uint8_t xsm[];  // bulk: 2 x rows of x; keep: then the kept v and c parts
   __shared__ __align__(8) uint64_t full[2];
   __shared__ float sAb[20];
   __shared__ float smx[WH_PREP_MAXW];
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   const size_t rowb = (size_t)p.k * sizeof(T), bufb = (rowb + 255) / 256 * 256;  // as wh_prep_smem
+  const int nper = (p.nslices + W - 1) / W;  // slices of warp 0 (the most); kept: all but each warp's last
+  float4* kv = reinterpret_cast<float4*>(xsm + (bulk ? 2 * bufb : 0));  // [W (nper - 1)][8][32 lanes]
+  float* kc = reinterpret_cast<float*>(kv + (size_t)W * (nper - 1) * 256);
   if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
   else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
   if (threadIdx.x == 0) {
@@ -1186,7 +1207,9 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
       bulk_g2s(xsm + b * bufb, static_cast<const T*>(p.x) + tok * p.k, (unsigned)rowb, &full[b]);
     }
   };
-  pdl_wait();  // x is the previous kernel's output
+  pdl_wait();  // x is the previous kernel's output (and the previous main kernel has read its stream-K flags)
+  if (blockIdx.x == 0)
+    for (int i = threadIdx.x; i < p.sk_ctas; i += blockDim.x) p.skflag[i] = 0u;
   // The grid is persistent (at most the CTAs that fit the GPU at once, all resident), so the main kernel may launch
   // now: its CTAs take the SMs this grid leaves free (at small m most of them) or that its CTAs leave, issue their
   // first code loads and wait in griddepcontrol.wait for this grid to complete.
@@ -1205,10 +1228,17 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
       xs = reinterpret_cast<const T*>(xsm + b * bufb);
     }
     float u[32], mx = 0.f, cp = 0.f;
-    for (int sl = warp; sl < p.nslices; sl += W) {  // warp < slices: W <= slices
+    int jk = 0;
+    for (int sl = warp; sl < p.nslices; sl += W, ++jk) {  // warp < slices: W <= slices
       float m1;
       prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
       mx = fmaxf(mx, m1);
+      if (keep && sl + W < p.nslices) {  // not the warp's last slice: its v waits in shared memory for pass 2
+        float4* dst = kv + (size_t)(warp * (nper - 1) + jk) * 256 + lane;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) dst[32 * i] = make_float4(u[4 * i], u[4 * i + 1], u[4 * i + 2], u[4 * i + 3]);
+        if (lane == 0) kc[warp * (nper - 1) + jk] = cp;
+      }
     }
     if (lane == 0) smx[warp] = mx;
     __syncthreads();
@@ -1219,9 +1249,24 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     const float S = tm > 0.f ? ldexpf(1.f, 15 - ex) : 1.f;
     const float iS = 1.f / S;  // a power of two: exact
     if (warp == 0 && lane == 0) p.tinv[tok] = iS;
-    const bool kept = W == p.nslices;  // one slice per warp: u and cp are still that slice's
-    for (int sl = warp; sl < p.nslices; sl += W) {
-      if (!kept) {
+    // a warp's last slice: u and cp are still that slice's if each warp has one slice or the others were kept
+    const bool last_kept = keep || W == p.nslices;
+    const int nmine = (p.nslices - warp + W - 1) / W;  // this warp's slices: warp + j W, j < nmine
+    for (int jj = 0; jj < nmine; ++jj) {
+      const int j = jj == 0 ? nmine - 1 : jj - 1;  // the last slice first: its v may still be in u
+      const int sl = warp + j * W;
+      if (j < nmine - 1 && keep) {
+        const float4* src = kv + (size_t)(warp * (nper - 1) + j) * 256 + lane;
+#pragma unroll
+        for (int i = 0; i < 8; ++i) {
+          const float4 v = src[32 * i];
+          u[4 * i] = v.x;
+          u[4 * i + 1] = v.y;
+          u[4 * i + 2] = v.z;
+          u[4 * i + 3] = v.w;
+        }
+        cp = kc[warp * (nper - 1) + j];
+      } else if (!last_kept || j < nmine - 1) {
         float m1;
         prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
       }
@@ -1291,14 +1336,38 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   __shared__ __align__(8) uint64_t empty[STAGES];
   __shared__ float csum[NT];
   __shared__ float stinv[NT];
+  __shared__ float svb[2][ROWS];  // SV and bias of the epilogue's rows (shared memory: no registers over the loop)
 
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
-  const int col = blockIdx.x, rg = blockIdx.y;
-  const int64_t n0 = (int64_t)rg * ROWS;
-  const int64_t tok0 = (int64_t)col * NT;
-  const int ntok = (int)(p.m - tok0 < NT ? p.m - tok0 : NT);
-  const int nrow = (int)(p.n - n0 < ROWS ? p.n - n0 : ROWS);
+  // Work.  Plain grid (p.sk_ctas = 0): CTA (col, rg) = (blockIdx.x, blockIdx.y) takes its tile over all of K.
+  // Stream-K (p.sk_ctas = G > 0, one token tile, grid G, G >= row groups): the U = rgroups nq (row group, quad)
+  // units in row-group-major order are cut into G ranges of U / G <= nq units, CTA c taking [c U / G, (c + 1) U / G):
+  // at most two segments, the tail of one row group and then the head of the next.  A tail (a piece that does not
+  // start at quad 0) leaves its partial sums in the workspace (slot c) and raises flag c; the head's CTA finishes
+  // the row group: it adds the partials of the CTAs after it in CTA order (deterministic) and runs the epilogue.
+  // Those CTAs computed their tails first, so the wait is short; it waits only on higher CTAs, which are resident
+  // or can become so (G <= SMs, one CTA per SM).
+  // Stream-K exists for the 64-token tiles only (the host plans it for m <= 64).
+  constexpr bool SKT = NT == 64;
+  const bool skm = SKT && p.sk_ctas > 0;
   const int nq = p.nq;
+  const int64_t rgroups = (p.n + ROWS - 1) / ROWS;
+  const int col = skm ? 0 : (int)blockIdx.x;
+  // segment 0: row group rgA, quads [qA0, qA1); segment 1 (nseg = 2): row group rgA + 1, quads [0, qB1)
+  int nseg = 1, rgA = (int)blockIdx.y, qA0 = 0, qA1 = nq, qB1 = 0;
+  if (skm) {
+    const int64_t U = rgroups * nq, G = p.sk_ctas, c = blockIdx.x;
+    const int64_t u0 = c * U / G, u1 = (c + 1) * U / G;
+    const int64_t r0 = u0 / nq;
+    rgA = (int)r0;
+    qA0 = (int)(u0 - r0 * nq);
+    qA1 = (int)std::min<int64_t>(nq, u1 - r0 * nq);
+    if (u1 > (r0 + 1) * nq) {
+      nseg = 2;
+      qB1 = (int)(u1 - (r0 + 1) * nq);
+    }
+  }
+  const int rgf = rgA + nseg - 1;  // the row group of the last segment (the epilogue's, if it finishes one)
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int i = 0; i < STAGES; ++i) {
@@ -1309,19 +1378,20 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   }
   __syncthreads();
 
-  if (warp >= WARPS) {  // producer warpgroup; its warp 8 streams stage gs of the tile's image -> ring slot gs % STAGES
+  if (warp >= WARPS) {  // producer warpgroup; its warp 8 streams the segments' stages of the image into the ring
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (warp > WARPS) return;
     pdl_wait();
     if (lane == 0) {
       const uint8_t* src = p.vq + (int64_t)col * p.nq4 * 4 * SB;
-      const int nst = nq * 4;
-      for (int gs = 0; gs < nst; ++gs) {
-        const int s = gs % STAGES;
-        if (gs >= STAGES) mbar_wait(&empty[s], (unsigned)(gs / STAGES - 1) & 1u);
-        mbar_expect_tx(&full[s], SB);
-        bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
-      }
+      int gr = 0;  // running stage: ring slot gr % STAGES
+      for (int sgi = 0; sgi < nseg; ++sgi)
+        for (int gs = sgi == 0 ? qA0 * 4 : 0; gs < (sgi == 0 ? qA1 : qB1) * 4; ++gs, ++gr) {
+          const int s = gr % STAGES;
+          if (gr >= STAGES) mbar_wait(&empty[s], (unsigned)(gr / STAGES - 1) & 1u);
+          mbar_expect_tx(&full[s], SB);
+          bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
+        }
     }
     return;
   }
@@ -1329,107 +1399,152 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
   const int g = lane >> 2, tig = lane & 3;
   const int wg = warp >> 2, wq = warp & 3;
-  const uint8_t* cbase[RT];
-  bool tile_ok[RT];
-#pragma unroll
-  for (int r = 0; r < RT; ++r) {
-    const int64_t tileI = (int64_t)rg * (8 * RT) + (wg * RT + r) * 4 + wq;
-    tile_ok[r] = tileI < p.T;
-    cbase[r] = p.codes + (tile_ok[r] ? tileI : 0) * p.C * 256 + g * 16;
+  constexpr int RQ = wh_rq<NT, RT>();
+  if (threadIdx.x < ROWS) {
+    const int64_t n0 = (int64_t)rgf * ROWS;
+    const int nrow = (int)(p.n - n0 < ROWS ? p.n - n0 : ROWS), rr = threadIdx.x;
+    svb[0][rr] = rr < nrow ? __ldg(p.sv + n0 + rr) : 0.f;
+    svb[1][rr] = (p.bias != nullptr && rr < nrow) ? __ldg(p.bias + n0 + rr) : 0.f;
   }
-  auto load_quad = [&](int q, uint4 (&c)[RT][2]) {
-    const int64_t chunk = (int64_t)q * 4 + tig;
+  float d[RT][ND];
+  int gr = 0;  // running stage, as the producer's: slot gr % STAGES, phase (gr / STAGES) & 1
+  for (int sgi = 0; sgi < nseg; ++sgi) {
+    const int rg = rgA + sgi, qs = sgi == 0 ? qA0 : 0, qe = sgi == 0 ? qA1 : qB1;
+    const uint8_t* cbase[RT];
+    bool tile_ok[RT];
 #pragma unroll
     for (int r = 0; r < RT; ++r) {
-      if (tile_ok[r] && q < nq && chunk < p.C) {
-        c[r][0] = ldg_stream(cbase[r] + chunk * 256);
-        c[r][1] = ldg_stream(cbase[r] + chunk * 256 + 128);
-      } else {
-        c[r][0] = make_uint4(0, 0, 0, 0);
-        c[r][1] = c[r][0];
-      }
+      const int64_t tileI = (int64_t)rg * (8 * RT) + (wg * RT + r) * 4 + wq;
+      tile_ok[r] = tileI < p.T;
+      cbase[r] = p.codes + (tile_ok[r] ? tileI : 0) * p.C * 256 + g * 16;
     }
-  };
-  constexpr int RQ = wh_rq<NT, RT>();
-  uint4 cb[RQ][RT][2];
+    auto load_quad = [&](int q, uint4 (&c)[RT][2]) {
+      const int64_t chunk = (int64_t)q * 4 + tig;
 #pragma unroll
-  for (int i = 0; i < RQ; ++i) load_quad(i, cb[i]);
-  const int my_row = threadIdx.x % ROWS;
-  const float sv_r = my_row < nrow ? __ldg(p.sv + n0 + my_row) : 0.f;
-  const float bias_r = (p.bias != nullptr && my_row < nrow) ? __ldg(p.bias + n0 + my_row) : 0.f;
-  pdl_wait();  // image, 1 / S_t and c parts of the prologue kernel
-  if (threadIdx.x < NT) {
-    float c = 0.f;
-    if ((int)threadIdx.x < ntok)
-      for (int j = 0; j < p.nslices; ++j) c += p.cpart[(tok0 + threadIdx.x) * p.nslices + j];
-    csum[threadIdx.x] = c;
-    stinv[threadIdx.x] = p.tinv[tok0 + threadIdx.x];
-  }
-
-  float d[RT][ND];
-#pragma unroll
-  for (int r = 0; r < RT; ++r)
-#pragma unroll
-    for (int i = 0; i < ND; ++i) d[r][i] = 0.f;
-
-  for (int qb = 0; qb < nq; qb += RQ) {
-#pragma unroll
-    for (int qi = 0; qi < RQ; ++qi) {
-      const int q = qb + qi;
-      if (q < nq) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int gs = q * 4 + j, s = gs % STAGES;
-          uint32_t wl[RT], wh[RT];
-#pragma unroll
-          for (int r = 0; r < RT; ++r) {
-            wl[r] = j == 0 ? cb[qi][r][0].x : j == 1 ? cb[qi][r][0].y : j == 2 ? cb[qi][r][0].z : cb[qi][r][0].w;
-            wh[r] = j == 0 ? cb[qi][r][1].x : j == 1 ? cb[qi][r][1].y : j == 2 ? cb[qi][r][1].z : cb[qi][r][1].w;
-          }
-          mbar_wait(&full[s], (unsigned)(gs / STAGES) & 1u);
-          const uint32_t base = smem_addr(wsm + (size_t)s * SB);
-#pragma unroll
-          for (int t0 = 0; t0 < 4; t0 += WH_GS) {  // one commit group per WH_GS k16 steps
-            uint32_t a[WH_GS][RT][4];
-#pragma unroll
-            for (int tt = 0; tt < WH_GS; ++tt)
-#pragma unroll
-              for (int r = 0; r < RT; ++r) {
-                switch (t0 + tt) {  // registers e = 2 t (slots 2 tig + h) and 2 t + 1 (slots 8 + 2 tig + h)
-                  case 0: a[tt][r][0] = wh_decode<0>(wl[r]); a[tt][r][1] = wh_decode<0>(wh[r]);
-                          a[tt][r][2] = wh_decode<1>(wl[r]); a[tt][r][3] = wh_decode<1>(wh[r]); break;
-                  case 1: a[tt][r][0] = wh_decode<2>(wl[r]); a[tt][r][1] = wh_decode<2>(wh[r]);
-                          a[tt][r][2] = wh_decode<3>(wl[r]); a[tt][r][3] = wh_decode<3>(wh[r]); break;
-                  case 2: a[tt][r][0] = wh_decode<4>(wl[r]); a[tt][r][1] = wh_decode<4>(wh[r]);
-                          a[tt][r][2] = wh_decode<5>(wl[r]); a[tt][r][3] = wh_decode<5>(wh[r]); break;
-                  default: a[tt][r][0] = wh_decode<6>(wl[r]); a[tt][r][1] = wh_decode<6>(wh[r]);
-                           a[tt][r][2] = wh_decode<7>(wl[r]); a[tt][r][3] = wh_decode<7>(wh[r]); break;
-                }
-              }
-            wgmma_fence();
-#pragma unroll
-            for (int r = 0; r < RT; ++r) fence_regs(d[r]);
-#pragma unroll
-            for (int tt = 0; tt < WH_GS; ++tt)
-#pragma unroll
-              for (int r = 0; r < RT; ++r)
-                WgmmaH<NT>::mma(d[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
-                                wg_desc(base + (t0 + tt) * 32 * NT));
-            wgmma_commit();
-            wgmma_wait<1>();  // the previous group is complete
-#pragma unroll
-            for (int r = 0; r < RT; ++r) fence_regs(d[r]);
-            if (t0 == 0 && gs > 0 && lane == 0) mbar_arrive(&empty[(gs - 1) % STAGES]);  // stage gs - 1 read
-          }
+      for (int r = 0; r < RT; ++r) {
+        if (tile_ok[r] && q < qe && chunk < p.C) {
+          c[r][0] = ldg_stream(cbase[r] + chunk * 256);
+          c[r][1] = ldg_stream(cbase[r] + chunk * 256 + 128);
+        } else {
+          c[r][0] = make_uint4(0, 0, 0, 0);
+          c[r][1] = c[r][0];
         }
-        load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
+      }
+    };
+    uint4 cb[RQ][RT][2];
+#pragma unroll
+    for (int i = 0; i < RQ; ++i) load_quad(qs + i, cb[i]);
+    if (sgi == 0) {
+      pdl_wait();  // image, 1 / S_t and c parts of the prologue kernel (which also cleared the stream-K flags)
+      if (threadIdx.x < NT) {
+        const int64_t tok0 = (int64_t)col * NT;
+        float c = 0.f;
+        if (tok0 + threadIdx.x < p.m)
+          for (int j = 0; j < p.nslices; ++j) c += p.cpart[(tok0 + threadIdx.x) * p.nslices + j];
+        csum[threadIdx.x] = c;
+        stinv[threadIdx.x] = p.tinv[tok0 + threadIdx.x];
       }
     }
-  }
-  wgmma_wait<0>();
 #pragma unroll
-  for (int r = 0; r < RT; ++r) fence_regs(d[r]);
-  consumer_sync();  // every consumer's wgmmas are complete: the ring is free; csum / stinv written
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+      for (int i = 0; i < ND; ++i) d[r][i] = 0.f;
+
+    for (int qb = qs; qb < qe; qb += RQ) {
+#pragma unroll
+      for (int qi = 0; qi < RQ; ++qi) {
+        const int q = qb + qi;
+        if (q < qe) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j, ++gr) {
+            const int s = gr % STAGES;
+            uint32_t wl[RT], wh[RT];
+#pragma unroll
+            for (int r = 0; r < RT; ++r) {
+              wl[r] = j == 0 ? cb[qi][r][0].x : j == 1 ? cb[qi][r][0].y : j == 2 ? cb[qi][r][0].z : cb[qi][r][0].w;
+              wh[r] = j == 0 ? cb[qi][r][1].x : j == 1 ? cb[qi][r][1].y : j == 2 ? cb[qi][r][1].z : cb[qi][r][1].w;
+            }
+            mbar_wait(&full[s], (unsigned)(gr / STAGES) & 1u);
+            const uint32_t base = smem_addr(wsm + (size_t)s * SB);
+#pragma unroll
+            for (int t0 = 0; t0 < 4; t0 += WH_GS) {  // one commit group per WH_GS k16 steps
+              uint32_t a[WH_GS][RT][4];
+#pragma unroll
+              for (int tt = 0; tt < WH_GS; ++tt)
+#pragma unroll
+                for (int r = 0; r < RT; ++r) {
+                  switch (t0 + tt) {  // registers e = 2 t (slots 2 tig + h) and 2 t + 1 (slots 8 + 2 tig + h)
+                    case 0: a[tt][r][0] = wh_decode<0>(wl[r]); a[tt][r][1] = wh_decode<0>(wh[r]);
+                            a[tt][r][2] = wh_decode<1>(wl[r]); a[tt][r][3] = wh_decode<1>(wh[r]); break;
+                    case 1: a[tt][r][0] = wh_decode<2>(wl[r]); a[tt][r][1] = wh_decode<2>(wh[r]);
+                            a[tt][r][2] = wh_decode<3>(wl[r]); a[tt][r][3] = wh_decode<3>(wh[r]); break;
+                    case 2: a[tt][r][0] = wh_decode<4>(wl[r]); a[tt][r][1] = wh_decode<4>(wh[r]);
+                            a[tt][r][2] = wh_decode<5>(wl[r]); a[tt][r][3] = wh_decode<5>(wh[r]); break;
+                    default: a[tt][r][0] = wh_decode<6>(wl[r]); a[tt][r][1] = wh_decode<6>(wh[r]);
+                             a[tt][r][2] = wh_decode<7>(wl[r]); a[tt][r][3] = wh_decode<7>(wh[r]); break;
+                  }
+                }
+              wgmma_fence();
+#pragma unroll
+              for (int r = 0; r < RT; ++r) fence_regs(d[r]);
+#pragma unroll
+              for (int tt = 0; tt < WH_GS; ++tt)
+#pragma unroll
+                for (int r = 0; r < RT; ++r)
+                  WgmmaH<NT>::mma(d[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
+                                  wg_desc(base + (t0 + tt) * 32 * NT));
+              wgmma_commit();
+              wgmma_wait<1>();  // the previous group is complete
+#pragma unroll
+              for (int r = 0; r < RT; ++r) fence_regs(d[r]);
+              if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[(gr - 1) % STAGES]);  // stage gr - 1 read
+            }
+          }
+          load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
+        }
+      }
+    }
+    wgmma_wait<0>();
+#pragma unroll
+    for (int r = 0; r < RT; ++r) fence_regs(d[r]);
+    if (skm && qs > 0) {  // a tail: partial sums to slot blockIdx.x (fragment order, coalesced), flag
+      float4* dst = reinterpret_cast<float4*>(p.skpart) + (int64_t)blockIdx.x * (RT * ND / 4) * 256 + threadIdx.x;
+#pragma unroll
+      for (int r = 0; r < RT; ++r)
+#pragma unroll
+        for (int i4 = 0; i4 < ND / 4; ++i4)
+          __stcg(dst + (r * (ND / 4) + i4) * 256, make_float4(d[r][4 * i4], d[r][4 * i4 + 1], d[r][4 * i4 + 2], d[r][4 * i4 + 3]));
+      consumer_sync();
+      if (threadIdx.x == 0) flag_release(p.skflag + blockIdx.x, 1u);
+      if (sgi == nseg - 1) return;  // a tail as the last segment: the row group is finished elsewhere
+    }
+  }
+  if (skm && (nseg == 2 ? qB1 : qA1) < nq) {  // a head short of the row group's end: add the tails, CTA order
+    const int64_t U = rgroups * nq, G = p.sk_ctas, rg_end = (int64_t)(rgf + 1) * nq;
+    for (int64_t c2 = (int64_t)blockIdx.x + 1; c2 < G && c2 * U / G < rg_end; ++c2) {
+      if (threadIdx.x == 0)
+        while (flag_acquire(p.skflag + c2) == 0u) __nanosleep(32);
+      consumer_sync();
+      const float4* src = reinterpret_cast<const float4*>(p.skpart) + c2 * (RT * ND / 4) * 256 + threadIdx.x;
+#pragma unroll
+      for (int r = 0; r < RT; ++r)
+#pragma unroll
+        for (int i4 = 0; i4 < ND / 4; ++i4) {
+          const float4 v = __ldcg(src + (r * (ND / 4) + i4) * 256);
+          d[r][4 * i4] += v.x;
+          d[r][4 * i4 + 1] += v.y;
+          d[r][4 * i4 + 2] += v.z;
+          d[r][4 * i4 + 3] += v.w;
+        }
+    }
+  }
+  consumer_sync();  // every consumer's wgmmas are complete: the ring is free; csum / stinv / svb written
+  const int64_t tok0 = (int64_t)col * NT;
+  const int ntok = (int)(p.m - tok0 < NT ? p.m - tok0 : NT);
+  const int64_t n0 = (int64_t)rgf * ROWS;
+  const int nrow = (int)(p.n - n0 < ROWS ? p.n - n0 : ROWS);
+  const int my_row = threadIdx.x % ROWS;
+  const float sv_r = svb[0][my_row], bias_r = svb[1][my_row];
 
   // t = d / S_t + c (rows past n: 0, they enter the output Hadamard)
 #pragma unroll
@@ -1956,9 +2071,15 @@ struct WhPlan {
   int nt, rt;  // token tile (64 | 128), 128-row tiles per CTA (1 | 2)
   int64_t nslices, nq, nq4, mpad, ncols, rgroups;
   bool fuse_in, fuse_out;
+  int sk;  // stream-K CTAs (0: the plain grid of tiles)
   size_t smem;
-  size_t off_img, off_cpart, off_tinv, off_u, off_t, total;
+  size_t off_img, off_cpart, off_tinv, off_u, off_t, off_skpart, off_skflag, total;
 };
+
+// Stream-K for one token tile (m <= 64): CTAs of at least WH_SK_MINQ quads each, at most WH_SK_MAXG of them (the
+// workspace holds that many partial tiles whatever the device: 64 KB each at 64 x 256)
+constexpr int WH_SK_MAXG = 160;
+constexpr int WH_SK_MINQ = 2;
 
 // CTA shape (LATTQ_WGMMA_F16_TILE = "NTxRT", e.g. "128x2", forces one).  One CTA fills an SM, so a launch takes
 // ceil(CTAs / SMs) waves of CTAs that each cost their work (NT RT) times the shape's cost per unit of work: 1.0
@@ -1967,7 +2088,7 @@ struct WhPlan {
 // 21 swept cases (7 layer shapes at m = 64, 512, 2048) this picks the fastest of the four every time; the session-10
 // rule (256 rows where those CTAs fill the GPU) missed 4 of them by 3-23%.  sms = 0: the workspace bound (128-token
 // padding whatever the knob says).
-void wh_tile_for(int64_t m, int64_t n, int sms, int& nt, int& rt) {
+void wh_tile_for(int64_t m, int64_t n, int sms, int& nt, int& rt, bool& forced) {
   static const struct { int nt, rt; double cost; } shapes[] = {{128, 2, 1.0}, {128, 1, 1.09}, {64, 2, 1.23}, {64, 1, 1.45}};
   nt = 128;
   rt = 2;
@@ -1983,25 +2104,53 @@ void wh_tile_for(int64_t m, int64_t n, int sms, int& nt, int& rt) {
       }
     }
   }
+  forced = false;
   if (const char* e = std::getenv("LATTQ_WGMMA_F16_TILE")) {
     int a = 0, b = 0;
     if (std::sscanf(e, "%dx%d", &a, &b) == 2 && (a == 64 || a == 128) && (b == 1 || b == 2)) {
       nt = a;
       rt = b;
+      forced = true;
     }
   }
   if (sms == 0) nt = 128;
 }
 
+// Stream-K (m <= 64, where a plain grid has one CTA per row group: 16-112 CTAs on the issue's shapes, a fraction of
+// the SMs or under two waves): with the 64 x 256 shape (the cheapest per unit of work when every CTA does the same
+// work) G = min(SMs, WH_SK_MAXG, U / WH_SK_MINQ) CTAs share the U (row group, quad) units, provided G exceeds the row
+// groups (each CTA then spans at most two row groups).  LATTQ_WGMMA_F16_SK = 0 turns it off, = G forces G (clamped
+// to [row groups, min(WH_SK_MAXG, U)]; tests).
+int wh_sk_ctas(int64_t m, int64_t rgroups, int64_t nq, int sms) {
+  if (sms <= 0 || m > 64) return 0;
+  const int64_t U = rgroups * nq;
+  int64_t G = std::min<int64_t>(std::min<int64_t>(sms, WH_SK_MAXG), U / WH_SK_MINQ);
+  if (const char* e = std::getenv("LATTQ_WGMMA_F16_SK")) {
+    const long v = std::strtol(e, nullptr, 10);
+    if (v == 0) return 0;
+    if (v > 0) G = std::max<int64_t>(rgroups, std::min<int64_t>(v, std::min<int64_t>(WH_SK_MAXG, U)));
+  }
+  return G > rgroups ? (int)G : 0;
+}
+
 WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   WhPlan P;
-  wh_tile_for(m, d->n, sms, P.nt, P.rt);
+  bool forced = false;
+  wh_tile_for(m, d->n, sms, P.nt, P.rt, forced);
+  if (sms > 0 && m <= 64 && !forced) {  // stream-K's shape (used only if wh_sk_ctas takes it)
+    const int64_t rg2 = cdiv(d->n, (int64_t)TN * 2);
+    if (wh_sk_ctas(m, rg2, cdiv(d->k, 256), sms) > 0) {
+      P.nt = 64;
+      P.rt = 2;
+    }
+  }
   P.nslices = cdiv(d->k, SK);
   P.nq = cdiv(d->k, 256);
   P.nq4 = P.nslices * 4;
   P.ncols = cdiv(std::max<int64_t>(m, 1), P.nt);
   P.mpad = P.ncols * P.nt;
   P.rgroups = cdiv(d->n, (int64_t)TN * P.rt);
+  P.sk = P.nt == 64 && P.ncols == 1 ? wh_sk_ctas(m, P.rgroups, P.nq, sms) : 0;
   P.fuse_in = d->had_in <= SK;
   P.fuse_out = d->had_out <= TN;
   P.smem = (size_t)(P.nt == 64 ? (P.rt == 1 ? wh_stages<64, 1>() : wh_stages<64, 2>())
@@ -2014,6 +2163,10 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   P.off_tinv = take((size_t)P.mpad * 4);
   P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
   P.off_t = take(P.fuse_out ? 0 : (size_t)m * d->n * 4);
+  // stream-K: sized for WH_SK_MAXG CTAs of the largest tile (64 x 256) whenever m <= 64, whatever the device
+  const size_t skg = m <= 64 ? WH_SK_MAXG : 0;
+  P.off_skpart = take(skg * 64 * 256 * 4);
+  P.off_skflag = take(skg * 4);
   P.total = o;
   return P;
 }
@@ -2043,7 +2196,10 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   p.vq = reinterpret_cast<uint8_t*>(ws + P.off_img);
   p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
   p.tinv = reinterpret_cast<float*>(ws + P.off_tinv);
-  const size_t static_smem = 2 * NT * 4 + 2 * wh_stages<NT, RT>() * 8;
+  p.sk_ctas = P.sk;
+  p.skpart = reinterpret_cast<float*>(ws + P.off_skpart);
+  p.skflag = reinterpret_cast<unsigned*>(ws + P.off_skflag);
+  const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT>() * 8;
   if ((size_t)device_props().smem_optin < P.smem + static_smem)
     return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs %zu bytes of shared memory per block, this device allows %d",
                   fn, P.smem + static_smem, device_props().smem_optin);
@@ -2061,7 +2217,13 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   const char* pb = std::getenv("LATTQ_WGMMA_F16_PREP_BULK");
   const bool bulk = wh_prep_bulk(p, dt) && wh_prep_smem(p, true) + 1024 <= (size_t)device_props().smem_optin &&
                     !(pb != nullptr && pb[0] == '0');
-  const size_t psmem = wh_prep_smem(p, bulk);
+  // v of all but each warp's last slice kept in shared memory (k > 16 K) where it fits, else folded again in pass 2
+  const int64_t nper = cdiv(P.nslices, (int64_t)W);
+  const size_t keepb = nper > 1 ? (size_t)W * (nper - 1) * (4096 + 4) : 0;
+  const char* pk = std::getenv("LATTQ_WGMMA_F16_PREP_KEEP");
+  const bool keep = keepb > 0 && wh_prep_smem(p, bulk) + keepb + 1024 <= (size_t)device_props().smem_optin &&
+                    !(pk != nullptr && pk[0] == '0');
+  const size_t psmem = wh_prep_smem(p, bulk) + (keep ? keepb : 0);
   static size_t psmem_set[16] = {};  // per template instance and device
   const int cur = current_device();
   if (psmem > psmem_set[cur & 15]) {
@@ -2081,7 +2243,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   }
   const int64_t pctas = std::min<int64_t>(P.mpad, (int64_t)per_sm * device_props().sm);
   cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)pctas), dim3(32 * W), psmem, s, p, W, P.mpad,
-                             (int)bulk);
+                             (int)bulk, (int)keep);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernel failed: %s", fn, cudaGetErrorString(e));
@@ -2096,8 +2258,8 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
     }
     smem_set[cur & 15] = 1;
   }
-  e = launch_pdl(wh_main_kernel<T, NT, RT>, dim3((unsigned)P.ncols, (unsigned)P.rgroups), dim3(WH_THREADS), P.smem,
-                 s, p);
+  const dim3 grid = P.sk > 0 ? dim3((unsigned)P.sk) : dim3((unsigned)P.ncols, (unsigned)P.rgroups);
+  e = launch_pdl(wh_main_kernel<T, NT, RT>, grid, dim3(WH_THREADS), P.smem, s, p);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching the wgmma_f16 main kernel failed: %s", fn, cudaGetErrorString(e));
