@@ -1113,8 +1113,10 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 constexpr int WH_THREADS = 384;
 // quads of codes in registers: 4 where the accumulators leave room (NT RT <= 128: up to 64 of them per thread; at
 // m = 64 the code stream, not the tensor cores, paces the CTA), else 2
-template <int NT, int RT> constexpr int wh_rq() { return NT * RT <= 128 ? 4 : 2; }
-constexpr int WH_GS = 2;         // k16 steps per wgmma commit group (one group stays queued while the next is decoded)
+template <int NT, int RT> constexpr int wh_rq() { return NT * RT <= 128 && RT == 1 ? 4 : 2; }
+// k16 steps per wgmma commit group (one group stays queued while the next is decoded): 4 (a whole stage) where the
+// accumulators leave room (NT RT <= 128), else 2
+template <int NT, int RT> constexpr int wh_gs() { return NT * RT <= 128 ? 4 : 2; }
 template <int NT> constexpr int wh_stage_bytes() { return 64 * NT * 2; }
 // ring: at least 96 KB, and at least the epilogue tile (NT x (128 RT + 4) fp32, SV and bias)
 template <int NT, int RT> constexpr int wh_tile_bytes() { return (NT * (128 * RT + 4) + 2 * 128 * RT) * 4; }
@@ -1400,6 +1402,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   const int g = lane >> 2, tig = lane & 3;
   const int wg = warp >> 2, wq = warp & 3;
   constexpr int RQ = wh_rq<NT, RT>();
+  constexpr int GS = wh_gs<NT, RT>();
   if (threadIdx.x < ROWS) {
     const int64_t n0 = (int64_t)rgf * ROWS;
     const int nrow = (int)(p.n - n0 < ROWS ? p.n - n0 : ROWS), rr = threadIdx.x;
@@ -1467,10 +1470,10 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
             mbar_wait(&full[s], (unsigned)(gr / STAGES) & 1u);
             const uint32_t base = smem_addr(wsm + (size_t)s * SB);
 #pragma unroll
-            for (int t0 = 0; t0 < 4; t0 += WH_GS) {  // one commit group per WH_GS k16 steps
-              uint32_t a[WH_GS][RT][4];
+            for (int t0 = 0; t0 < 4; t0 += GS) {  // one commit group per GS k16 steps
+              uint32_t a[GS][RT][4];
 #pragma unroll
-              for (int tt = 0; tt < WH_GS; ++tt)
+              for (int tt = 0; tt < GS; ++tt)
 #pragma unroll
                 for (int r = 0; r < RT; ++r) {
                   switch (t0 + tt) {  // registers e = 2 t (slots 2 tig + h) and 2 t + 1 (slots 8 + 2 tig + h)
@@ -1488,7 +1491,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #pragma unroll
               for (int r = 0; r < RT; ++r) fence_regs(d[r]);
 #pragma unroll
-              for (int tt = 0; tt < WH_GS; ++tt)
+              for (int tt = 0; tt < GS; ++tt)
 #pragma unroll
                 for (int r = 0; r < RT; ++r)
                   WgmmaH<NT>::mma(d[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
@@ -2187,6 +2190,11 @@ cudaError_t launch_pdl(void (*kern)(Args...), dim3 grid, dim3 block, size_t smem
   return cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
+template <typename T, int NT> size_t* wh_prep_smem_granted() {
+  static size_t granted[16] = {};
+  return granted;
+}
+
 template <typename T, int NT, int RT>
 lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
                          const WhPlan& P, cudaStream_t s) {
@@ -2224,7 +2232,9 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   const bool keep = keepb > 0 && wh_prep_smem(p, bulk) + keepb + 1024 <= (size_t)device_props().smem_optin &&
                     !(pk != nullptr && pk[0] == '0');
   const size_t psmem = wh_prep_smem(p, bulk) + (keep ? keepb : 0);
-  static size_t psmem_set[16] = {};  // per template instance and device
+  // the largest dynamic shared memory granted to this prologue kernel (per kernel, not per wh_launch_t instance: the
+  // 128- and 256-row launches share it, and a smaller grant by one must not undo the other's larger one), per device
+  size_t* psmem_set = wh_prep_smem_granted<T, NT>();
   const int cur = current_device();
   if (psmem > psmem_set[cur & 15]) {
     if (cudaFuncSetAttribute(wh_prep_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psmem) !=
@@ -2295,12 +2305,15 @@ const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtyp
 // AUTO's choice of WGMMA_F16 over WGMMA for bf16 (H100, session 10, bench/results/gpu/h100_session10/rows_*):
 // m >= 256 on every issue shape but 4096 x 14336 (113.2 vs 111.4 us at m = 256), m >= 128 where n >= 2 k (11008 x
 // 4096 43.2 vs 62.3 us; 28672 x 8192 120.3 vs 170.3), and m >= 64 where n >= 2 k.  Session 11 dropped the m = 64
-// rule's k <= 4096: with the 64 x 256 CTA shape of the wave model, 28672 x 8192 at m = 64 took 75.1 us against
-// WGMMA's 92.1 (bench/results/gpu/h100_session11/rows_a70437a.*); the n < 2 k shapes stay on WGMMA there
-// (4096 x 14336: 79.7 vs 59.2 us).  At m = 128 it also takes n >= 8192 (8192 x 28672: 156.8 vs 189.3 us; the n = 4096
-// shapes have too few CTAs for it: 4096 x 14336 80.2 vs 60.1; rows_8bb00b2.*).
+// rule's k <= 4096 (28672 x 8192 at m = 64: 75.1 vs 92.1 us, bench/results/gpu/h100_session11/rows_a70437a.*) and
+// took n >= 8192 at m = 128 (8192 x 28672: 156.8 vs 189.3 us; rows_8bb00b2.*).  Session 12's stream-K (m <= 64) adds
+// k >= 2 n from m = 32 to 64 (m = 64: 4096 x 11008 39.9 vs 48.3 us, 4096 x 14336 45.0 vs 57.5, 8192 x 28672 85.2 vs
+// 102.0; m = 32: 38.9 vs 45.3, 43.5 vs 54.1, 82.8 vs 99.4; bench/results/gpu/h100_session12/rows_8f2a7cb.*).  Not
+// m = 16 (4096 x 14336: 42.8 vs 31.6 us), not the n >= 2 k shapes at m = 32 (28672 x 8192: 72.0 vs 70.4), not
+// 4096 x 4096 at m = 64 (30.0 vs 28.6).
 bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
-  return m >= 256 || (m >= 64 && d->n >= 2 * d->k) || (m >= 128 && d->n >= 8192);
+  return m >= 256 || (m >= 64 && d->n >= 2 * d->k) || (m >= 128 && d->n >= 8192) ||
+         (m >= 32 && m <= 64 && d->k >= 2 * d->n);
 }
 
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0).total; }
