@@ -745,15 +745,17 @@ void test_wgmma_settings(bool quick) {
   std::vector<std::string> fsets;
   for (const char* t : {"64x1", "64x2", "128x1", "128x2"}) fsets.push_back(std::string("LATTQ_WGMMA_F16_TILE=") + t);
   fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=0");  // the prologue's x from global instead of bulk-staged rows
-  // stream-K at m <= 64 (the default there where it has more CTAs than row groups): off, 3 CTAs (uneven ranges, a
-  // CTA spanning two row groups), one quad per CTA (up to 9 tails per row group), and with 128-row CTAs
+  // stream-K at m <= 64 (the default there where it has more CTAs than row groups; 64 x 128 CTAs on these small
+  // layers): off, 3 CTAs (uneven ranges, CTAs spanning two row groups, boundary quads split by stage), one stage per
+  // CTA (up to 35 tails per row group), and the same with 64 x 256 CTAs
   fsets.push_back("LATTQ_WGMMA_F16_SK=0");
   fsets.push_back("LATTQ_WGMMA_F16_SK=3");
   fsets.push_back("LATTQ_WGMMA_F16_SK=1000");
-  fsets.push_back("LATTQ_WGMMA_F16_TILE=64x1 LATTQ_WGMMA_F16_SK=1000");
+  fsets.push_back("LATTQ_WGMMA_F16_TILE=64x2 LATTQ_WGMMA_F16_SK=3");
+  fsets.push_back("LATTQ_WGMMA_F16_TILE=64x2 LATTQ_WGMMA_F16_SK=1000");
   check_env_settings("wgmma_f16 CTA shapes", LATTQ_VARIANT_WGMMA_F16, fcases, fms, fsets, true, false);
   // k > 16 K (18 slices, the last partial, on 16 prologue warps): the v of a warp's first slice kept in shared
-  // memory (default) or folded again; with one row group, stream-K spreads it over 34 CTAs (33 tails)
+  // memory (default) or folded again; stream-K spreads the two 128-row groups over 69 CTAs (34-35 per row group)
   const std::vector<Shape> kcases = {{130, 17600, 64, 2, false}};
   const std::vector<int64_t> kms = quick ? std::vector<int64_t>{3} : std::vector<int64_t>{1, 64, 129};
   check_env_settings("wgmma_f16 k > 16K", LATTQ_VARIANT_WGMMA_F16, kcases, kms,
