@@ -1342,8 +1342,8 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   // Work.  Plain grid (p.sk_ctas = 0): CTA (col, rg) = (blockIdx.x, blockIdx.y) takes its tile over all of K.
-  // Stream-K (p.sk_ctas = G > 0, one token tile, grid G, G >= row groups): the U = rgroups ns (row group, stage)
-  // units in row-group-major order are cut into G ranges of U / G <= ns units, CTA c taking [c U / G, (c + 1) U / G):
+  // Stream-K (p.sk_ctas = G > 0, one token tile, grid G, G >= row groups): the U = rgroups nq (row group, quad)
+  // units in row-group-major order are cut into G ranges of U / G <= nq units, CTA c taking [c U / G, (c + 1) U / G):
   // at most two segments, the tail of one row group and then the head of the next.  A tail (a piece that does not
   // start at quad 0) leaves its partial sums in the workspace (slot c) and raises flag c; the head's CTA finishes
   // the row group: it adds the partials of the CTAs after it in CTA order (deterministic) and runs the epilogue.
@@ -1355,21 +1355,18 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   const int nq = p.nq;
   const int64_t rgroups = (p.n + ROWS - 1) / ROWS;
   const int col = skm ? 0 : (int)blockIdx.x;
-  // Units are 64-K stages (ns = 4 nq per row group; a CTA loads the codes of a boundary quad whole and uses its
-  // stages in range).  Segment 0: row group rgA, stages [sA0, sA1); segment 1 (nseg = 2): row group rgA + 1,
-  // stages [0, sB1).
-  const int ns = nq * 4;
-  int nseg = 1, rgA = (int)blockIdx.y, sA0 = 0, sA1 = ns, sB1 = 0;
+  // segment 0: row group rgA, quads [qA0, qA1); segment 1 (nseg = 2): row group rgA + 1, quads [0, qB1)
+  int nseg = 1, rgA = (int)blockIdx.y, qA0 = 0, qA1 = nq, qB1 = 0;
   if (skm) {
-    const int64_t U = rgroups * ns, G = p.sk_ctas, c = blockIdx.x;
+    const int64_t U = rgroups * nq, G = p.sk_ctas, c = blockIdx.x;
     const int64_t u0 = c * U / G, u1 = (c + 1) * U / G;
-    const int64_t r0 = u0 / ns;
+    const int64_t r0 = u0 / nq;
     rgA = (int)r0;
-    sA0 = (int)(u0 - r0 * ns);
-    sA1 = (int)std::min<int64_t>(ns, u1 - r0 * ns);
-    if (u1 > (r0 + 1) * ns) {
+    qA0 = (int)(u0 - r0 * nq);
+    qA1 = (int)std::min<int64_t>(nq, u1 - r0 * nq);
+    if (u1 > (r0 + 1) * nq) {
       nseg = 2;
-      sB1 = (int)(u1 - (r0 + 1) * ns);
+      qB1 = (int)(u1 - (r0 + 1) * nq);
     }
   }
   const int rgf = rgA + nseg - 1;  // the row group of the last segment (the epilogue's, if it finishes one)
@@ -1391,7 +1388,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       const uint8_t* src = p.vq + (int64_t)col * p.nq4 * 4 * SB;
       int gr = 0;  // running stage: ring slot gr % STAGES
       for (int sgi = 0; sgi < nseg; ++sgi)
-        for (int gs = sgi == 0 ? sA0 : 0; gs < (sgi == 0 ? sA1 : sB1); ++gs, ++gr) {
+        for (int gs = sgi == 0 ? qA0 * 4 : 0; gs < (sgi == 0 ? qA1 : qB1) * 4; ++gs, ++gr) {
           const int s = gr % STAGES;
           if (gr >= STAGES) mbar_wait(&empty[s], (unsigned)(gr / STAGES - 1) & 1u);
           mbar_expect_tx(&full[s], SB);
@@ -1415,8 +1412,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   float d[RT][ND];
   int gr = 0;  // running stage, as the producer's: slot gr % STAGES, phase (gr / STAGES) & 1
   for (int sgi = 0; sgi < nseg; ++sgi) {
-    const int rg = rgA + sgi, s0 = sgi == 0 ? sA0 : 0, s1 = sgi == 0 ? sA1 : sB1;
-    const int qs = s0 >> 2, qe = (s1 + 3) >> 2;  // the quads of stages [s0, s1)
+    const int rg = rgA + sgi, qs = sgi == 0 ? qA0 : 0, qe = sgi == 0 ? qA1 : qB1;
     const uint8_t* cbase[RT];
     bool tile_ok[RT];
 #pragma unroll
@@ -1463,8 +1459,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         const int q = qb + qi;
         if (q < qe) {
 #pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            if (q * 4 + j < s0 || q * 4 + j >= s1) continue;  // a stream-K boundary quad's stage out of range
+          for (int j = 0; j < 4; ++j, ++gr) {
             const int s = gr % STAGES;
             uint32_t wl[RT], wh[RT];
 #pragma unroll
@@ -1507,7 +1502,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
               for (int r = 0; r < RT; ++r) fence_regs(d[r]);
               if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[(gr - 1) % STAGES]);  // stage gr - 1 read
             }
-            ++gr;
           }
           load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
         }
@@ -1516,7 +1510,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     wgmma_wait<0>();
 #pragma unroll
     for (int r = 0; r < RT; ++r) fence_regs(d[r]);
-    if (skm && s0 > 0) {  // a tail: partial sums to slot blockIdx.x (fragment order, coalesced), flag
+    if (skm && qs > 0) {  // a tail: partial sums to slot blockIdx.x (fragment order, coalesced), flag
       float4* dst = reinterpret_cast<float4*>(p.skpart) + (int64_t)blockIdx.x * (RT * ND / 4) * 256 + threadIdx.x;
 #pragma unroll
       for (int r = 0; r < RT; ++r)
@@ -1528,8 +1522,8 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       if (sgi == nseg - 1) return;  // a tail as the last segment: the row group is finished elsewhere
     }
   }
-  if (skm && (nseg == 2 ? sB1 : sA1) < ns) {  // a head short of the row group's end: add the tails, CTA order
-    const int64_t U = rgroups * ns, G = p.sk_ctas, rg_end = (int64_t)(rgf + 1) * ns;
+  if (skm && (nseg == 2 ? qB1 : qA1) < nq) {  // a head short of the row group's end: add the tails, CTA order
+    const int64_t U = rgroups * nq, G = p.sk_ctas, rg_end = (int64_t)(rgf + 1) * nq;
     for (int64_t c2 = (int64_t)blockIdx.x + 1; c2 < G && c2 * U / G < rg_end; ++c2) {
       if (threadIdx.x == 0)
         while (flag_acquire(p.skflag + c2) == 0u) __nanosleep(32);
@@ -2126,13 +2120,15 @@ void wh_tile_for(int64_t m, int64_t n, int sms, int& nt, int& rt, bool& forced) 
 }
 
 // Stream-K (m <= 64, where a plain grid has one CTA per row group: 16-224 CTAs on the issue's shapes, a fraction of
-// the SMs or under two waves): G = min(SMs, WH_SK_MAXG, U / (4 WH_SK_MINQ)) CTAs share the U (row group, 64-K stage)
-// units, provided G exceeds the row groups (each CTA then spans at most two row groups).  LATTQ_WGMMA_F16_SK = 0
+// the SMs or under two waves): G = min(SMs, WH_SK_MAXG, U / WH_SK_MINQ) CTAs share the U (row group, quad) units,
+// provided G exceeds the row groups (each CTA then spans at most two row groups).  Quad units: splitting boundary
+// quads by 64-K stage (a conditional stage inside the unrolled quad loop) balanced the CTAs better but slowed the
+// 64 x 256 CTAs by a third (session 12, rows_296f290).  LATTQ_WGMMA_F16_SK = 0
 // turns it off, = G forces G (clamped to [row groups, min(SMs, WH_SK_MAXG, U)]; tests).
 int wh_sk_ctas(int64_t m, int64_t rgroups, int64_t nq, int sms) {
   if (sms <= 0 || m > 64) return 0;
-  const int64_t U = rgroups * nq * 4;  // 64-K stages
-  int64_t G = std::min<int64_t>(std::min<int64_t>(sms, WH_SK_MAXG), U / (4 * WH_SK_MINQ));
+  const int64_t U = rgroups * nq;
+  int64_t G = std::min<int64_t>(std::min<int64_t>(sms, WH_SK_MAXG), U / WH_SK_MINQ);
   if (const char* e = std::getenv("LATTQ_WGMMA_F16_SK")) {
     const long v = std::strtol(e, nullptr, 10);
     if (v == 0) return 0;
@@ -2318,13 +2314,13 @@ const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtyp
 // 4096 43.2 vs 62.3 us; 28672 x 8192 120.3 vs 170.3), and m >= 64 where n >= 2 k.  Session 11 dropped the m = 64
 // rule's k <= 4096 (28672 x 8192 at m = 64: 75.1 vs 92.1 us, bench/results/gpu/h100_session11/rows_a70437a.*) and
 // took n >= 8192 at m = 128 (8192 x 28672: 156.8 vs 189.3 us; rows_8bb00b2.*).  Session 12's stream-K (m <= 64) adds
-// k >= 2 n from m = 32 to 64 (m = 64: 4096 x 11008 39.9 vs 48.3 us, 4096 x 14336 45.0 vs 57.5, 8192 x 28672 85.2 vs
-// 102.0; m = 32: 38.9 vs 45.3, 43.5 vs 54.1, 82.8 vs 99.4; bench/results/gpu/h100_session12/rows_8f2a7cb.*).  Not
-// m = 16 (4096 x 14336: 42.8 vs 31.6 us), not the n >= 2 k shapes at m = 32 (28672 x 8192: 72.0 vs 70.4), not
-// 4096 x 4096 at m = 64 (30.0 vs 28.6).
+// k >= n from m = 32 to 64 (bench/results/gpu/h100_session12: at m = 64, 64 x 256 CTAs: 4096 x 14336 43.4 vs 57.8 us,
+// 8192 x 28672 85.0 vs 103.5, rows_65d6251; 64 x 128 CTAs: 4096 x 4096 23.0 vs 28.7, 4096 x 11008 35.2 vs 48.4,
+// sweep_65d6251; at m = 32: 4096 x 14336 42.3 vs 57.3, 8192 x 28672 81.9 vs 99.8).  Not at m = 16 (4096 x 14336:
+// 38.3 us against GEMV_PDL's 32.6), not the n > k shapes at m = 32 (14336 x 4096: 32.9 vs 30.0 us).
 bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
   return m >= 256 || (m >= 64 && d->n >= 2 * d->k) || (m >= 128 && d->n >= 8192) ||
-         (m >= 32 && m <= 64 && d->k >= 2 * d->n);
+         (m >= 32 && m <= 64 && d->k >= d->n);
 }
 
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0).total; }

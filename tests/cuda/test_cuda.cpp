@@ -746,8 +746,8 @@ void test_wgmma_settings(bool quick) {
   for (const char* t : {"64x1", "64x2", "128x1", "128x2"}) fsets.push_back(std::string("LATTQ_WGMMA_F16_TILE=") + t);
   fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=0");  // the prologue's x from global instead of bulk-staged rows
   // stream-K at m <= 64 (the default there where it has more CTAs than row groups; 64 x 128 CTAs on these small
-  // layers): off, 3 CTAs (uneven ranges, CTAs spanning two row groups, boundary quads split by stage), one stage per
-  // CTA (up to 35 tails per row group), and the same with 64 x 256 CTAs
+  // layers): off, 3 CTAs (uneven ranges, CTAs spanning two row groups), one quad per CTA (up to 8 tails per row
+  // group), and the same with 64 x 256 CTAs
   fsets.push_back("LATTQ_WGMMA_F16_SK=0");
   fsets.push_back("LATTQ_WGMMA_F16_SK=3");
   fsets.push_back("LATTQ_WGMMA_F16_SK=1000");
