@@ -291,7 +291,7 @@ def main():
                [{"LATTQ_WGMMA_CLUSTER": c, "LATTQ_WGMMA_NTOK": t} for c in ("1", "2") for t in ("32", "64")]),
               ("gemv_pdl", 8, args.tok_sweep, (5, 8, 12, 16), [{"LATTQ_GEMV_TOK": t} for t in ("4", "16")]),
               ("wgmma_f16", 9, args.f16_sweep, tuple(int(v) for v in args.f16_batches.split(",")),
-               [{"LATTQ_WGMMA_F16_TILE": t} for t in ("64x1", "64x2", "128x1", "128x2")]),
+               [{"LATTQ_WGMMA_F16_TILE": t} for t in ("32x1", "32x2", "64x1", "64x2", "128x1", "128x2")]),
               ("gemv_pdl", 8, args.trig_sweep, tuple(int(v) for v in args.trig_batches.split(",")), [{"LATTQ_GEMV_PDL_TRIGGER": t} for t in ("0", "3", "4")])]
     for variant, vid, shapes_arg, ms, settings in sweeps:
         cases = [f"{n}x{k}" for n, k in SHAPES] if shapes_arg == "all7" else shapes_arg.split(",")

@@ -1113,7 +1113,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 constexpr int WH_THREADS = 384;
 // quads of codes in registers: 4 where the accumulators leave room (NT RT <= 128: up to 64 of them per thread; at
 // m = 64 the code stream, not the tensor cores, paces the CTA), else 2
-template <int NT, int RT> constexpr int wh_rq() { return NT * RT <= 128 && RT == 1 ? 4 : 2; }
+template <int NT, int RT> constexpr int wh_rq() { return NT * RT <= 64 || (NT * RT <= 128 && RT == 1) ? 4 : 2; }
 // k16 steps per wgmma commit group (one group stays queued while the next is decoded): 4 (a whole stage) where the
 // accumulators leave room (NT RT <= 128), else 2
 template <int NT, int RT> constexpr int wh_gs() { return NT * RT <= 128 ? 4 : 2; }
@@ -1287,6 +1287,15 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
 // wgmma.mma_async m64nNk16, f16 A from registers (the mma.m16n8k16 A fragment of the warp's 16 rows) x f16 B
 // (shared memory, K-major, descriptor) -> f32 D (N / 2 registers), accumulating.  sm_90a only.
 template <int N> struct WgmmaH;
+template <> struct WgmmaH<32> {
+  static __device__ __forceinline__ void mma(float (&d)[16], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                             uint64_t desc) {
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, 1, 1, 1, 0;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc));
+  }
+};
 template <> struct WgmmaH<64> {
   static __device__ __forceinline__ void mma(float (&d)[32], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                              uint64_t desc) {
@@ -1349,8 +1358,8 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   // the row group: it adds the partials of the CTAs after it in CTA order (deterministic) and runs the epilogue.
   // Those CTAs computed their tails first, so the wait is short; it waits only on higher CTAs, which are resident
   // or can become so (G <= SMs, one CTA per SM).
-  // Stream-K exists for the 64-token tiles only (the host plans it for m <= 64).
-  constexpr bool SKT = NT == 64;
+  // Stream-K exists for the 32- and 64-token tiles only (the host plans it for m <= 64).
+  constexpr bool SKT = NT <= 64;
   const bool skm = SKT && p.sk_ctas > 0;
   const int nq = p.nq;
   const int64_t rgroups = (p.n + ROWS - 1) / ROWS;
@@ -2071,7 +2080,7 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
 namespace {
 
 struct WhPlan {
-  int nt, rt;  // token tile (64 | 128), 128-row tiles per CTA (1 | 2)
+  int nt, rt;  // token tile (32 | 64 | 128), 128-row tiles per CTA (1 | 2)
   int64_t nslices, nq, nq4, mpad, ncols, rgroups;
   bool fuse_in, fuse_out;
   int sk;  // stream-K CTAs (0: the plain grid of tiles)
@@ -2110,7 +2119,7 @@ void wh_tile_for(int64_t m, int64_t n, int sms, int& nt, int& rt, bool& forced) 
   forced = false;
   if (const char* e = std::getenv("LATTQ_WGMMA_F16_TILE")) {
     int a = 0, b = 0;
-    if (std::sscanf(e, "%dx%d", &a, &b) == 2 && (a == 64 || a == 128) && (b == 1 || b == 2)) {
+    if (std::sscanf(e, "%dx%d", &a, &b) == 2 && (a == 32 || a == 64 || a == 128) && (b == 1 || b == 2)) {
       nt = a;
       rt = b;
       forced = true;
@@ -2149,7 +2158,7 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
     const bool small = d->n * d->k <= 14336LL * 4096;
     for (int rt : {small ? 1 : 2, small ? 2 : 1})
       if (wh_sk_ctas(m, cdiv(d->n, (int64_t)TN * rt), nq, sms) > 0) {
-        P.nt = 64;
+        P.nt = m <= 32 ? 32 : 64;
         P.rt = rt;
         break;
       }
@@ -2160,12 +2169,12 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   P.ncols = cdiv(std::max<int64_t>(m, 1), P.nt);
   P.mpad = P.ncols * P.nt;
   P.rgroups = cdiv(d->n, (int64_t)TN * P.rt);
-  P.sk = P.nt == 64 && P.ncols == 1 ? wh_sk_ctas(m, P.rgroups, P.nq, sms) : 0;
+  P.sk = P.nt <= 64 && P.ncols == 1 ? wh_sk_ctas(m, P.rgroups, P.nq, sms) : 0;
   P.fuse_in = d->had_in <= SK;
   P.fuse_out = d->had_out <= TN;
-  P.smem = (size_t)(P.nt == 64 ? (P.rt == 1 ? wh_stages<64, 1>() : wh_stages<64, 2>())
-                               : (P.rt == 1 ? wh_stages<128, 1>() : wh_stages<128, 2>())) *
-           (P.nt == 64 ? wh_stage_bytes<64>() : wh_stage_bytes<128>());
+  P.smem = P.nt == 32   ? (size_t)(P.rt == 1 ? wh_stages<32, 1>() : wh_stages<32, 2>()) * wh_stage_bytes<32>()
+           : P.nt == 64 ? (size_t)(P.rt == 1 ? wh_stages<64, 1>() : wh_stages<64, 2>()) * wh_stage_bytes<64>()
+                        : (size_t)(P.rt == 1 ? wh_stages<128, 1>() : wh_stages<128, 2>()) * wh_stage_bytes<128>();
   size_t o = 0;
   auto take = [&](size_t bytes) { size_t at = o; o += align256(bytes); return at; };
   P.off_img = take((size_t)P.mpad * P.nq4 * 512);  // 256 K positions x 2 bytes per (token, quad)
@@ -2293,6 +2302,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
 template <typename T>
 lattq_status wh_dispatch(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
                          const WhPlan& P, cudaStream_t s) {
+  if (P.nt == 32) return P.rt == 1 ? wh_launch_t<T, 32, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 32, 2>(fn, L, x, m, y, ws, P, s);
   if (P.nt == 64) return P.rt == 1 ? wh_launch_t<T, 64, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 64, 2>(fn, L, x, m, y, ws, P, s);
   return P.rt == 1 ? wh_launch_t<T, 128, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 128, 2>(fn, L, x, m, y, ws, P, s);
 }
