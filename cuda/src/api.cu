@@ -61,7 +61,7 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
   const bool gemv_rule = m == 1 || (m == 2 && d->k <= 16384) || (m <= 4 && d->k <= 16384 && nk <= 14336LL * 4096) ||
                          (m <= 8 && nk <= 4096LL * 4096);
   if (gemv_rule && gemv_unsupported_reason(d, dtype)[0] == 0) return LATTQ_VARIANT_GEMV;
-  // Hopper: for bf16 the f16-rate GEMM where wgmma_f16_preferred says (from m = 32 to 256 on, by shape), else the
+  // Hopper: for bf16 the f16-rate GEMM where wgmma_f16_preferred says (from m = 16 to 256 on, by shape), else the
   // wgmma GEMM from m = 64 on, and from m = 16 where its CTAs fill the GPU (wgmma_preferred)
   if (wgmma_unsupported_reason(d, dtype)[0] == 0 && wgmma_available()) {
     if (wgmma_f16_unsupported_reason(d, dtype)[0] == 0 && wgmma_f16_preferred(d, m)) return LATTQ_VARIANT_WGMMA_F16;
@@ -101,7 +101,7 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
       need = std::max(need, gemm_workspace_bytes(desc, m, dt));
     if ((variant == LATTQ_VARIANT_WGMMA || variant == LATTQ_VARIANT_AUTO) && wgmma_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_workspace_bytes(desc, m, dt));
-    if ((variant == LATTQ_VARIANT_WGMMA_F16 || (variant == LATTQ_VARIANT_AUTO && m >= 32)) &&
+    if ((variant == LATTQ_VARIANT_WGMMA_F16 || (variant == LATTQ_VARIANT_AUTO && m >= 16)) &&
         wgmma_f16_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_f16_workspace_bytes(desc, m));
     // AUTO takes GEMV_PDL only up to m = 16 (gemv_pdl_preferred)

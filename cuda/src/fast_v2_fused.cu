@@ -2150,9 +2150,11 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   WhPlan P;
   bool forced = false;
   wh_tile_for(m, d->n, sms, P.nt, P.rt, forced);
-  // Stream-K's CTA shape (where wh_sk_ctas takes it): 64 x 128 for layers up to 14336 x 4096 weights, else 64 x 256,
-  // which reads the image from L2 half as often per weight (H100 at m = 16 and 64, session 12, sweep_65d6251.log:
-  // 64 x 128 faster by 1-18% on the n = 4096 / k = 4096 shapes; 64 x 256 by 12-20% on 8192 x 28672 and 28672 x 8192)
+  // Stream-K's CTA shape (where wh_sk_ctas takes it): 128 rows for layers up to 14336 x 4096 weights, else 256, which
+  // read the image from L2 half as often per weight (H100 at m = 16 and 64, session 12, sweep_65d6251.log: 128 rows
+  // faster by 1-18% on the n = 4096 / k = 4096 shapes, 256 by 12-20% on 8192 x 28672 and 28672 x 8192); 32 tokens up
+  // to m = 32 (6-12% faster than 64 at m = 16 and 32, sweep_99d4a41.log: the wgmmas cost about the same per k16 step
+  // at N = 32 and 64, so halving N saves little), else 64
   if (sms > 0 && m <= 64 && !forced) {
     const int64_t nq = cdiv(d->k, 256);
     const bool small = d->n * d->k <= 14336LL * 4096;
@@ -2323,14 +2325,18 @@ const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtyp
 // m >= 256 on every issue shape but 4096 x 14336 (113.2 vs 111.4 us at m = 256), m >= 128 where n >= 2 k (11008 x
 // 4096 43.2 vs 62.3 us; 28672 x 8192 120.3 vs 170.3), and m >= 64 where n >= 2 k.  Session 11 dropped the m = 64
 // rule's k <= 4096 (28672 x 8192 at m = 64: 75.1 vs 92.1 us, bench/results/gpu/h100_session11/rows_a70437a.*) and
-// took n >= 8192 at m = 128 (8192 x 28672: 156.8 vs 189.3 us; rows_8bb00b2.*).  Session 12's stream-K (m <= 64) adds
-// k >= n from m = 32 to 64 (bench/results/gpu/h100_session12: at m = 64, 64 x 256 CTAs: 4096 x 14336 43.4 vs 57.8 us,
-// 8192 x 28672 85.0 vs 103.5, rows_65d6251; 64 x 128 CTAs: 4096 x 4096 23.0 vs 28.7, 4096 x 11008 35.2 vs 48.4,
-// sweep_65d6251; at m = 32: 4096 x 14336 42.3 vs 57.3, 8192 x 28672 81.9 vs 99.8).  Not at m = 16 (4096 x 14336:
-// 38.3 us against GEMV_PDL's 32.6), not the n > k shapes at m = 32 (14336 x 4096: 32.9 vs 30.0 us).
+// took n >= 8192 at m = 128 (8192 x 28672: 156.8 vs 189.3 us; rows_8bb00b2.*).  Session 12's stream-K (m <= 64) and
+// 32-token CTAs (m <= 32) make it the fastest lattq variant on all 7 issue shapes from m = 17 to 64 (H100,
+// bench/results/gpu/h100_session12: m = 32, sweep_99d4a41: 4096 x 4096 20.9 us against AUTO's 22.3 in bench_8a41158,
+// 14336 x 4096 28.3 vs WGMMA's 30.0, 28672 x 8192 64.3 vs 70.7; m = 64, bench_8a41158: 23.0-84.6 us against WGMMA's
+// 28.7-102.9), and at m = 16 on 8192 x 28672 (73.7 vs 85.6 us; the layers with n <= 4096 take GEMV_PDL there, and
+// the n > k ones tie with WGMMA or lose: 14336 x 4096 27.9 vs 26.7).
 bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
-  return m >= 256 || (m >= 64 && d->n >= 2 * d->k) || (m >= 128 && d->n >= 8192) ||
-         (m >= 32 && m <= 64 && d->k >= d->n);
+  if (m >= 256) return true;
+  if (m >= 128) return d->n >= 2 * d->k || d->n >= 8192;
+  if (m > 64) return d->n >= 2 * d->k;
+  if (m > 16) return true;
+  return m == 16 && d->k >= d->n;
 }
 
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0).total; }
