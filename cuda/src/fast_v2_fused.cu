@@ -1513,6 +1513,21 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
             }
           }
           load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
+          // stream-K: the ring's loads past this segment's end would load nothing; instead warm L2 with the codes
+          // of the next segment's first RQ quads, whose ring starts cold (about 1 us of DRAM latency per CTA)
+          if (SKT && sgi + 1 < nseg && q + RQ >= qe) {
+            const int qn = q + RQ - qe;
+#pragma unroll
+            for (int r = 0; r < RT; ++r) {
+              const int64_t tileI = (int64_t)(rg + 1) * (8 * RT) + (wg * RT + r) * 4 + wq;
+              const int64_t chunk = (int64_t)qn * 4 + tig;
+              if (tileI < p.T && qn < nq && chunk < p.C) {
+                const uint8_t* a = p.codes + tileI * p.C * 256 + g * 16 + chunk * 256;
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(a + 128));
+              }
+            }
+          }
         }
       }
     }
