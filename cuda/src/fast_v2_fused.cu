@@ -1351,7 +1351,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   // Work.  Plain grid (p.sk_ctas = 0): CTA (col, rg) = (blockIdx.x, blockIdx.y) takes its tile over all of K.
-  // Stream-K (p.sk_ctas = G > 0, one token tile, grid G, G >= row groups): the U = rgroups nq (row group, quad)
+  // Stream-K (p.sk_ctas = G > 0, one token tile, grid G, G > row groups): the U = rgroups nq (row group, quad)
   // units in row-group-major order are cut into G ranges of U / G <= nq units, CTA c taking [c U / G, (c + 1) U / G):
   // at most two segments, the tail of one row group and then the head of the next.  A tail (a piece that does not
   // start at quad 0) leaves its partial sums in the workspace (slot c) and raises flag c; the head's CTA finishes
