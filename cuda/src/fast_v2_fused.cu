@@ -898,6 +898,12 @@ template <int ND> __device__ __forceinline__ void fence_regs(int (&d)[ND]) {
 __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
   return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(128 >> 4) << 16) | ((uint64_t)(256 >> 4) << 32);
 }
+// shared-memory matrix descriptor of the WGMMA_F16 image: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart
+// (stride byte offset; the leading byte offset is unused when a k16 step lies inside one 128-byte row); step t of a
+// stage starts 32 t bytes into it
+__device__ __forceinline__ uint64_t wh_desc(uint32_t saddr) {
+  return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
 __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 256;" ::: "memory"); }
 // a flag between CTAs: the writer's CTA has synchronised after its stores; the fence makes them visible (cumulative)
 // before the flag
@@ -1125,42 +1131,127 @@ template <int NT, int RT> constexpr int wh_stages() {
          wh_stage_bytes<NT>();
 }
 
-// fp16 image of the token's v: stage block (token tile tt, quad Q, stage j) at ((tt nq4 + Q) 4 + j) 128 NT bytes;
-// step t at t 32 NT; token n at (n / 8) 256 + kh 128 + (n % 8) 16 (no-swizzle K-major core matrices, as WGMMA's
-// digits: leading byte offset 128, stride byte offset 256); slot 2 tig + h at 2 (2 tig + h) bytes.
+// fp16 image of the token's v, K-major with the 128-byte swizzle (session 13; it was the no-swizzle core-matrix
+// order before): stage block (token tile tt, quad Q, stage j) at ((tt nq4 + Q) 4 + j) 128 NT bytes; token n's row of
+// the stage (its 64 K positions) at (n / 8) 1024 + (n % 8) 128; K positions 8 c .. 8 c + 7 of the row (chunk c = 2 t +
+// kh: k16 step t, K half kh) at 16 (c ^ (n % 8)); slot 2 tig + h at 2 (2 tig + h) bytes of the chunk.  A token owns
+// whole 128-byte lines, so the image can be written in whole lines: with the no-swizzle order every line held 16 bytes
+// of 8 tokens, written by 8 CTAs in 4-byte pieces, and the stores took about 40% of the prologue at 8192 x 28672, m =
+// 2048 (h100_session13/prof_wip2.log, prof_wip4.log).
 // Writes the fp16 image of v S (u[]: v of the lane's 32 K positions of slice sl, as prologue_fold leaves them) and
 // returns the warp's sum of the rounded v (every lane).  Lane l holds groups 8 l .. 8 l + 7 of the slice (u[4 gg + s4]:
 // element s4 of group gg): quad ql = l >> 3, code chunk (lane tig of the main kernel) tg = (l & 7) >> 1, half
 // pp = l & 1 of the chunk's 16 groups, as in prologue_words.  Group gg is byte b = gg & 3 of word j = 2 pp + (gg >> 2);
 // element s4 is field p = 4 b + s4: register e = p & 7, half h = p >> 3 = b >> 1, step t = e >> 1, K half kh = e & 1,
-// slot 2 tg + h.
+// slot 2 tg + h.  The slice's 16 lines (L = 4 ql + stage) go through the warp's 2 KB scratch `scr` in shared memory:
+// 4-byte stores there (line L's chunks rotated by L / 2 so that one store instruction meets every bank once), then
+// 16-byte loads and stores of whole lines to global.
 template <int NT>
 __device__ __forceinline__ float wh_store_image(const FusedParams& p, int64_t tok, int sl, const float (&u)[32],
-                                                float S) {
+                                                float S, uint8_t* scr) {
   const int lane = threadIdx.x & 31;
   const int ql = lane >> 3, tg = (lane & 7) >> 1, pp = lane & 1;
   const int64_t tt = tok / NT;
-  const int n = (int)(tok % NT);
-  uint8_t* qbase = p.vq + ((tt * p.nq4) + (int64_t)sl * 4 + ql) * 4 * (int64_t)wh_stage_bytes<NT>() + (n >> 3) * 256 +
-                   (n & 7) * 16 + tg * 4;
+  const int n = (int)(tok % NT), sw = n & 7;
   float vsum = 0.f;
 #pragma unroll
   for (int h16 = 0; h16 < 2; ++h16) {
-    uint8_t* sbase = qbase + (size_t)(2 * pp + h16) * wh_stage_bytes<NT>();
+    const int L = 4 * ql + 2 * pp + h16;  // stage 2 pp + h16 of quad ql
+    uint8_t* row = scr + L * 128 + tg * 4;
+    const int rot = sw ^ (L >> 1);
 #pragma unroll
     for (int bm = 0; bm < 2; ++bm)
 #pragma unroll
       for (int s4 = 0; s4 < 4; ++s4) {
         const int e = 4 * bm + s4;  // both b = bm (h = 0) and b = bm + 2 (h = 1)
         const __half2 hv = __floats2half2_rn(u[4 * (4 * h16 + bm) + s4] * S, u[4 * (4 * h16 + bm + 2) + s4] * S);
-        *reinterpret_cast<__half2*>(sbase + (e >> 1) * 32 * NT + (e & 1) * 128) = hv;
+        *reinterpret_cast<__half2*>(row + (e ^ rot) * 16) = hv;
         const float2 vr = __half22float2(hv);
         vsum += vr.x + vr.y;
       }
   }
+  __syncwarp();
+  constexpr int SBY = wh_stage_bytes<NT>();
+  uint8_t* g = p.vq + (tt * p.nq4 + (int64_t)sl * 4) * 4 * SBY + (n >> 3) * 1024 + sw * 128;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int L = 4 * i + (lane >> 3), q = lane & 7;  // a quarter warp per line
+    const uint4 v = *reinterpret_cast<const uint4*>(scr + L * 128 + q * 16);
+    *reinterpret_cast<uint4*>(g + (size_t)L * SBY + (q ^ (L >> 1)) * 16) = v;
+  }
+  __syncwarp();  // scr is free again
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) vsum += __shfl_xor_sync(0xffffffffu, vsum, o);
   return vsum;
+}
+
+// The input transform of one whole (token, slice) pair for wh_prep_kernel's common case, one warp (session 13):
+// the token's x row staged in shared memory (xs), 16-byte aligned su, the slice entirely inside K, a real token and
+// 32 <= had_in <= 1024.  Same result as prologue_fold up to rounding (the 1 / sqrt(had_in) of the Hadamard is folded
+// into As and bs, the A and b it receives), with none of its per-element range checks, 32-bit offsets and all 12
+// loads issued before the first use: Nsight Compute showed the general path spending about a third of the prologue's
+// instructions on 64-bit index arithmetic and range tests (h100_session13/ncuprep_675ee48.log).
+template <typename T>
+__device__ __forceinline__ void wh_fold_fast(const T* __restrict__ xs, const float* __restrict__ su, int off, int had,
+                                             float (&u)[32], const float* As, const float* bs, float& mx_out,
+                                             float& c_out) {
+  const int lane = threadIdx.x & 31;
+  off += lane * 32;
+  uint4 xr[4];
+  float4 s4[8];
+#pragma unroll
+  for (int j = 0; j < 4; ++j) xr[j] = *reinterpret_cast<const uint4*>(xs + off + 8 * j);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) s4[j] = __ldg(reinterpret_cast<const float4*>(su + off + 4 * j));
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const float4 v4 = (j & 1) == 0 ? unpack4<T>(xr[j >> 1].x, xr[j >> 1].y) : unpack4<T>(xr[j >> 1].z, xr[j >> 1].w);
+    u[4 * j] = v4.x * s4[j].x;
+    u[4 * j + 1] = v4.y * s4[j].y;
+    u[4 * j + 2] = v4.z * s4[j].z;
+    u[4 * j + 3] = v4.w * s4[j].w;
+  }
+  // in-register stages h = 1..16 (had >= 32), cross-lane stages h = 32 .. had / 2
+#pragma unroll
+  for (int h = 1; h < 32; h <<= 1)
+#pragma unroll
+    for (int i = 0; i < 32; ++i)
+      if ((i & h) == 0) {
+        const float a = u[i], b = u[i + h];
+        u[i] = a + b;
+        u[i + h] = a - b;
+      }
+#pragma unroll
+  for (int hl = 1; hl < 32; hl <<= 1) {
+    if (hl * 32 < had) {
+      const float sg = (lane & hl) != 0 ? -1.f : 1.f;
+#pragma unroll
+      for (int i = 0; i < 32; ++i) u[i] = fmaf(sg, u[i], __shfl_xor_sync(0xffffffffu, u[i], hl));
+    }
+  }
+  float mx = 0.f, cp = 0.f;
+#pragma unroll
+  for (int g = 0; g < 8; ++g) {
+    float v[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float acc = As[i] * u[4 * g];
+#pragma unroll
+      for (int j = 1; j < 4; ++j) acc = fmaf(As[j * 4 + i], u[4 * g + j], acc);
+      v[i] = acc;
+      mx = fmaxf(mx, fabsf(acc));
+      cp = fmaf(bs[i], u[4 * g + i], cp);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) u[4 * g + i] = v[i];
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    cp += __shfl_xor_sync(0xffffffffu, cp, o);
+  }
+  mx_out = mx;
+  c_out = cp;
 }
 
 // The WGMMA_F16 prologue, one kernel (session 11; it replaced a maxima kernel and an image kernel that each read x
@@ -1179,25 +1270,41 @@ inline int wh_prep_warps(int64_t nslices) { return (int)std::min<int64_t>(nslice
 inline bool wh_prep_bulk(const FusedParams& p, int32_t dt) {  // x rows by cp.async.bulk (16-byte aligned rows)
   return dt != LATTQ_F32 && !p.u_pre && (p.k & 7) == 0 && (reinterpret_cast<uintptr_t>(p.x) & 15) == 0;
 }
-inline size_t wh_prep_smem(const FusedParams& p, bool bulk) { return bulk ? 2 * align256((size_t)p.k * 2) : 0; }
+constexpr int WH_PREP_SCR = 2048;  // image scratch per warp (one slice of one token)
+// the prologue's dynamic shared memory without the kept slices: the warps' image scratch, then 2 x rows if bulk
+inline size_t wh_prep_smem(const FusedParams& p, int W, bool bulk) {
+  return (size_t)W * WH_PREP_SCR + (bulk ? 2 * align256((size_t)p.k * 2) : 0);
+}
 
 template <typename T, int NT>
 __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams p, int W, int64_t mpad, int bulk,
-                                                                    int keep) {
+                                                                    int keep, int fast) {
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
   __trap();  // WGMMA_F16 runs only on sm_90 with an sm_90a build (wgmma_f16_forward's checks)
 #else
-  extern __shared__ __align__(128) uint8_t xsm[];  // bulk: 2 x rows of x; keep: then the kept v and c parts
+  // a 2 KB image scratch per warp (wh_store_image); bulk: then 2 x rows of x; keep: then the kept v and c parts
+  extern __shared__ __align__(128) uint8_t psm[];
   __shared__ __align__(8) uint64_t full[2];
   __shared__ float sAb[20];
+  __shared__ float sAs[20];  // A and b times 1 / sqrt(had_in), for wh_fold_fast
   __shared__ float smx[WH_PREP_MAXW];
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   const size_t rowb = (size_t)p.k * sizeof(T), bufb = (rowb + 255) / 256 * 256;  // as wh_prep_smem
   const int nper = (p.nslices + W - 1) / W;  // slices of warp 0 (the most); kept: all but each warp's last
+  uint8_t* const scr = psm + warp * WH_PREP_SCR;
+  uint8_t* const xsm = psm + W * WH_PREP_SCR;
   float4* kv = reinterpret_cast<float4*>(xsm + (bulk ? 2 * bufb : 0));  // [W (nper - 1)][8][32 lanes]
   float* kc = reinterpret_cast<float*>(kv + (size_t)W * (nper - 1) * 256);
-  if (threadIdx.x < 16) sAb[threadIdx.x] = __ldg(p.A + threadIdx.x);
-  else if (threadIdx.x < 20) sAb[threadIdx.x] = __ldg(p.b + threadIdx.x - 16);
+  if (threadIdx.x < 20) {
+    const float a = threadIdx.x < 16 ? __ldg(p.A + threadIdx.x) : __ldg(p.b + threadIdx.x - 16);
+    sAb[threadIdx.x] = a;
+    sAs[threadIdx.x] = a * rsqrtf((float)p.had_in);
+  }
+  // the whole slices of real tokens take wh_fold_fast where its conditions hold (x rows staged, su aligned, 32 <=
+  // had_in <= 1024 fused); LATTQ_WGMMA_F16_PREP_FAST=0 (fast = 0) keeps the general path everywhere (tests)
+  const bool fastok = fast && bulk && !p.u_pre && p.had_in >= 32 && p.had_in <= 1024 &&
+                      (reinterpret_cast<uintptr_t>(p.su) & 15) == 0;
+  const int fullsl = (int)(p.k / SK);  // slices entirely inside K
   if (threadIdx.x == 0) {
     mbar_init(&full[0], 1);
     mbar_init(&full[1], 1);
@@ -1217,12 +1324,14 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
   // first code loads and wait in griddepcontrol.wait for this grid to complete.
   pdl_launch_dependents();
   __syncthreads();
+  auto tok_at = [&](int i) -> int64_t { return (int64_t)i * gridDim.x + blockIdx.x; };  // the CTA's i-th token
   if (bulk && threadIdx.x == 0) {
-    issue(blockIdx.x, 0);
-    issue(blockIdx.x + (int64_t)gridDim.x, 1);
+    issue(tok_at(0), 0);
+    issue(tok_at(1), 1);
   }
-  int it = 0;
-  for (int64_t tok = blockIdx.x; tok < mpad; tok += gridDim.x, ++it) {
+  for (int it = 0;; ++it) {
+    const int64_t tok = tok_at(it);
+    if (tok >= mpad) break;
     const int b = it & 1;
     const T* xs = nullptr;
     if (bulk && tok < p.m) {
@@ -1233,7 +1342,8 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     int jk = 0;
     for (int sl = warp; sl < p.nslices; sl += W, ++jk) {  // warp < slices: W <= slices
       float m1;
-      prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
+      if (fastok && xs != nullptr && sl < fullsl) wh_fold_fast<T>(xs, p.su, sl * SK, p.had_in, u, sAs, sAs + 16, m1, cp);
+      else prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
       mx = fmaxf(mx, m1);
       if (keep && sl + W < p.nslices) {  // not the warp's last slice: its v waits in shared memory for pass 2
         float4* dst = kv + (size_t)(warp * (nper - 1) + jk) * 256 + lane;
@@ -1270,15 +1380,16 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
         cp = kc[warp * (nper - 1) + j];
       } else if (!last_kept || j < nmine - 1) {
         float m1;
-        prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
+        if (fastok && xs != nullptr && sl < fullsl) wh_fold_fast<T>(xs, p.su, sl * SK, p.had_in, u, sAs, sAs + 16, m1, cp);
+        else prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
       }
       // t = Z v + c = (Z - 1.5) v_r + (c + 1.5 sum v_r) up to the rounding of v: the centred z values halve the
       // weight of v's rounding errors (E[(z - 1.5)^2] = 1.25 against E[z^2] = 3.5)
-      const float vsum = wh_store_image<NT>(p, tok, sl, u, S);
+      const float vsum = wh_store_image<NT>(p, tok, sl, u, S, scr);
       if (lane == 0) p.cpart[tok * p.nslices + sl] = tok < p.m ? fmaf(1.5f * vsum, iS, cp) : 0.f;
     }
     __syncthreads();  // buffer b and smx are free
-    if (bulk && threadIdx.x == 0) issue(tok + 2 * (int64_t)gridDim.x, b);
+    if (bulk && threadIdx.x == 0) issue(tok_at(it + 2), b);
   }
 #endif
 }
@@ -1342,7 +1453,10 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   constexpr int ND = NT / 2;
   static_assert((size_t)NT * (ROWS + 4) * 4 + 2 * ROWS * 4 <= (size_t)STAGES * SB, "the epilogue tile fits the ring");
   // [STAGES][SB]; epilogue: tile[NT][ROWS + 4] + SV and bias (had_out = 128), else tile[NT][ROWS + 1]
-  extern __shared__ __align__(128) uint8_t wsm[];
+  // the ring's stages start at a 1024-byte boundary, as the 128-byte swizzle of the image requires (the host adds
+  // 1024 bytes to the dynamic shared memory for this)
+  extern __shared__ __align__(128) uint8_t wsm_raw[];
+  uint8_t* const wsm = wsm_raw + ((1024u - (smem_addr(wsm_raw) & 1023u)) & 1023u);
   __shared__ __align__(8) uint64_t full[STAGES];
   __shared__ __align__(8) uint64_t empty[STAGES];
   __shared__ float csum[NT];
@@ -1504,7 +1618,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #pragma unroll
                 for (int r = 0; r < RT; ++r)
                   WgmmaH<NT>::mma(d[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
-                                  wg_desc(base + (t0 + tt) * 32 * NT));
+                                  wh_desc(base + (t0 + tt) * 32));
               wgmma_commit();
               wgmma_wait<1>();  // the previous group is complete
 #pragma unroll
@@ -2192,6 +2306,7 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   P.smem = P.nt == 32   ? (size_t)(P.rt == 1 ? wh_stages<32, 1>() : wh_stages<32, 2>()) * wh_stage_bytes<32>()
            : P.nt == 64 ? (size_t)(P.rt == 1 ? wh_stages<64, 1>() : wh_stages<64, 2>()) * wh_stage_bytes<64>()
                         : (size_t)(P.rt == 1 ? wh_stages<128, 1>() : wh_stages<128, 2>()) * wh_stage_bytes<128>();
+  P.smem += 1024;  // the kernel aligns the ring to 1024 bytes (the image's 128-byte swizzle)
   size_t o = 0;
   auto take = [&](size_t bytes) { size_t at = o; o += align256(bytes); return at; };
   P.off_img = take((size_t)P.mpad * P.nq4 * 512);  // 256 K positions x 2 bytes per (token, quad)
@@ -2256,15 +2371,17 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   // bulk staging where two rows fit the shared memory (k <= 56K on the H100), else x straight from global
   // (LATTQ_WGMMA_F16_PREP_BULK=0 forces the latter: tests)
   const char* pb = std::getenv("LATTQ_WGMMA_F16_PREP_BULK");
-  const bool bulk = wh_prep_bulk(p, dt) && wh_prep_smem(p, true) + 1024 <= (size_t)device_props().smem_optin &&
+  const bool bulk = wh_prep_bulk(p, dt) && wh_prep_smem(p, W, true) + 1024 <= (size_t)device_props().smem_optin &&
                     !(pb != nullptr && pb[0] == '0');
   // v of all but each warp's last slice kept in shared memory (k > 16 K) where it fits, else folded again in pass 2
   const int64_t nper = cdiv(P.nslices, (int64_t)W);
   const size_t keepb = nper > 1 ? (size_t)W * (nper - 1) * (4096 + 4) : 0;
   const char* pk = std::getenv("LATTQ_WGMMA_F16_PREP_KEEP");
-  const bool keep = keepb > 0 && wh_prep_smem(p, bulk) + keepb + 1024 <= (size_t)device_props().smem_optin &&
+  const bool keep = keepb > 0 && wh_prep_smem(p, W, bulk) + keepb + 1024 <= (size_t)device_props().smem_optin &&
                     !(pk != nullptr && pk[0] == '0');
-  const size_t psmem = wh_prep_smem(p, bulk) + (keep ? keepb : 0);
+  const size_t psmem = wh_prep_smem(p, W, bulk) + (keep ? keepb : 0);
+  const char* pf = std::getenv("LATTQ_WGMMA_F16_PREP_FAST");
+  const bool fast = !(pf != nullptr && pf[0] == '0');
   // the largest dynamic shared memory granted to this prologue kernel (per kernel, not per wh_launch_t instance: the
   // 128- and 256-row launches share it, and a smaller grant by one must not undo the other's larger one), per device
   size_t* psmem_set = wh_prep_smem_granted<T, NT>();
@@ -2286,7 +2403,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   }
   const int64_t pctas = std::min<int64_t>(P.mpad, (int64_t)per_sm * device_props().sm);
   cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)pctas), dim3(32 * W), psmem, s, p, W, P.mpad,
-                             (int)bulk, (int)keep);
+                             (int)bulk, (int)keep, (int)fast);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernel failed: %s", fn, cudaGetErrorString(e));

@@ -737,15 +737,17 @@ void test_wgmma_settings(bool quick) {
   check_env_settings("wgmma cluster / token tile", LATTQ_VARIANT_WGMMA, cases, ms, sets);
   // WGMMA_F16: every CTA shape (32 / 64 / 128 tokens x 128 / 256 rows), partial token tiles, partial 256-row groups
   // (300, 640 and 576 rows), partial quads and slices (k = 1088, 2304), the unfused transforms (had_in 2048,
-  // had_out 256), a token with outliers (x50) next to ordinary ones, and the prologue without its bulk x staging
+  // had_out 256), had_in 1024 (every cross-lane Hadamard stage), a token with outliers (x50) next to ordinary ones,
+  // the prologue without its bulk x staging and without its fast path
   std::vector<Shape> fcases = {{300, 2304, 64, 4, true}, {640, 1088, 64, 128, false}, {576, 2048, 2048, 8, true},
-                               {512, 512, 128, 256, false}};
+                               {512, 512, 128, 256, false}, {256, 4096, 1024, 128, false}};
   if (quick) fcases.resize(2);
   std::vector<int64_t> fms = quick ? std::vector<int64_t>{3, 70, 129} : std::vector<int64_t>{1, 9, 64, 65, 129, 200};
   std::vector<std::string> fsets;
   for (const char* t : {"32x1", "32x2", "64x1", "64x2", "128x1", "128x2"})
     fsets.push_back(std::string("LATTQ_WGMMA_F16_TILE=") + t);
   fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=0");  // the prologue's x from global instead of bulk-staged rows
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_FAST=0");  // the general input transform for every slice
   // stream-K at m <= 64 (the default there where it has more CTAs than row groups; 64 x 128 CTAs on these small
   // layers): off, 3 CTAs (uneven ranges, CTAs spanning two row groups), one quad per CTA (up to 8 tails per row
   // group), and the same with 64 x 256 CTAs
@@ -760,7 +762,7 @@ void test_wgmma_settings(bool quick) {
   const std::vector<Shape> kcases = {{130, 17600, 64, 2, false}};
   const std::vector<int64_t> kms = quick ? std::vector<int64_t>{3} : std::vector<int64_t>{1, 64, 129};
   check_env_settings("wgmma_f16 k > 16K", LATTQ_VARIANT_WGMMA_F16, kcases, kms,
-                     {"LATTQ_WGMMA_F16_PREP_KEEP=1", "LATTQ_WGMMA_F16_PREP_KEEP=0",
+                     {"LATTQ_WGMMA_F16_PREP_KEEP=1", "LATTQ_WGMMA_F16_PREP_KEEP=0", "LATTQ_WGMMA_F16_PREP_FAST=0",
                       "LATTQ_WGMMA_F16_PREP_KEEP=0 LATTQ_WGMMA_F16_PREP_BULK=0", "LATTQ_WGMMA_F16_SK=0"},
                      false, false);
   // stream-K's sums are in a fixed order: two runs give the same bits

@@ -5,6 +5,8 @@
 #              (default wgmma,wgmma_f16; + bf16, int4, floor, AUTO), per-kernel times of PROFILE (NxKxMxV)
 #   sweep    = wgmma_f16 CTA-shape sweep (LATTQ_WGMMA_F16_TILE) on SWEEP_SHAPES at SWEEP_BATCHES
 #   ncu      = Nsight Compute on the wh_ kernels of NCU_CASES (NxKxM)
+#   prof     = per-kernel warm times of PROFILE under each of PROF_ENVS
+#   ncuprep  = Nsight Compute on wh_prep_kernel alone (stalls, L1, SASS source page) of NCU_CASES
 #   sanitize = memcheck and racecheck of SAN_ONLY (default wgmma_settings,errors) --quick
 #   bench    = the full benchmark
 source tools/dev/s7_common.sh
@@ -46,6 +48,33 @@ for s in $STEPS; do
       done
       grep -E "== ncu|wh_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Issued Warp|No Eligible" \
         "$OUT/ncu_$REV.log" | cut -c1-160 | head -60 ;;
+    prof)  # per-kernel warm times (PROFILE cases) under each of PROF_ENVS (space-separated; ':' joins variables)
+      for e in ${PROF_ENVS:-LATTQ_WGMMA_F16_PREP_FAST=0 LATTQ_WGMMA_F16_PREP_FAST=1}; do
+        echo "== env ${e//:/ }" | tee -a "$OUT/prof_$REV.log"
+        env ${e//:/ } $BG --out /tmp/pf --batches 1 --shapes 4096x4096 --variants wgmma_f16 --ref-limit 0 --sweep none \
+          --profile "${PROFILE:-4096x4096x2048x9,4096x14336x2048x9,8192x28672x2048x9,28672x8192x512x9,8192x28672x64x9}" \
+          2>&1 | grep -E "^profile|rror" | tee -a "$OUT/prof_$REV.log"
+      done ;;
+    ncuprep)
+      # the WGMMA_F16 prologue kernel alone: stall reasons, L1 wavefronts, instruction counts, the per-SASS source page
+      NCU=$(command -v ncu || ls "$(dirname "$(command -v nvcc)")"/ncu 2>/dev/null | head -1)
+      for c in ${NCU_CASES:-4096x14336x2048 8192x28672x64}; do
+        IFS=x read -r n k m <<<"$c"
+        echo "== ncuprep $c" >> "$OUT/ncuprep_$REV.log"
+        timeout 200 "$NCU" -k "regex:wh_prep" --launch-skip 2 --launch-count 1 --section SpeedOfLight \
+          --section WarpStateStats --section Occupancy --section SourceCounters --section InstructionStats \
+          --section MemoryWorkloadAnalysis_Tables --metrics "smsp__inst_executed.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum,l1tex__t_requests_pipe_lsu_mem_global_op_st.sum,l1tex__throughput.avg.pct_of_peak_sustained_active,dram__bytes_read.sum,dram__bytes_write.sum" \
+          -o "/tmp/prep_$c" -f \
+          $BG --out /tmp/ncu_bench --shapes "${n}x${k}" --batches "$m" --reps 3 --warmup 2 --sweep none --profile none \
+          --variants wgmma_f16 --ref-limit 0 > /tmp/ncuprep_run.txt 2>&1 || grep -E "ERR|rror" /tmp/ncuprep_run.txt | head -5
+        "$NCU" -i "/tmp/prep_$c.ncu-rep" --print-details all >> "$OUT/ncuprep_$REV.log" 2>&1
+        "$NCU" -i "/tmp/prep_$c.ncu-rep" --page raw --csv > "$OUT/ncuprep_raw_${c}_$REV.csv" 2>&1
+        "$NCU" -i "/tmp/prep_$c.ncu-rep" --page source --csv --print-source sass > "$OUT/ncuprep_sass_${c}_$REV.csv" 2>&1 ||
+          "$NCU" -i "/tmp/prep_$c.ncu-rep" --page source --csv > "$OUT/ncuprep_sass_${c}_$REV.csv" 2>&1
+        wc -c "$OUT"/ncuprep_*"$c"*.csv
+      done
+      grep -E "== ncuprep|Duration|Issued Warp|stalled_.*pct|inst_executed|wavefronts|bank_conflicts|sectors|requests|throughput" \
+        "$OUT/ncuprep_$REV.log" | cut -c1-160 | head -90 ;;
     sanitize)
       CS=$(command -v compute-sanitizer || echo "$(dirname "$(command -v nvcc)")/compute-sanitizer")
       timeout 240 "$CS" --tool memcheck --error-exitcode 3 build-gpu/tests/cuda/lattq_cuda_tests --quick \
