@@ -102,6 +102,35 @@ template <int PARTS> struct FragStore {
   }
 };
 
+// The fold of one warp's slice: v = A^T u and c = b . u per group of 4 (u[] becomes v), the warp-wide slice maximum of
+// |v| and the c part (the same value on every lane).  Shared by prologue_fold and wh_fold_fast.
+__device__ __forceinline__ void fold_slice(float (&u)[32], const float* Ar, const float* br, float& mx_out,
+                                           float& c_out) {
+  float mx = 0.f, cp = 0.f;
+#pragma unroll
+  for (int g = 0; g < 8; ++g) {
+    float v[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      float acc = 0.f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc = fmaf(Ar[j * 4 + i], u[4 * g + j], acc);
+      v[i] = acc;
+      mx = fmaxf(mx, fabsf(acc));
+      cp = fmaf(br[i], u[4 * g + i], cp);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) u[4 * g + i] = v[i];
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    cp += __shfl_xor_sync(0xffffffffu, cp, o);
+  }
+  mx_out = mx;
+  c_out = cp;
+}
+
 // The input transform of one (token, slice) pair, one warp: u = H_in(SU x) (or the precomputed fp32 u), then the
 // fold v = A^T u per group of 4.  Lane l ends with v of the slice's K positions 32 l .. 32 l + 31 in u[] and
 // returns the warp-wide slice maximum of |v| and the c part b . u (the same value on every lane).  Padding
@@ -195,30 +224,7 @@ __device__ __forceinline__ void prologue_fold(const FusedParams& p, int64_t tok,
 #pragma unroll
     for (int i = 0; i < 32; ++i) u[i] *= sc;
   }
-  // fold: v = A^T u and c = b . u per group, slice maximum of |v|
-  float mx = 0.f, cp = 0.f;
-#pragma unroll
-  for (int g = 0; g < 8; ++g) {
-    float v[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float acc = 0.f;
-#pragma unroll
-      for (int j = 0; j < 4; ++j) acc = fmaf(Ar[j * 4 + i], u[4 * g + j], acc);
-      v[i] = acc;
-      mx = fmaxf(mx, fabsf(acc));
-      cp = fmaf(br[i], u[4 * g + i], cp);
-    }
-#pragma unroll
-    for (int i = 0; i < 4; ++i) u[4 * g + i] = v[i];
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    cp += __shfl_xor_sync(0xffffffffu, cp, o);
-  }
-  mx_out = mx;
-  c_out = cp;
+  fold_slice(u, Ar, br, mx_out, c_out);
 }
 
 template <typename T, int PARTS, class Store>
@@ -1229,29 +1235,7 @@ __device__ __forceinline__ void wh_fold_fast(const T* __restrict__ xs, const flo
       for (int i = 0; i < 32; ++i) u[i] = fmaf(sg, u[i], __shfl_xor_sync(0xffffffffu, u[i], hl));
     }
   }
-  float mx = 0.f, cp = 0.f;
-#pragma unroll
-  for (int g = 0; g < 8; ++g) {
-    float v[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      float acc = As[i] * u[4 * g];
-#pragma unroll
-      for (int j = 1; j < 4; ++j) acc = fmaf(As[j * 4 + i], u[4 * g + j], acc);
-      v[i] = acc;
-      mx = fmaxf(mx, fabsf(acc));
-      cp = fmaf(bs[i], u[4 * g + i], cp);
-    }
-#pragma unroll
-    for (int i = 0; i < 4; ++i) u[4 * g + i] = v[i];
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    cp += __shfl_xor_sync(0xffffffffu, cp, o);
-  }
-  mx_out = mx;
-  c_out = cp;
+  fold_slice(u, As, bs, mx_out, c_out);
 }
 
 // The WGMMA_F16 prologue, one kernel (session 11; it replaced a maxima kernel and an image kernel that each read x
