@@ -206,6 +206,10 @@ def main():
     ap.add_argument("--f16-sweep", default="none",
                     help="shapes (or all7) for a CTA-shape sweep of the wgmma_f16 variant (LATTQ_WGMMA_F16_TILE) at --f16-batches")
     ap.add_argument("--f16-batches", default="64,128,512,2048", help="batches of --f16-sweep")
+    ap.add_argument("--sk-sweep", default="none",
+                    help="shapes (or all7) for a stream-K sweep of the wgmma_f16 variant at --sk-batches: the planned "
+                         "CTA shape and 128x2, each with stream-K as planned and off (LATTQ_WGMMA_F16_SK=0), and 128x1")
+    ap.add_argument("--sk-batches", default="128,512,2048", help="batches of --sk-sweep")
     ap.add_argument("--profile", default="4096x4096x1,28672x8192x1,28672x8192x16",
                     help="N x K x m[ x variant] cases whose per-kernel device times are printed (torch.profiler/CUPTI; "
                          "the dispatcher's pick unless a variant id is given); '' or none = no profile")
@@ -292,6 +296,9 @@ def main():
               ("gemv_pdl", 8, args.tok_sweep, (5, 8, 12, 16), [{"LATTQ_GEMV_TOK": t} for t in ("4", "16")]),
               ("wgmma_f16", 9, args.f16_sweep, tuple(int(v) for v in args.f16_batches.split(",")),
                [{"LATTQ_WGMMA_F16_TILE": t} for t in ("32x1", "32x2", "64x1", "64x2", "128x1", "128x2")]),
+              ("wgmma_f16", 9, args.sk_sweep, tuple(int(v) for v in args.sk_batches.split(",")),
+               [{}, {"LATTQ_WGMMA_F16_SK": "0"}, {"LATTQ_WGMMA_F16_TILE": "128x2"},
+                {"LATTQ_WGMMA_F16_TILE": "128x2", "LATTQ_WGMMA_F16_SK": "0"}, {"LATTQ_WGMMA_F16_TILE": "128x1"}]),
               ("gemv_pdl", 8, args.trig_sweep, tuple(int(v) for v in args.trig_batches.split(",")), [{"LATTQ_GEMV_PDL_TRIGGER": t} for t in ("0", "3", "4")])]
     for variant, vid, shapes_arg, ms, settings in sweeps:
         cases = [f"{n}x{k}" for n, k in SHAPES] if shapes_arg == "all7" else shapes_arg.split(",")

@@ -76,11 +76,12 @@ struct FusedParams {
   float* cpart;    // [mpad][nslices]
   int nq4;         // quads rounded up to whole slices
   float* tinv;     // WGMMA_F16 only: [mpad] 1 / (the token's power-of-two scale of the fp16 image)
-  // WGMMA_F16 stream-K (sk_ctas = G > 0): partial sums [G][RT ND / 4][256] float4 and one flag per CTA (the
-  // prologue kernel clears the flags)
+  // WGMMA_F16 stream-K (sk_ctas = G > 0): partial sums [G][RT ND / 4][256] float4 and one flag per stream-K CTA
+  // (the prologue kernel clears the flags); sk_dp data-parallel CTAs (whole tiles 0 .. sk_dp - 1) come before them
   float* skpart;
   unsigned* skflag;
   int sk_ctas;
+  int sk_dp;
 };
 
 
@@ -1449,34 +1450,44 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   // Work.  Plain grid (p.sk_ctas = 0): CTA (col, rg) = (blockIdx.x, blockIdx.y) takes its tile over all of K.
-  // Stream-K (p.sk_ctas = G > 0, one token tile, grid G, G > row groups): the U = rgroups nq (row group, quad)
-  // units in row-group-major order are cut into G ranges of U / G <= nq units, CTA c taking [c U / G, (c + 1) U / G):
-  // at most two segments, the tail of one row group and then the head of the next.  A tail (a piece that does not
-  // start at quad 0) leaves its partial sums in the workspace (slot c) and raises flag c; the head's CTA finishes
-  // the row group: it adds the partials of the CTAs after it in CTA order (deterministic) and runs the epilogue.
-  // Those CTAs computed their tails first, so the wait is short; it waits only on higher CTAs, which are resident
-  // or can become so (G <= SMs, one CTA per SM).
-  // Stream-K exists for the 32- and 64-token tiles only (the host plans it for m <= 64).
-  constexpr bool SKT = NT <= 64;
-  const bool skm = SKT && p.sk_ctas > 0;
+  // Stream-K (p.sk_ctas = G > 0; a 1-D grid of D = p.sk_dp + G CTAs): tiles are numbered ti = rg ncols + col (the
+  // plain grid's launch order).  CTA b < D takes tile b whole (data-parallel).  The U = (tiles - D) nq (tile, quad)
+  // units of the remaining tiles, in tile order, are cut into G ranges of U / G <= nq units, stream-K CTA c = b - D
+  // taking [c U / G, (c + 1) U / G): at most two segments, the tail of one tile and then the head of the next.  A
+  // tail (a piece that does not start at quad 0) leaves its partial sums in the workspace (slot c) and raises flag
+  // c; the head's CTA finishes the tile: it adds the partials of the CTAs after it in CTA order (deterministic) and
+  // runs the epilogue.  Those CTAs computed their tails first, so the wait is short; it waits only on higher CTAs,
+  // which are resident or can become so (G <= SMs, one CTA per SM, and the data-parallel CTAs wait on nothing).
+  // m <= 64 (one token tile) has D = 0; above, the host plans D = whole waves of tiles and G for the last, partial
+  // wave (session 14).
+  const bool skm = p.sk_ctas > 0;
   const int nq = p.nq;
-  const int64_t rgroups = (p.n + ROWS - 1) / ROWS;
-  const int col = skm ? 0 : (int)blockIdx.x;
-  // segment 0: row group rgA, quads [qA0, qA1); segment 1 (nseg = 2): row group rgA + 1, quads [0, qB1)
-  int nseg = 1, rgA = (int)blockIdx.y, qA0 = 0, qA1 = nq, qB1 = 0;
+  const int64_t rgroups = (p.n + ROWS - 1) / ROWS, ncols = (p.m + NT - 1) / NT;
+  // segment 0: tile (colA, rgA), quads [qA0, qA1); segment 1 (nseg = 2): tile (colB, rgB), quads [0, qB1)
+  int nseg = 1, colA = (int)blockIdx.x, rgA = (int)blockIdx.y, qA0 = 0, qA1 = nq, colB = 0, rgB = 0, qB1 = 0;
+  // stream-K CTA c = blockIdx.x - sk_dp (< 0: a whole tile) and its U units (recomputed after the main loop rather
+  // than kept in registers over it)
+  const int sk_c = skm ? (int)blockIdx.x - p.sk_dp : -1;
+  auto sk_units = [&]() { return (ncols * rgroups - p.sk_dp) * (int64_t)nq; };
   if (skm) {
-    const int64_t U = rgroups * nq, G = p.sk_ctas, c = blockIdx.x;
-    const int64_t u0 = c * U / G, u1 = (c + 1) * U / G;
-    const int64_t r0 = u0 / nq;
-    rgA = (int)r0;
-    qA0 = (int)(u0 - r0 * nq);
-    qA1 = (int)std::min<int64_t>(nq, u1 - r0 * nq);
-    if (u1 > (r0 + 1) * nq) {
-      nseg = 2;
-      qB1 = (int)(u1 - (r0 + 1) * nq);
+    int64_t ti = blockIdx.x;
+    if (sk_c >= 0) {
+      const int64_t U = sk_units(), G = p.sk_ctas, u0 = sk_c * U / G, u1 = (sk_c + 1) * U / G, t0 = u0 / nq;
+      ti = p.sk_dp + t0;
+      qA0 = (int)(u0 - t0 * nq);
+      qA1 = (int)std::min<int64_t>(nq, u1 - t0 * nq);
+      if (u1 > (t0 + 1) * nq) {
+        nseg = 2;
+        qB1 = (int)(u1 - (t0 + 1) * nq);
+        colB = (int)((ti + 1) % ncols);
+        rgB = (int)((ti + 1) / ncols);
+      }
     }
+    colA = (int)(ti % ncols);
+    rgA = (int)(ti / ncols);
   }
-  const int rgf = rgA + nseg - 1;  // the row group of the last segment (the epilogue's, if it finishes one)
+  const int col = nseg == 2 ? colB : colA;  // the tile of the last segment (the epilogue's, if it finishes one)
+  const int rgf = nseg == 2 ? rgB : rgA;
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int i = 0; i < STAGES; ++i) {
@@ -1492,15 +1503,16 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     if (warp > WARPS) return;
     pdl_wait();
     if (lane == 0) {
-      const uint8_t* src = p.vq + (int64_t)col * p.nq4 * 4 * SB;
       int gr = 0;  // running stage: ring slot gr % STAGES
-      for (int sgi = 0; sgi < nseg; ++sgi)
+      for (int sgi = 0; sgi < nseg; ++sgi) {
+        const uint8_t* src = p.vq + (int64_t)(sgi == 0 ? colA : colB) * p.nq4 * 4 * SB;
         for (int gs = sgi == 0 ? qA0 * 4 : 0; gs < (sgi == 0 ? qA1 : qB1) * 4; ++gs, ++gr) {
           const int s = gr % STAGES;
           if (gr >= STAGES) mbar_wait(&empty[s], (unsigned)(gr / STAGES - 1) & 1u);
           mbar_expect_tx(&full[s], SB);
           bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
         }
+      }
     }
     return;
   }
@@ -1519,7 +1531,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   float d[RT][ND];
   int gr = 0;  // running stage, as the producer's: slot gr % STAGES, phase (gr / STAGES) & 1
   for (int sgi = 0; sgi < nseg; ++sgi) {
-    const int rg = rgA + sgi, qs = sgi == 0 ? qA0 : 0, qe = sgi == 0 ? qA1 : qB1;
+    const int rg = sgi == 0 ? rgA : rgB, qs = sgi == 0 ? qA0 : 0, qe = sgi == 0 ? qA1 : qB1;
     const uint8_t* cbase[RT];
     bool tile_ok[RT];
 #pragma unroll
@@ -1613,11 +1625,11 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
           load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
           // stream-K: the ring's loads past this segment's end would load nothing; instead warm L2 with the codes
           // of the next segment's first RQ quads, whose ring starts cold (about 1 us of DRAM latency per CTA)
-          if (SKT && sgi + 1 < nseg && q + RQ >= qe) {
+          if (sgi + 1 < nseg && q + RQ >= qe) {
             const int qn = q + RQ - qe;
 #pragma unroll
             for (int r = 0; r < RT; ++r) {
-              const int64_t tileI = (int64_t)(rg + 1) * (8 * RT) + (wg * RT + r) * 4 + wq;
+              const int64_t tileI = (int64_t)rgB * (8 * RT) + (wg * RT + r) * 4 + wq;
               const int64_t chunk = (int64_t)qn * 4 + tig;
               if (tileI < p.T && qn < nq && chunk < p.C) {
                 const uint8_t* a = p.codes + tileI * p.C * 256 + g * 16 + chunk * 256;
@@ -1632,21 +1644,21 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     wgmma_wait<0>();
 #pragma unroll
     for (int r = 0; r < RT; ++r) fence_regs(d[r]);
-    if (skm && qs > 0) {  // a tail: partial sums to slot blockIdx.x (fragment order, coalesced), flag
-      float4* dst = reinterpret_cast<float4*>(p.skpart) + (int64_t)blockIdx.x * (RT * ND / 4) * 256 + threadIdx.x;
+    if (qs > 0) {  // a tail (stream-K): partial sums to slot sk_c (fragment order, coalesced), flag sk_c
+      float4* dst = reinterpret_cast<float4*>(p.skpart) + (int64_t)sk_c * (RT * ND / 4) * 256 + threadIdx.x;
 #pragma unroll
       for (int r = 0; r < RT; ++r)
 #pragma unroll
         for (int i4 = 0; i4 < ND / 4; ++i4)
           __stcg(dst + (r * (ND / 4) + i4) * 256, make_float4(d[r][4 * i4], d[r][4 * i4 + 1], d[r][4 * i4 + 2], d[r][4 * i4 + 3]));
       consumer_sync();
-      if (threadIdx.x == 0) flag_release(p.skflag + blockIdx.x, 1u);
+      if (threadIdx.x == 0) flag_release(p.skflag + sk_c, 1u);
       if (sgi == nseg - 1) return;  // a tail as the last segment: the row group is finished elsewhere
     }
   }
-  if (skm && (nseg == 2 ? qB1 : qA1) < nq) {  // a head short of the row group's end: add the tails, CTA order
-    const int64_t U = rgroups * nq, G = p.sk_ctas, rg_end = (int64_t)(rgf + 1) * nq;
-    for (int64_t c2 = (int64_t)blockIdx.x + 1; c2 < G && c2 * U / G < rg_end; ++c2) {
+  if (sk_c >= 0 && (nseg == 2 ? qB1 : qA1) < nq) {  // a head short of the tile's end: add the tails, CTA order
+    const int64_t U = sk_units(), G = p.sk_ctas, t_end = ((int64_t)sk_c * U / G / nq + nseg) * nq;
+    for (int64_t c2 = (int64_t)sk_c + 1; c2 < G && c2 * U / G < t_end; ++c2) {
       if (threadIdx.x == 0)
         while (flag_acquire(p.skflag + c2) == 0u) __nanosleep(32);
       consumer_sync();
@@ -2197,37 +2209,71 @@ struct WhPlan {
   int64_t nslices, nq, nq4, mpad, ncols, rgroups;
   bool fuse_in, fuse_out;
   int sk;  // stream-K CTAs (0: the plain grid of tiles)
+  int64_t sk_dp;  // data-parallel CTAs (whole tiles) launched before the stream-K ones
   size_t smem;
   size_t off_img, off_cpart, off_tinv, off_u, off_t, off_skpart, off_skflag, total;
 };
 
-// Stream-K for one token tile (m <= 64): CTAs of at least WH_SK_MINQ quads each, at most WH_SK_MAXG of them (the
-// workspace holds that many partial tiles whatever the device: 64 KB each at 64 x 256)
+// Stream-K.  One token tile (m <= 64): CTAs of at least WH_SK_MINQ quads each, at most WH_SK_MAXG of them.  Several
+// token tiles (m > 64): the whole waves of tiles run data-parallel and at most WH_SK_MAXG stream-K CTAs share the
+// last, partial wave.  The workspace holds WH_SK_MAXG partial tiles whatever the device: 64 KB each (64 x 256) at
+// m <= 64, 128 KB (128 x 256) above.
 constexpr int WH_SK_MAXG = 160;
 constexpr int WH_SK_MINQ = 2;
+// stream-K off (LATTQ_WGMMA_F16_SK=0)
+bool wh_sk_off() {
+  const char* e = std::getenv("LATTQ_WGMMA_F16_SK");
+  return e != nullptr && std::strtol(e, nullptr, 10) == 0;
+}
 
-// CTA shape (LATTQ_WGMMA_F16_TILE = "NTxRT", e.g. "128x2", forces one).  One CTA fills an SM, so a launch takes
-// ceil(CTAs / SMs) waves of CTAs that each cost their work (NT RT) times the shape's cost per unit of work: 1.0
-// (128x2), 1.09 (128x1), 1.23 (64x2), 1.45 (64x1), from the H100 sweep of 4096x4096 at m = 2048 (session 11, where all
-// four shapes take the same number of waves x work).  The cheapest shape wins unless a larger one is within 2%.  On the
-// 21 swept cases (7 layer shapes at m = 64, 512, 2048) this picks the fastest of the four every time; the session-10
-// rule (256 rows where those CTAs fill the GPU) missed 4 of them by 3-23%.  sms = 0: the workspace bound (128-token
-// padding whatever the knob says).
-void wh_tile_for(int64_t m, int64_t n, int sms, int& nt, int& rt, bool& forced) {
+// Waves of a launch of `tiles` CTAs (one CTA fills an SM) at m > 64 over K of nq quads: ceil(tiles / SMs) for the
+// plain grid (sk = false); with stream-K over the last, partial wave (sk = true), its fraction plus the fixup's cost
+// (partial tiles written, waited for and added, a second pipeline start): max(0.1, 5 / nq) waves, fitted to the H100
+// sweep of session 14 (h100_session14/sksweep_wip1.log: 15-25 us at 11008 x 4096 and 28672 x 8192, m = 512).
+// dp: the data-parallel CTAs where stream-K can run here (the partial wave has at most WH_SK_MAXG tiles and the waves
+// shrink by at least 7%), else -1.
+double wh_waves(int64_t tiles, int64_t nq, int sms, bool sk, int64_t* dp) {
+  const int64_t full = tiles / sms, rest = tiles - full * sms;
+  const double plain = (double)cdiv(tiles, (int64_t)sms);
+  const double hybrid = (double)full + (double)rest / sms + std::max(0.1, 5.0 / (double)std::max<int64_t>(nq, 1));
+  const bool ok = rest > 0 && rest <= std::min(sms, WH_SK_MAXG) && hybrid <= 0.93 * plain && !wh_sk_off();
+  if (dp != nullptr) *dp = ok ? full * sms : -1;
+  return sk && ok ? hybrid : plain;
+}
+
+// CTA shape (LATTQ_WGMMA_F16_TILE = "NTxRT", e.g. "128x2", forces one) and, at m > 64, whether stream-K runs the last
+// wave (sk).  One CTA fills an SM, so a launch takes wh_waves(CTAs) waves of CTAs that each cost their work (NT RT)
+// times the shape's cost per unit of work: 1.0 (128x2), 1.09 (128x1), 1.23 (64x2), 1.45 (64x1), from the H100 sweep
+// of 4096x4096 at m = 2048 (session 11, where all four shapes take the same number of waves x work).  The cheapest
+// shape wins unless a larger one is within 2%.  On the 21 swept cases (7 layer shapes at m = 64, 512, 2048) this picked
+// the fastest of the four every time; the session-10 rule (256 rows where those CTAs fill the GPU) missed 4 of them by
+// 3-23%.  Stream-K's best shape is taken only where it beats the plain grid's best by 3% (session 14: the plain
+// grid's partial last wave runs faster than a full one, which the wave count does not see; at 11008 x 4096, m = 512,
+// 128 x 1 plain measured 96.9-98.8 us against 103 for 128 x 2 with stream-K).  sms = 0: the workspace bound
+// (128-token padding whatever the knob says).
+void wh_tile_for(int64_t m, int64_t n, int64_t nq, int sms, int& nt, int& rt, bool& forced, bool& sk) {
   static const struct { int nt, rt; double cost; } shapes[] = {{128, 2, 1.0}, {128, 1, 1.09}, {64, 2, 1.23}, {64, 1, 1.45}};
   nt = 128;
   rt = 2;
+  sk = false;
+  auto ctas = [&](int i) { return cdiv(n, (int64_t)TN * shapes[i].rt) * cdiv(std::max<int64_t>(m, 1), shapes[i].nt); };
   if (sms > 0) {
-    double best = 0.0;
-    for (int i = 0; i < 4; ++i) {
-      const int64_t ctas = cdiv(n, (int64_t)TN * shapes[i].rt) * cdiv(std::max<int64_t>(m, 1), shapes[i].nt);
-      const double t = (double)cdiv(ctas, (int64_t)sms) * shapes[i].nt * shapes[i].rt * shapes[i].cost;
-      if (i == 0 || t < 0.98 * best) {
-        best = t;
-        nt = shapes[i].nt;
-        rt = shapes[i].rt;
+    double best[2] = {0.0, 0.0};  // plain, stream-K
+    int pick[2] = {-1, -1};
+    for (int v = 0; v < 2; ++v)
+      for (int i = 0; i < 4; ++i) {
+        int64_t dp = -1;
+        const double w = wh_waves(ctas(i), nq, sms, v == 1, &dp);
+        if (v == 1 && (m <= 64 || dp < 0)) continue;
+        const double t = w * shapes[i].nt * shapes[i].rt * shapes[i].cost;
+        if (pick[v] < 0 || t < 0.98 * best[v]) {
+          best[v] = t;
+          pick[v] = i;
+        }
       }
-    }
+    sk = pick[1] >= 0 && best[1] < 0.97 * best[0];
+    nt = shapes[pick[sk ? 1 : 0]].nt;
+    rt = shapes[pick[sk ? 1 : 0]].rt;
   }
   forced = false;
   if (const char* e = std::getenv("LATTQ_WGMMA_F16_TILE")) {
@@ -2236,33 +2282,57 @@ void wh_tile_for(int64_t m, int64_t n, int sms, int& nt, int& rt, bool& forced) 
       nt = a;
       rt = b;
       forced = true;
+      int64_t dp = -1;
+      wh_waves(cdiv(n, (int64_t)TN * rt) * cdiv(std::max<int64_t>(m, 1), nt), nq, sms > 0 ? sms : 1, true, &dp);
+      sk = m > 64 && sms > 0 && dp >= 0;
     }
   }
   if (sms == 0) nt = 128;
 }
 
-// Stream-K (m <= 64, where a plain grid has one CTA per row group: 16-224 CTAs on the issue's shapes, a fraction of
-// the SMs or under two waves): G = min(SMs, WH_SK_MAXG, U / WH_SK_MINQ) CTAs share the U (row group, quad) units,
-// provided G exceeds the row groups (each CTA then spans at most two row groups).  Quad units: splitting boundary
-// quads by 64-K stage (a conditional stage inside the unrolled quad loop) balanced the CTAs better but slowed the
-// 64 x 256 CTAs by a third (session 12, rows_296f290).  LATTQ_WGMMA_F16_SK = 0
-// turns it off, = G forces G (clamped to [row groups, min(SMs, WH_SK_MAXG, U)]; tests).
-int wh_sk_ctas(int64_t m, int64_t rgroups, int64_t nq, int sms) {
-  if (sms <= 0 || m > 64) return 0;
-  const int64_t U = rgroups * nq;
-  int64_t G = std::min<int64_t>(std::min<int64_t>(sms, WH_SK_MAXG), U / WH_SK_MINQ);
-  if (const char* e = std::getenv("LATTQ_WGMMA_F16_SK")) {
-    const long v = std::strtol(e, nullptr, 10);
-    if (v == 0) return 0;
-    if (v > 0) G = std::max<int64_t>(rgroups, std::min<int64_t>(v, std::min<int64_t>(std::min<int64_t>(sms, WH_SK_MAXG), U)));
+// Stream-K CTAs G (0: the plain grid) and the data-parallel CTAs before them (dp).
+// - m <= 64 (session 12): one token tile, where a plain grid has one CTA per row group (16-224 CTAs on the issue's
+//   shapes, a fraction of the SMs or under two waves).  G = min(SMs, WH_SK_MAXG, U / WH_SK_MINQ) CTAs share the U
+//   (row group, quad) units, provided G exceeds the row groups (each CTA then spans at most two row groups), dp = 0.
+//   Quad units: splitting boundary quads by 64-K stage (a conditional stage inside the unrolled quad loop) balanced
+//   the CTAs better but slowed the 64 x 256 CTAs by a third (session 12, rows_296f290).
+// - m > 64 (session 14), where wh_tile_for chose it (sk): dp = the whole waves of tiles, and G = min(SMs, WH_SK_MAXG)
+//   CTAs share the rest (fewer than G tiles, so again at most two segments per CTA).  At m = 512 a 28672 x 8192 layer
+//   has 448 tiles of 128 x 256 on 132 SMs: 3.39 waves, which the plain grid runs in 4.
+// LATTQ_WGMMA_F16_SK = 0 turns it off, = G sets G where it runs (clamped to [stream-K tiles, min(SMs, WH_SK_MAXG,
+// units)]); LATTQ_WGMMA_F16_SK_DP = D (m > 64) forces it with D data-parallel CTAs (clamped to [0, tiles - 1]).
+// Tests and measurements.
+int wh_sk_ctas(int64_t m, int64_t ncols, int64_t rgroups, int64_t nq, int sms, bool sk, int64_t& dp) {
+  dp = 0;
+  if (sms <= 0 || wh_sk_off()) return 0;
+  const char* e = std::getenv("LATTQ_WGMMA_F16_SK");
+  const long force = e != nullptr ? std::strtol(e, nullptr, 10) : -1;
+  const int64_t gmax = std::min<int64_t>(sms, WH_SK_MAXG);
+  if (m <= 64) {
+    if (ncols != 1) return 0;
+    const int64_t U = rgroups * nq;
+    int64_t G = std::min<int64_t>(gmax, U / WH_SK_MINQ);
+    if (force > 0) G = std::max<int64_t>(rgroups, std::min<int64_t>(force, std::min<int64_t>(gmax, U)));
+    return G > rgroups ? (int)G : 0;
   }
-  return G > rgroups ? (int)G : 0;
+  const int64_t tiles = ncols * rgroups;
+  if (const char* ed = std::getenv("LATTQ_WGMMA_F16_SK_DP"))
+    dp = std::max<int64_t>(0, std::min<int64_t>(std::strtol(ed, nullptr, 10), tiles - 1));
+  else
+    dp = sk ? tiles / sms * sms : -1;
+  const int64_t R = tiles - dp;
+  if (dp < 0 || R > gmax) {
+    dp = 0;
+    return 0;
+  }
+  const int64_t G = force > 0 ? std::max<int64_t>(R, std::min<int64_t>(force, std::min<int64_t>(gmax, R * nq))) : gmax;
+  return (int)std::min<int64_t>(G, R * nq);
 }
 
 WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   WhPlan P;
-  bool forced = false;
-  wh_tile_for(m, d->n, sms, P.nt, P.rt, forced);
+  bool forced = false, sk = false;
+  wh_tile_for(m, d->n, cdiv(d->k, 256), sms, P.nt, P.rt, forced, sk);
   // Stream-K's CTA shape (where wh_sk_ctas takes it): 128 rows for layers up to 14336 x 4096 weights, else 256, which
   // read the image from L2 half as often per weight (H100 at m = 16 and 64, session 12, sweep_65d6251.log: 128 rows
   // faster by 1-18% on the n = 4096 / k = 4096 shapes, 256 by 12-20% on 8192 x 28672 and 28672 x 8192); 32 tokens up
@@ -2271,8 +2341,9 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   if (sms > 0 && m <= 64 && !forced) {
     const int64_t nq = cdiv(d->k, 256);
     const bool small = d->n * d->k <= 14336LL * 4096;
+    int64_t dp = 0;
     for (int rt : {small ? 1 : 2, small ? 2 : 1})
-      if (wh_sk_ctas(m, cdiv(d->n, (int64_t)TN * rt), nq, sms) > 0) {
+      if (wh_sk_ctas(m, 1, cdiv(d->n, (int64_t)TN * rt), nq, sms, true, dp) > 0) {
         P.nt = m <= 32 ? 32 : 64;
         P.rt = rt;
         break;
@@ -2284,7 +2355,8 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   P.ncols = cdiv(std::max<int64_t>(m, 1), P.nt);
   P.mpad = P.ncols * P.nt;
   P.rgroups = cdiv(d->n, (int64_t)TN * P.rt);
-  P.sk = P.nt <= 64 && P.ncols == 1 ? wh_sk_ctas(m, P.rgroups, P.nq, sms) : 0;
+  P.sk_dp = 0;
+  P.sk = m > 64 || P.nt <= 64 ? wh_sk_ctas(m, P.ncols, P.rgroups, P.nq, sms, sk, P.sk_dp) : 0;
   P.fuse_in = d->had_in <= SK;
   P.fuse_out = d->had_out <= TN;
   P.smem = P.nt == 32   ? (size_t)(P.rt == 1 ? wh_stages<32, 1>() : wh_stages<32, 2>()) * wh_stage_bytes<32>()
@@ -2298,9 +2370,10 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   P.off_tinv = take((size_t)P.mpad * 4);
   P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
   P.off_t = take(P.fuse_out ? 0 : (size_t)m * d->n * 4);
-  // stream-K: sized for WH_SK_MAXG CTAs of the largest tile (64 x 256) whenever m <= 64, whatever the device
-  const size_t skg = m <= 64 ? WH_SK_MAXG : 0;
-  P.off_skpart = take(skg * 64 * 256 * 4);
+  // stream-K: WH_SK_MAXG partial tiles of the largest stream-K tile (64 x 256 at m <= 64, else 128 x 256), whatever
+  // the device and the plan
+  P.off_skpart = take((size_t)WH_SK_MAXG * (m <= 64 ? 64 : 128) * 256 * 4);
+  const size_t skg = WH_SK_MAXG;
   P.off_skflag = take(skg * 4);
   P.total = o;
   return P;
@@ -2337,6 +2410,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
   p.tinv = reinterpret_cast<float*>(ws + P.off_tinv);
   p.sk_ctas = P.sk;
+  p.sk_dp = (int)P.sk_dp;
   p.skpart = reinterpret_cast<float*>(ws + P.off_skpart);
   p.skflag = reinterpret_cast<unsigned*>(ws + P.off_skflag);
   const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT>() * 8;
@@ -2402,7 +2476,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
     }
     smem_set[cur & 15] = 1;
   }
-  const dim3 grid = P.sk > 0 ? dim3((unsigned)P.sk) : dim3((unsigned)P.ncols, (unsigned)P.rgroups);
+  const dim3 grid = P.sk > 0 ? dim3((unsigned)(P.sk_dp + P.sk)) : dim3((unsigned)P.ncols, (unsigned)P.rgroups);
   e = launch_pdl(wh_main_kernel<T, NT, RT>, grid, dim3(WH_THREADS), P.smem, s, p);
   if (e != cudaSuccess) {
     cudaGetLastError();
@@ -2447,9 +2521,11 @@ const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtyp
 // 14336 x 4096 28.3 vs WGMMA's 30.0, 28672 x 8192 64.3 vs 70.7; m = 64, bench_8a41158: 23.0-84.6 us against WGMMA's
 // 28.7-102.9), and at m = 16 on 8192 x 28672 (73.7 vs 85.6 us; the layers with n <= 4096 take GEMV_PDL there, and
 // the n > k ones tie with WGMMA or lose: 14336 x 4096 27.9 vs 26.7).
+// Session 14's stream-K over several token tiles made it faster at m = 128 where n < k too (H100, sksweep_wip2.log
+// against WGMMA in bench_e24329b.log: 4096 x 11008 43.0 vs 51.3 us, 4096 x 14336 49.7 vs 60.6; 4096 x 4096 ties at
+// 28.8 vs 28.7), so m >= 128 takes it on every shape.
 bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
-  if (m >= 256) return true;
-  if (m >= 128) return d->n >= 2 * d->k || d->n >= 8192;
+  if (m >= 128) return true;
   if (m > 64) return d->n >= 2 * d->k;
   if (m > 16) return true;
   return m == 16 && d->k >= d->n;

@@ -756,6 +756,13 @@ void test_wgmma_settings(bool quick) {
   fsets.push_back("LATTQ_WGMMA_F16_SK=1000");
   fsets.push_back("LATTQ_WGMMA_F16_TILE=64x2 LATTQ_WGMMA_F16_SK=3");
   fsets.push_back("LATTQ_WGMMA_F16_TILE=64x2 LATTQ_WGMMA_F16_SK=1000");
+  // stream-K over several token tiles (m > 64; planned for the last, partial wave of large layers): every tile
+  // stream-K with as many CTAs as there are units (up to one quad each, many tails per tile); one whole tile first,
+  // then 3 CTAs (segments in two different token tiles); both with the 128 x 256 and 64 x 128 CTA shapes
+  fsets.push_back("LATTQ_WGMMA_F16_SK_DP=0");
+  fsets.push_back("LATTQ_WGMMA_F16_SK_DP=1 LATTQ_WGMMA_F16_SK=3");
+  fsets.push_back("LATTQ_WGMMA_F16_TILE=128x2 LATTQ_WGMMA_F16_SK_DP=1 LATTQ_WGMMA_F16_SK=3");
+  fsets.push_back("LATTQ_WGMMA_F16_TILE=64x1 LATTQ_WGMMA_F16_SK_DP=2");
   check_env_settings("wgmma_f16 CTA shapes", LATTQ_VARIANT_WGMMA_F16, fcases, fms, fsets, true, false);
   // k > 16 K (18 slices, the last partial, on 16 prologue warps): the v of a warp's first slice kept in shared
   // memory (default) or folded again; stream-K spreads the two 128-row groups over 69 CTAs (34-35 per row group)
@@ -763,7 +770,8 @@ void test_wgmma_settings(bool quick) {
   const std::vector<int64_t> kms = quick ? std::vector<int64_t>{3} : std::vector<int64_t>{1, 64, 129};
   check_env_settings("wgmma_f16 k > 16K", LATTQ_VARIANT_WGMMA_F16, kcases, kms,
                      {"LATTQ_WGMMA_F16_PREP_KEEP=1", "LATTQ_WGMMA_F16_PREP_KEEP=0", "LATTQ_WGMMA_F16_PREP_FAST=0",
-                      "LATTQ_WGMMA_F16_PREP_KEEP=0 LATTQ_WGMMA_F16_PREP_BULK=0", "LATTQ_WGMMA_F16_SK=0"},
+                      "LATTQ_WGMMA_F16_PREP_KEEP=0 LATTQ_WGMMA_F16_PREP_BULK=0", "LATTQ_WGMMA_F16_SK=0",
+                      "LATTQ_WGMMA_F16_SK_DP=0"},
                      false, false);
   // stream-K's sums are in a fixed order: two runs give the same bits
   {
@@ -775,6 +783,18 @@ void test_wgmma_settings(bool quick) {
     const bool ok = run_forward(D, D.L, x, LATTQ_BF16, m, LATTQ_VARIANT_WGMMA_F16, y1, nullptr) &&
                     run_forward(D, D.L, x, LATTQ_BF16, m, LATTQ_VARIANT_WGMMA_F16, y2, nullptr);
     CHECK(ok && y1 == y2, "wgmma_f16 stream-K: two runs differ (or failed: %s)", lattq_last_error());
+  }
+  {  // the same over several token tiles (m > 64, every tile stream-K)
+    const HostLayer h = make_layer(2, 4, 300, 2304, 64, 4, true);
+    DevLayer D(h);
+    const int64_t m = 200;
+    std::vector<double> x(m * 2304), y1, y2;
+    for (auto& v : x) v = round_to(LATTQ_BF16, randn());
+    setenv("LATTQ_WGMMA_F16_SK_DP", "0", 1);
+    const bool ok = run_forward(D, D.L, x, LATTQ_BF16, m, LATTQ_VARIANT_WGMMA_F16, y1, nullptr) &&
+                    run_forward(D, D.L, x, LATTQ_BF16, m, LATTQ_VARIANT_WGMMA_F16, y2, nullptr);
+    unsetenv("LATTQ_WGMMA_F16_SK_DP");
+    CHECK(ok && y1 == y2, "wgmma_f16 stream-K, m = 200: two runs differ (or failed: %s)", lattq_last_error());
   }
 }
 

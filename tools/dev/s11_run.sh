@@ -4,6 +4,7 @@
 #   rows     = bench_gemm rows at ROWS_BATCHES (default 64,512,2048) on ROWS_SHAPES (default all), variants ROWS_VARIANTS
 #              (default wgmma,wgmma_f16; + bf16, int4, floor, AUTO), per-kernel times of PROFILE (NxKxMxV)
 #   sweep    = wgmma_f16 CTA-shape sweep (LATTQ_WGMMA_F16_TILE) on SWEEP_SHAPES at SWEEP_BATCHES
+#   sksweep  = wgmma_f16 stream-K sweep (planned / off, 128x2 planned / off, 128x1) on SWEEP_SHAPES at SWEEP_BATCHES
 #   ncu      = Nsight Compute on the wh_ kernels of NCU_CASES (NxKxM)
 #   prof     = per-kernel warm times of PROFILE under each of PROF_ENVS
 #   ncuprep  = Nsight Compute on wh_prep_kernel alone (stalls, L1, SASS source page) of NCU_CASES
@@ -35,6 +36,10 @@ for s in $STEPS; do
              --profile none --f16-sweep "${SWEEP_SHAPES:-$ALL7}" \
              --f16-batches "${SWEEP_BATCHES:-64,512,2048}" > "$OUT/sweep_$REV.log" 2>&1; echo "sweep rc=$?"
            grep -E "sweep" "$OUT/sweep_$REV.log"; rm -rf "$OUT/sw" ;;
+    sksweep) $BG --out "$OUT/skw" --batches 16 --shapes 4096x4096 --variants wgmma_f16 --ref-limit 0 --sweep none \
+             --profile none --sk-sweep "${SWEEP_SHAPES:-$ALL7}" \
+             --sk-batches "${SWEEP_BATCHES:-128,512,2048}" > "$OUT/sksweep_$REV.log" 2>&1; echo "sksweep rc=$?"
+           grep -E "sweep" "$OUT/sksweep_$REV.log"; rm -rf "$OUT/skw" ;;
     ncu)
       NCU=$(command -v ncu || ls "$(dirname "$(command -v nvcc)")"/ncu 2>/dev/null | head -1)
       for c in ${NCU_CASES:-28672x8192x64 4096x14336x2048}; do
