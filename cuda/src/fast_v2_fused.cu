@@ -2229,7 +2229,8 @@ bool wh_sk_off() {
 // Waves of a launch of `tiles` CTAs (one CTA fills an SM) at m > 64 over K of nq quads: ceil(tiles / SMs) for the
 // plain grid (sk = false); with stream-K over the last, partial wave (sk = true), its fraction plus the fixup's cost
 // (partial tiles written, waited for and added, a second pipeline start): max(0.1, 5 / nq) waves, fitted to the H100
-// sweep of session 14 (h100_session14/sksweep_wip1.log: 15-25 us at 11008 x 4096 and 28672 x 8192, m = 512).
+// sweep of session 14 (h100_session14/sksweep_wip1.log: by the wave count the stream-K phase took 15-25 us more than
+// its fraction of a wave at 11008 x 4096 and 28672 x 8192, m = 512).
 // dp: the data-parallel CTAs where stream-K can run here (the partial wave has at most WH_SK_MAXG tiles and the waves
 // shrink by at least 7%), else -1.
 double wh_waves(int64_t tiles, int64_t nq, int sms, bool sk, int64_t* dp) {
