@@ -15,6 +15,14 @@ STEPS=${STEPS:-ftests rows sweep}
 ALL7=4096x4096,11008x4096,4096x11008,14336x4096,4096x14336,28672x8192,8192x28672
 BG="python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --git-rev $REV"
 T0=$(date +%s)
+# f16_sweep NAME SHAPES_FLAG BATCHES_FLAG DEFAULT_BATCHES: a wgmma_f16 knob sweep of bench_gemm.py on SWEEP_SHAPES at
+# SWEEP_BATCHES -> $OUT/NAME_$REV.log
+f16_sweep() {
+  $BG --out "$OUT/sw_$1" --batches 16 --shapes 4096x4096 --variants wgmma_f16 --ref-limit 0 --sweep none \
+    --profile none "$2" "${SWEEP_SHAPES:-$ALL7}" "$3" "${SWEEP_BATCHES:-$4}" > "$OUT/$1_$REV.log" 2>&1
+  echo "$1 rc=$?"
+  grep -E "sweep" "$OUT/$1_$REV.log"; rm -rf "$OUT/sw_$1"
+}
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 bash tools/gpu_kernels.sh build > /tmp/b.txt 2>&1 || { tail -30 /tmp/b.txt; exit 1; }
 grep -A4 "Function properties for.*wh_" "$OUT/build.log" | grep -E "Used|spill" | sort | uniq -c | head -6
@@ -32,14 +40,8 @@ for s in $STEPS; do
             > "$OUT/rows_$REV.log" 2>&1; echo "rows rc=$?"
           grep -E " m=|Error|error|profile" "$OUT/rows_$REV.log" | head -80
           mv "$OUT/rows/bench_gemm.json" "$OUT/rows_$REV.json"; rm -rf "$OUT/rows" ;;
-    sweep) $BG --out "$OUT/sw" --batches 16 --shapes 4096x4096 --variants wgmma_f16 --ref-limit 0 --sweep none \
-             --profile none --f16-sweep "${SWEEP_SHAPES:-$ALL7}" \
-             --f16-batches "${SWEEP_BATCHES:-64,512,2048}" > "$OUT/sweep_$REV.log" 2>&1; echo "sweep rc=$?"
-           grep -E "sweep" "$OUT/sweep_$REV.log"; rm -rf "$OUT/sw" ;;
-    sksweep) $BG --out "$OUT/skw" --batches 16 --shapes 4096x4096 --variants wgmma_f16 --ref-limit 0 --sweep none \
-             --profile none --sk-sweep "${SWEEP_SHAPES:-$ALL7}" \
-             --sk-batches "${SWEEP_BATCHES:-128,512,2048}" > "$OUT/sksweep_$REV.log" 2>&1; echo "sksweep rc=$?"
-           grep -E "sweep" "$OUT/sksweep_$REV.log"; rm -rf "$OUT/skw" ;;
+    sweep) f16_sweep sweep --f16-sweep --f16-batches 64,512,2048 ;;
+    sksweep) f16_sweep sksweep --sk-sweep --sk-batches 128,512,2048 ;;
     ncu)
       NCU=$(command -v ncu || ls "$(dirname "$(command -v nvcc)")"/ncu 2>/dev/null | head -1)
       for c in ${NCU_CASES:-28672x8192x64 4096x14336x2048}; do
