@@ -85,6 +85,20 @@ template <> __device__ __forceinline__ float4 load4<__nv_bfloat16>(const void* x
 // in e) for blocks of `had` elements (a power of two <= 32 N): stages h < N pair elements inside the lane, stages
 // h = N .. 16 N pair lane l with lane l ^ (h / N), the lower lane keeping a + b.  Unscaled (the caller multiplies by
 // had^-1/2).  Every lane of the warp must call it with the same `had`.
+// Every in-lane butterfly stage h = 1 .. N / 2 of e (unscaled): for callers that know the block spans the N elements.
+template <int N>
+__device__ __forceinline__ void lane_butterflies(float (&e)[N]) {
+#pragma unroll
+  for (int h = 1; h < N; h <<= 1)
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+      if ((i & h) == 0) {
+        const float a = e[i], b = e[i + h];
+        e[i] = a + b;
+        e[i + h] = a - b;
+      }
+}
+
 template <int N>
 __device__ __forceinline__ void warp_block_hadamard(float (&e)[N], int had, int lane) {
 #pragma unroll

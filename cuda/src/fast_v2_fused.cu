@@ -1219,15 +1219,7 @@ __device__ __forceinline__ void wh_fold_fast(const T* __restrict__ xs, const flo
     u[4 * j + 3] = v4.w * s4[j].w;
   }
   // in-register stages h = 1..16 (had >= 32), cross-lane stages h = 32 .. had / 2
-#pragma unroll
-  for (int h = 1; h < 32; h <<= 1)
-#pragma unroll
-    for (int i = 0; i < 32; ++i)
-      if ((i & h) == 0) {
-        const float a = u[i], b = u[i + h];
-        u[i] = a + b;
-        u[i + h] = a - b;
-      }
+  lane_butterflies(u);
 #pragma unroll
   for (int hl = 1; hl < 32; hl <<= 1) {
     if (hl * 32 < had) {
@@ -1752,15 +1744,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       float v[8];
 #pragma unroll
       for (int i = 0; i < 8; ++i) v[i] = src[16 * i];
-#pragma unroll
-      for (int hh = 1; hh < 8; hh <<= 1)
-#pragma unroll
-        for (int i = 0; i < 8; ++i)
-          if ((i & hh) == 0) {
-            const float a = v[i], b = v[i + hh];
-            v[i] = a + b;
-            v[i + hh] = a - b;
-          }
+      lane_butterflies(v);
       if (tk < ntok) {
 #pragma unroll
         for (int i = 0; i < 8; ++i) {
