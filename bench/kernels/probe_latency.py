@@ -108,6 +108,91 @@ def trace(args):
         json.dump(dict(git_rev=args.git_rev, device=torch.cuda.get_device_name(0), shapes=out), f, indent=1)
 
 
+WH_MAIN = ["PDL wait (prologue)", "first stage landed", "main loop", "stream-K fixup", "epilogue"]
+# slot 6 (had_out = 128 epilogue): the tile is in shared memory; the rest of the epilogue is the pass and the stores
+
+
+def wh_trace(args):
+    """Per-CTA phase times of the WGMMA_F16 kernels (trace build, %globaltimer) for each --wh-cases N x K x m, the
+    call with the median span of 7 cold-L2 calls (write flush): the prologue kernel's CTAs, then the main kernel's by
+    phase, and per SM the gap between one main CTA's end and the next one's start."""
+    import ctypes
+
+    lib = load_lib(args.trace_lib)
+    lib.lattq_debug_wh_trace.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    if os.environ.get("WH_NOSTORE"):  # the epilogue's y stores off (results wrong by design)
+        lib.lattq_debug_wh_nostore(1)
+    flush = (lambda: buf.zero_()) if args.flush == "write" else (lambda: torch.sum(buf.view(torch.int32), dtype=torch.int64))
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    buf = torch.empty(max(8 * torch.cuda.get_device_properties(0).L2_cache_size, 256 * 2**20), dtype=torch.uint8,
+                      device="cuda")
+    R = 4096
+    mrec, prec = (ctypes.c_ulonglong * (R * 8))(), (ctypes.c_ulonglong * (R * 4))()
+    med = lambda v: v[len(v) // 2]  # noqa: E731
+    out = []
+    for case in args.wh_cases.split(","):
+        n, k, m = (int(v) for v in case.split("x"))
+        L = LattqLayer(lib, n, k, gen)
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
+        y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
+        L.workspace(m, 9)
+        runs = []
+        for _ in range(8):
+            flush()
+            L(x, y, 9)
+            torch.cuda.synchronize()
+            if lib.lattq_debug_wh_trace(ctypes.addressof(mrec), ctypes.addressof(prec), R) != 0:
+                raise RuntimeError("lattq_debug_wh_trace failed")
+            mc = [list(mrec[i * 8:(i + 1) * 8]) for i in range(R) if mrec[i * 8] != 0]
+            pc = [list(prec[i * 4:(i + 1) * 4]) for i in range(R) if prec[i * 4] != 0]
+            t0 = min(c[0] for c in pc) if pc else min(c[0] for c in mc)
+            span = max(c[5] for c in mc) - t0
+            runs.append((span, t0, mc, pc))
+        span, t0, mc, pc = sorted(runs[1:], key=lambda r: r[0])[3]  # the first call is warm-up
+        us = lambda v: v / 1e3  # noqa: E731
+        print(f"wh_trace {n}x{k} m={m} ({args.flush} flush{', no y stores' if os.environ.get('WH_NOSTORE') else ''}): span {us(span):.2f} us (prologue start -> last main CTA end)")
+        rec = dict(n=n, k=k, m=m, span_ns=span)
+        if pc:
+            ps = sorted(c[0] - t0 for c in pc)
+            pw = sorted(c[1] - t0 for c in pc)
+            pe = sorted(c[2] - t0 for c in pc)
+            print(f"    prologue: {len(pc)} CTAs; start max {us(ps[-1]):.2f}, PDL wait med/max {us(med(pw)):.2f}/"
+                  f"{us(pw[-1]):.2f}, end min/med/max {us(pe[0]):.2f}/{us(med(pe)):.2f}/{us(pe[-1]):.2f} us")
+            rec["prologue"] = dict(ctas=len(pc), end_min=pe[0], end_med=med(pe), end_max=pe[-1], wait_med=med(pw))
+        st = sorted(c[0] - t0 for c in mc)
+        en = sorted(c[5] - t0 for c in mc)
+        print(f"    main: {len(mc)} CTAs; start min/med/max {us(st[0]):.2f}/{us(med(st)):.2f}/{us(st[-1]):.2f}, end "
+              f"min/med/max {us(en[0]):.2f}/{us(med(en)):.2f}/{us(en[-1]):.2f} us")
+        ph = {}
+        for i, name in enumerate(WH_MAIN):
+            v = sorted(c[i + 1] - c[i] for c in mc if c[i + 1] and c[i])
+            if v:
+                ph[name] = dict(min=v[0], med=med(v), max=v[-1], n=len(v))
+                print(f"    {name:22s} min {us(v[0]):8.2f}  med {us(med(v)):8.2f}  max {us(v[-1]):8.2f} us  ({len(v)} CTAs)")
+        v = sorted(c[6] - c[4] for c in mc if c[6] and c[4])
+        if v:
+            print(f"    {'  tile to smem + sync':22s} min {us(v[0]):8.2f}  med {us(med(v)):8.2f}  max {us(v[-1]):8.2f} us  ({len(v)} CTAs)")
+        # CTAs that started after the first wave: the gap on their SM since the previous CTA there ended
+        by_sm = {}
+        for c in mc:
+            by_sm.setdefault(c[7], []).append(c)
+        gaps = []
+        for cs in by_sm.values():
+            cs.sort(key=lambda c: c[0])
+            gaps += [b[0] - a[5] for a, b in zip(cs, cs[1:])]
+        if gaps:
+            gaps.sort()
+            print(f"    same-SM gap (end -> next start): {len(gaps)} CTAs, min/med/max {us(gaps[0]):.2f}/"
+                  f"{us(med(gaps)):.2f}/{us(gaps[-1]):.2f} us; SMs used {len(by_sm)}")
+            rec["sm_gap"] = dict(min=gaps[0], med=med(gaps), max=gaps[-1], n=len(gaps))
+        rec.update(main_ctas=len(mc), start_max=st[-1], end_min=en[0], end_med=med(en), end_max=en[-1], phases=ph)
+        out.append(rec)
+        del L
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"wh_trace{os.environ.get('TRACE_TAG', '')}.json"), "w") as f:
+        json.dump(dict(git_rev=args.git_rev, device=torch.cuda.get_device_name(0), cases=out), f, indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lib", help="liblattq_capi.so (required unless --trace-lib)")
@@ -119,7 +204,12 @@ def main():
                     help="liblattq_capi.so built with -DLATTQ_GEMV_TRACE: print the GEMV kernel's per-CTA phase times "
                          "(cold L2, write flush) instead of the timing table")
     ap.add_argument("--trace-batch", type=int, default=1)
+    ap.add_argument("--flush", default="write", choices=["write", "read"], help="--wh-cases: cold-L2 method")
+    ap.add_argument("--wh-cases", default="",
+                    help="with --trace-lib: N x K x m cases (comma-separated) whose WGMMA_F16 kernels are traced instead")
     args = ap.parse_args()
+    if args.trace_lib and args.wh_cases:
+        return wh_trace(args)
     if args.trace_lib:
         return trace(args)
     if not args.lib:

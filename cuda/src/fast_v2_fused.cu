@@ -1137,6 +1137,15 @@ template <int NT, int RT> constexpr int wh_stages() {
   return (wh_tile_bytes<NT, RT>() > 96 * 1024 ? wh_tile_bytes<NT, RT>() + wh_stage_bytes<NT>() - 1 : 96 * 1024) /
          wh_stage_bytes<NT>();
 }
+// the had_out = 128 epilogue's output tile (session 15): the cast outputs, token-major, each token's 128 RT rows then 16
+// bytes of padding, past both the ring and the fp32 tile, so that the stores to y leave in whole 128-byte lines
+template <int NT, int RT> constexpr int wh_out_off() {
+  return (wh_stages<NT, RT>() * wh_stage_bytes<NT>() > wh_tile_bytes<NT, RT>() ? wh_stages<NT, RT>() * wh_stage_bytes<NT>()
+                                                                               : wh_tile_bytes<NT, RT>() + 15) / 16 * 16;
+}
+template <int NT, int RT> constexpr int wh_out_stride() { return 128 * RT * 2 + 16; }
+// the main kernel's dynamic shared memory, without the 1024 bytes of the ring's alignment
+template <int NT, int RT> constexpr int wh_smem_bytes() { return wh_out_off<NT, RT>() + NT * wh_out_stride<NT, RT>(); }
 
 // fp16 image of the token's v, K-major with the 128-byte swizzle (session 13; it was the no-swizzle core-matrix
 // order before): stage block (token tile tt, quad Q, stage j) at ((tt nq4 + Q) 4 + j) 128 NT bytes; token n's row of
@@ -1242,6 +1251,49 @@ __device__ __forceinline__ void wh_fold_fast(const T* __restrict__ xs, const flo
 // is transformed, so the loads do not wait on the registers of the transform (a warp-per-(token, slice) grid with
 // x loads to registers ran at 0.4-0.8 TB/s: one dependent chain of latencies per wave).  su comes through L1: a
 // warp's slices are the same for every token.
+#ifdef LATTQ_GEMV_TRACE
+// Trace builds only (-DLATTQ_GEMV_TRACE, tools/dev/trace.sh; bench/kernels/probe_latency.py --wh-trace): %globaltimer
+// stamps of the WGMMA_F16 kernels, read back (and cleared) with lattq_debug_wh_trace().  Main kernel, thread 0 of
+// each CTA (consumer warp 0): slots 0 entry, 1 PDL wait returned, 2 first stage landed, 3 main loop done, 4 stream-K
+// fixup done (the epilogue starts), 5 end, 6 (had_out = 128) the epilogue's tile stored, 7 the SM id.  Prologue kernel, thread 0 of each CTA: 0 entry, 1 PDL wait
+// returned, 2 end, 3 the SM id.  Never compiled into the library otherwise.
+constexpr int WTRACE_CTAS = 4096;
+__device__ unsigned long long g_wh_trace[WTRACE_CTAS * 8];
+__device__ unsigned long long g_whp_trace[WTRACE_CTAS * 4];
+__device__ __forceinline__ unsigned long long gtimer() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__device__ __forceinline__ unsigned smid_now() {
+  unsigned s;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(s));
+  return s;
+}
+__device__ __forceinline__ void wh_stamp(int i) {
+  const unsigned cta = blockIdx.x + gridDim.x * blockIdx.y;
+  if (threadIdx.x == 0 && cta < WTRACE_CTAS) {
+    g_wh_trace[cta * 8 + i] = gtimer();
+    if (i == 0) g_wh_trace[cta * 8 + 7] = smid_now();
+  }
+}
+__device__ __forceinline__ void whp_stamp(int i) {
+  if (threadIdx.x == 0 && blockIdx.x < WTRACE_CTAS) {
+    g_whp_trace[blockIdx.x * 4 + i] = gtimer();
+    if (i == 0) g_whp_trace[blockIdx.x * 4 + 3] = smid_now();
+  }
+}
+// g_wh_nostore != 0 (lattq_debug_wh_nostore): the had_out = 128 epilogue skips its y stores (results wrong by design)
+__device__ int g_wh_nostore;
+#define WH_STAMP(i) wh_stamp(i)
+#define WH_NOSTORE() (g_wh_nostore != 0)
+#define WHP_STAMP(i) whp_stamp(i)
+#else
+#define WH_STAMP(i) ((void)0)
+#define WHP_STAMP(i) ((void)0)
+#define WH_NOSTORE() false
+#endif
+
 constexpr int WH_PREP_MAXW = 16;
 inline int wh_prep_warps(int64_t nslices) { return (int)std::min<int64_t>(nslices, WH_PREP_MAXW); }
 inline bool wh_prep_bulk(const FusedParams& p, int32_t dt) {  // x rows by cp.async.bulk (16-byte aligned rows)
@@ -1265,6 +1317,7 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
   __shared__ float sAb[20];
   __shared__ float sAs[20];  // A and b times 1 / sqrt(had_in), for wh_fold_fast
   __shared__ float smx[WH_PREP_MAXW];
+  WHP_STAMP(0);
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   const size_t rowb = (size_t)p.k * sizeof(T), bufb = (rowb + 255) / 256 * 256;  // as wh_prep_smem
   const int nper = (p.nslices + W - 1) / W;  // slices of warp 0 (the most); kept: all but each warp's last
@@ -1294,6 +1347,7 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     }
   };
   pdl_wait();  // x is the previous kernel's output (and the previous main kernel has read its stream-K flags)
+  WHP_STAMP(1);
   if (blockIdx.x == 0)
     for (int i = threadIdx.x; i < p.sk_ctas; i += blockDim.x) p.skflag[i] = 0u;
   // The grid is persistent (at most the CTAs that fit the GPU at once, all resident), so the main kernel may launch
@@ -1368,6 +1422,7 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     __syncthreads();  // buffer b and smx are free
     if (bulk && threadIdx.x == 0) issue(tok_at(it + 2), b);
   }
+  WHP_STAMP(2);
 #endif
 }
 
@@ -1439,6 +1494,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   __shared__ float csum[NT];
   __shared__ float stinv[NT];
   __shared__ float svb[2][ROWS];  // SV and bias of the epilogue's rows (shared memory: no registers over the loop)
+  WH_STAMP(0);
 
   const int warp = __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 5), 0), lane = threadIdx.x & 31;
   // Work.  Plain grid (p.sk_ctas = 0): CTA (col, rg) = (blockIdx.x, blockIdx.y) takes its tile over all of K.
@@ -1550,6 +1606,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     for (int i = 0; i < RQ; ++i) load_quad(qs + i, cb[i]);
     if (sgi == 0) {
       pdl_wait();  // image, 1 / S_t and c parts of the prologue kernel (which also cleared the stream-K flags)
+      WH_STAMP(1);
       if (threadIdx.x < NT) {
         const int64_t tok0 = (int64_t)col * NT;
         float c = 0.f;
@@ -1579,6 +1636,9 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
               wh[r] = j == 0 ? cb[qi][r][1].x : j == 1 ? cb[qi][r][1].y : j == 2 ? cb[qi][r][1].z : cb[qi][r][1].w;
             }
             mbar_wait(&full[s], (unsigned)(gr / STAGES) & 1u);
+#ifdef LATTQ_GEMV_TRACE
+            if (gr == 0) WH_STAMP(2);
+#endif
             const uint32_t base = smem_addr(wsm + (size_t)s * SB);
 #pragma unroll
             for (int t0 = 0; t0 < 4; t0 += GS) {  // one commit group per GS k16 steps
@@ -1636,6 +1696,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     wgmma_wait<0>();
 #pragma unroll
     for (int r = 0; r < RT; ++r) fence_regs(d[r]);
+    WH_STAMP(3);
     if (qs > 0) {  // a tail (stream-K): partial sums to slot sk_c (fragment order, coalesced), flag sk_c
       float4* dst = reinterpret_cast<float4*>(p.skpart) + (int64_t)sk_c * (RT * ND / 4) * 256 + threadIdx.x;
 #pragma unroll
@@ -1645,7 +1706,11 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
           __stcg(dst + (r * (ND / 4) + i4) * 256, make_float4(d[r][4 * i4], d[r][4 * i4 + 1], d[r][4 * i4 + 2], d[r][4 * i4 + 3]));
       consumer_sync();
       if (threadIdx.x == 0) flag_release(p.skflag + sk_c, 1u);
-      if (sgi == nseg - 1) return;  // a tail as the last segment: the row group is finished elsewhere
+      if (sgi == nseg - 1) {  // a tail as the last segment: the row group is finished elsewhere
+        WH_STAMP(4);
+        WH_STAMP(5);
+        return;
+      }
     }
   }
   if (sk_c >= 0 && (nseg == 2 ? qB1 : qA1) < nq) {  // a head short of the tile's end: add the tails, CTA order
@@ -1668,6 +1733,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     }
   }
   consumer_sync();  // every consumer's wgmmas are complete: the ring is free; csum / stinv / svb written
+  WH_STAMP(4);
   const int64_t tok0 = (int64_t)col * NT;
   const int ntok = (int)(p.m - tok0 < NT ? p.m - tok0 : NT);
   const int64_t n0 = (int64_t)rgf * ROWS;
@@ -1689,31 +1755,30 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
           v = rr < nrow ? fmaf(v, stinv[tk], csum[tk]) : 0.f;
         }
   if (p.had_out == TN && p.tout == nullptr) {
-    // had_out = 128: the butterflies over row bits 0..3 in registers (bit 3: rows g / g + 8 of the thread; bits
-    // 0..2: g, i.e. lane bits 2..4, by shuffles), bits 4..6 (the 16-row tiles of the block) in one pass over a
-    // shared-memory tile whose row stride ROWS + 4 keeps both the fragment stores and the pass's loads free of
-    // bank conflicts; that pass also applies SV, the bias and the cast.
+    // had_out = 128 (session 15): the butterflies over row bit 3 (rows g / g + 8 of the thread) and, with RT = 2, bit
+    // 6 (r: row = wg 128 + r 64 + wq 16 + 8 h + g) run in registers; one pass over a shared-memory tile (row stride
+    // ROWS + 4: the fragment stores and the pass's 16-byte loads meet no bank conflicts) runs the rest, bits 0..2, 4, 5
+    // (and 6 with RT = 1), on items of 32 (64) values of one token, then applies SV (times 128^-1/2), the bias and the
+    // cast into the output tile (8 consecutive rows per 16-byte store).  The output tile then leaves for y in whole
+    // token rows (128 RT rows, 16 bytes per lane).  Session 14's epilogue ran bits 0..2 as shuffles and stored 2-byte
+    // values straight to y, in 32-byte pieces of 8 tokens' rows: the per-CTA trace measured 7-13 us per 256 x 128
+    // tile, of which the stores took all but 2-4 us (h100_session15/whtrace_*.log).
 #pragma unroll
     for (int r = 0; r < RT; ++r)
 #pragma unroll
-      for (int i = 0; i < ND; ++i) {
-        float v = d[r][i];
+      for (int i = 0; i < ND; ++i)
         if ((i & 2) == 0) {  // h = 0 holds row g, i + 2 row g + 8
-          const float w = d[r][i + 2];
+          const float v = d[r][i], w = d[r][i + 2];
           d[r][i] = v + w;
           d[r][i + 2] = v - w;
         }
+    if constexpr (RT == 2) {
+#pragma unroll
+      for (int i = 0; i < ND; ++i) {  // r = 0: row bit 6 clear, r = 1: set
+        const float v = d[0][i], w = d[1][i];
+        d[0][i] = v + w;
+        d[1][i] = v - w;
       }
-#pragma unroll
-    for (int bit = 0; bit < 3; ++bit) {
-      const bool hi = (g >> bit) & 1;
-#pragma unroll
-      for (int r = 0; r < RT; ++r)
-#pragma unroll
-        for (int i = 0; i < ND; ++i) {
-          const float o = __shfl_xor_sync(0xffffffffu, d[r][i], 4 << bit);
-          d[r][i] = hi ? o - d[r][i] : d[r][i] + o;
-        }
     }
     constexpr int S = ROWS + 4;
     float* tl = reinterpret_cast<float*>(wsm);
@@ -1729,30 +1794,68 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
           for (int c = 0; c < 2; ++c)
             tl[(8 * jn + 2 * tig + c) * S + ((wg * RT + r) * 4 + wq) * 16 + g + 8 * h] = d[r][4 * jn + 2 * h + c];
     if (threadIdx.x < ROWS) {  // my_row == threadIdx.x
-      ssv[my_row] = sv_r;
+      ssv[my_row] = sv_r * rsqrtf((float)TN);
       sbias[my_row] = bias_r;
     }
     consumer_sync();
-    const float hs = rsqrtf((float)TN);
-    T* y = static_cast<T*>(p.y);
-    // item = r0 + 16 (hb + 2 (tlo + 4 (th + NT / 8 blk))): token 8 th + 4 hb + tlo, rows blk 128 + r0 + 16 i
-    for (int it = threadIdx.x; it < NT * RT * 16; it += 256) {
-      const int r0 = it & 15, hb = (it >> 4) & 1, tlo = (it >> 5) & 3, rest = it >> 7;
-      const int th = rest % (NT / 8), blk = rest / (NT / 8);
-      const int tk = 8 * th + 4 * hb + tlo;
-      const float* src = tl + tk * S + blk * TN + r0;
-      float v[8];
+    WH_STAMP(6);
+    // item it: token tk = 8 (rest % (NT / 8)) + (it & 7), row bit 3 = b3, rows base + (j & 7) + 16 (j >> 3) for value j,
+    // base = 64 (rest / (NT / 8)) + 8 b3 (RT = 2: 128-row block and bit 6); lanes l and l + 8 store the two halves of
+    // the same 32-byte sector
+    constexpr int NV = RT == 2 ? 32 : 64;
+    constexpr int NIT = NT * 2 * (RT == 2 ? 4 : 1);
+    constexpr int OS = wh_out_stride<NT, RT>();
+    uint8_t* const ot = wsm + wh_out_off<NT, RT>();
+    for (int it = threadIdx.x; it < NIT; it += 256) {
+      const int b3 = (it >> 3) & 1, rest = it >> 4;
+      const int tk = 8 * (rest % (NT / 8)) + (it & 7), base = 64 * (rest / (NT / 8)) + 8 * b3;
+      const float* src = tl + tk * S + base;
+      float v[NV];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) v[i] = src[16 * i];
+      for (int q = 0; q < NV / 8; ++q) {
+        const float4 a = *reinterpret_cast<const float4*>(src + 16 * q);
+        const float4 b = *reinterpret_cast<const float4*>(src + 16 * q + 4);
+        v[8 * q] = a.x, v[8 * q + 1] = a.y, v[8 * q + 2] = a.z, v[8 * q + 3] = a.w;
+        v[8 * q + 4] = b.x, v[8 * q + 5] = b.y, v[8 * q + 6] = b.z, v[8 * q + 7] = b.w;
+      }
       lane_butterflies(v);
-      if (tk < ntok) {
+      {
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const int rr = blk * TN + r0 + 16 * i;
-          if (rr < nrow) y[(tok0 + tk) * p.n + n0 + rr] = from_f<T>(fmaf(v[i] * hs, ssv[rr], sbias[rr]));
+        for (int q = 0; q < NV / 8; ++q) {
+          const int rr = base + 16 * q;  // rows rr .. rr + 7
+          const float4 s0 = *reinterpret_cast<const float4*>(ssv + rr), s1 = *reinterpret_cast<const float4*>(ssv + rr + 4);
+          const float4 c0 = *reinterpret_cast<const float4*>(sbias + rr), c1 = *reinterpret_cast<const float4*>(sbias + rr + 4);
+          const float sc[8] = {s0.x, s0.y, s0.z, s0.w, s1.x, s1.y, s1.z, s1.w};
+          const float bc[8] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+          __align__(16) T o[8];
+#pragma unroll
+          for (int e = 0; e < 8; ++e) o[e] = from_f<T>(fmaf(v[8 * q + e], sc[e], bc[e]));
+          *reinterpret_cast<uint4*>(ot + tk * OS + rr * 2) = *reinterpret_cast<const uint4*>(o);
         }
       }
     }
+    consumer_sync();
+    // the output tile to y: a token's row of 128 RT outputs is 16 RT lanes x 16 bytes (whole 128-byte lines where n
+    // is a multiple of 64)
+    constexpr int LPT = 16 * RT;  // lanes per token row
+    const bool vec = (p.n & 7) == 0 && (reinterpret_cast<uintptr_t>(p.y) & 15) == 0;
+    T* y = static_cast<T*>(p.y);
+    for (int i = threadIdx.x; i < NT * LPT && !WH_NOSTORE(); i += 256) {
+      const int tk = i / LPT, rr = (i % LPT) * 8;
+      if (tk >= ntok || rr >= nrow) continue;
+      const uint4 o = *reinterpret_cast<const uint4*>(ot + tk * OS + rr * 2);
+      T* yr = y + (tok0 + tk) * p.n + n0 + rr;
+      if (vec && rr + 8 <= nrow) {
+        *reinterpret_cast<uint4*>(yr) = o;
+      } else {
+        const uint32_t ow[4] = {o.x, o.y, o.z, o.w};
+        static_assert(sizeof(T) == 2, "16-bit outputs");
+#pragma unroll
+        for (int e = 0; e < 8; ++e)
+          if (rr + e < nrow) reinterpret_cast<uint16_t*>(yr)[e] = (uint16_t)(ow[e >> 1] >> (16 * (e & 1)));
+      }
+    }
+    WH_STAMP(5);
     return;
   }
   float (*tile)[ROWS + 1] = reinterpret_cast<float (*)[ROWS + 1]>(wsm);
@@ -1767,6 +1870,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
           tile[8 * jn + 2 * tig + c][((wg * RT + r) * 4 + wq) * 16 + g + 8 * h] = d[r][4 * jn + 2 * h + c];
   consumer_sync();
   tile_epilogue<T, void (*)(), ROWS>(p, tile, ntok, nrow, tok0, n0, sv_r, bias_r, consumer_sync);
+  WH_STAMP(5);
 #endif
 }
 
@@ -2344,9 +2448,9 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   P.sk = m > 64 || P.nt <= 64 ? wh_sk_ctas(m, P.ncols, P.rgroups, P.nq, sms, sk, P.sk_dp) : 0;
   P.fuse_in = d->had_in <= SK;
   P.fuse_out = d->had_out <= TN;
-  P.smem = P.nt == 32   ? (size_t)(P.rt == 1 ? wh_stages<32, 1>() : wh_stages<32, 2>()) * wh_stage_bytes<32>()
-           : P.nt == 64 ? (size_t)(P.rt == 1 ? wh_stages<64, 1>() : wh_stages<64, 2>()) * wh_stage_bytes<64>()
-                        : (size_t)(P.rt == 1 ? wh_stages<128, 1>() : wh_stages<128, 2>()) * wh_stage_bytes<128>();
+  P.smem = P.nt == 32   ? (size_t)(P.rt == 1 ? wh_smem_bytes<32, 1>() : wh_smem_bytes<32, 2>())
+           : P.nt == 64 ? (size_t)(P.rt == 1 ? wh_smem_bytes<64, 1>() : wh_smem_bytes<64, 2>())
+                        : (size_t)(P.rt == 1 ? wh_smem_bytes<128, 1>() : wh_smem_bytes<128, 2>());
   P.smem += 1024;  // the kernel aligns the ring to 1024 bytes (the image's 128-byte swizzle)
   size_t o = 0;
   auto take = [&](size_t bytes) { size_t at = o; o += align256(bytes); return at; };
@@ -2533,3 +2637,20 @@ lattq_status wgmma_f16_forward(const char* fn, const lattq_layer* L, const void*
 }
 
 }  // namespace lattq_cuda
+
+#ifdef LATTQ_GEMV_TRACE
+// copies the WGMMA_F16 trace records (main: 8 slots per CTA, prologue: 4) and clears them (unwritten records read 0)
+extern "C" int lattq_debug_wh_nostore(int on) {
+  return cudaMemcpyToSymbol(lattq_cuda::g_wh_nostore, &on, sizeof(int)) == cudaSuccess ? 0 : 1;
+}
+extern "C" int lattq_debug_wh_trace(unsigned long long* main_host, unsigned long long* prep_host, int records) {
+  const int n = records < lattq_cuda::WTRACE_CTAS ? records : lattq_cuda::WTRACE_CTAS;
+  void* dptr = nullptr;
+  if (cudaMemcpyFromSymbol(main_host, lattq_cuda::g_wh_trace, (size_t)n * 8 * 8) != cudaSuccess) return 1;
+  if (cudaMemcpyFromSymbol(prep_host, lattq_cuda::g_whp_trace, (size_t)n * 4 * 8) != cudaSuccess) return 1;
+  if (cudaGetSymbolAddress(&dptr, lattq_cuda::g_wh_trace) != cudaSuccess) return 1;
+  if (cudaMemset(dptr, 0, sizeof(lattq_cuda::g_wh_trace)) != cudaSuccess) return 1;
+  if (cudaGetSymbolAddress(&dptr, lattq_cuda::g_whp_trace) != cudaSuccess) return 1;
+  return cudaMemset(dptr, 0, sizeof(lattq_cuda::g_whp_trace)) == cudaSuccess ? 0 : 1;
+}
+#endif

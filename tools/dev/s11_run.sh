@@ -10,6 +10,7 @@
 #   ncuprep  = Nsight Compute on wh_prep_kernel alone (stalls, L1, SASS source page) of NCU_CASES
 #   sanitize = memcheck and racecheck of SAN_ONLY (default wgmma_settings,errors) --quick
 #   bench    = the full benchmark
+#   whtrace  = a -DLATTQ_GEMV_TRACE build (build-trace) and the WGMMA_F16 per-CTA phase trace of WH_CASES (NxKxM,...)
 source tools/dev/s7_common.sh
 STEPS=${STEPS:-ftests rows sweep}
 ALL7=4096x4096,11008x4096,4096x11008,14336x4096,4096x14336,28672x8192,8192x28672
@@ -24,10 +25,12 @@ f16_sweep() {
   grep -E "sweep" "$OUT/$1_$REV.log"; rm -rf "$OUT/sw_$1"
 }
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
-bash tools/gpu_kernels.sh build > /tmp/b.txt 2>&1 || { tail -30 /tmp/b.txt; exit 1; }
-grep -A4 "Function properties for.*wh_" "$OUT/build.log" | grep -E "Used|spill" | sort | uniq -c | head -6
-rm -f "$OUT/build.log" "$OUT/env.log"
-stamp built
+if [ "${SKIP_BUILD:-0}" != 1 ]; then  # SKIP_BUILD=1: only the steps that build their own (whtrace)
+  bash tools/gpu_kernels.sh build > /tmp/b.txt 2>&1 || { tail -30 /tmp/b.txt; exit 1; }
+  grep -A4 "Function properties for.*wh_" "$OUT/build.log" | grep -E "Used|spill" | sort | uniq -c | head -6
+  rm -f "$OUT/build.log" "$OUT/env.log"
+  stamp built
+fi
 for s in $STEPS; do
   case $s in
     ftests) build-gpu/tests/cuda/lattq_cuda_tests --only "${FT_ONLY:-forward,wgmma_settings,errors,graph}" \
@@ -90,6 +93,14 @@ for s in $STEPS; do
       timeout 240 "$CS" --tool racecheck --error-exitcode 3 build-gpu/tests/cuda/lattq_cuda_tests --quick \
         --only "${SAN_ONLY:-wgmma_settings,errors}" > "$OUT/racecheck_$REV.log" 2>&1; echo "racecheck rc=$?"
       grep -E "RACECHECK SUMMARY|ERROR SUMMARY|checks|passed" "$OUT/racecheck_$REV.log" | tail -3 ;;
+    whtrace)
+      cmake -S . -B build-trace -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DLATTQ_CUDA=ON \
+        -DLATTQ_BUILD_TESTS=OFF -DLATTQ_BUILD_CPP_TESTS=OFF -DLATTQ_CUDA_SHARED_CAPI=ON \
+        -DCMAKE_CUDA_FLAGS="-DLATTQ_GEMV_TRACE" > /tmp/tb.log 2>&1 && ninja -C build-trace -j16 lattq_capi >> /tmp/tb.log 2>&1 ||
+        { tail -30 /tmp/tb.log; exit 1; }
+      python3 bench/kernels/probe_latency.py --trace-lib build-trace/cuda/liblattq_capi.so --out "$OUT" --git-rev "$REV" \
+        --wh-cases "${WH_CASES:-4096x4096x2048,4096x14336x2048,28672x8192x512,8192x28672x512,28672x8192x64,8192x28672x64}" \
+        2>&1 | grep -v Warn | tee "$OUT/whtrace_$REV.log" ;;
     bench) $BG --out "$OUT" > "$OUT/bench_$REV.log" 2>&1; echo "bench rc=$?"; grep -E " m=(1|16|64|512|2048):" "$OUT/bench_$REV.log" ;;
   esac
   stamp "$s done"
