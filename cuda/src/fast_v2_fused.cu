@@ -1300,6 +1300,8 @@ inline bool wh_prep_bulk(const FusedParams& p, int32_t dt) {  // x rows by cp.as
   return dt != LATTQ_F32 && !p.u_pre && (p.k & 7) == 0 && (reinterpret_cast<uintptr_t>(p.x) & 15) == 0;
 }
 constexpr int WH_PREP_SCR = 2048;  // image scratch per warp (one slice of one token)
+// x rows staged in shared memory for WH_PREP_STAGE_K0 < k <= WH_PREP_STAGE_K1, else read in place (session 15)
+constexpr int64_t WH_PREP_STAGE_K0 = 8192, WH_PREP_STAGE_K1 = 16384;
 // the prologue's dynamic shared memory without the kept slices: the warps' image scratch, then 2 x rows if bulk
 inline size_t wh_prep_smem(const FusedParams& p, int W, bool bulk) {
   return (size_t)W * WH_PREP_SCR + (bulk ? 2 * align256((size_t)p.k * 2) : 0);
@@ -1323,7 +1325,7 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
   const int nper = (p.nslices + W - 1) / W;  // slices of warp 0 (the most); kept: all but each warp's last
   uint8_t* const scr = psm + warp * WH_PREP_SCR;
   uint8_t* const xsm = psm + W * WH_PREP_SCR;
-  float4* kv = reinterpret_cast<float4*>(xsm + (bulk ? 2 * bufb : 0));  // [W (nper - 1)][8][32 lanes]
+  float4* kv = reinterpret_cast<float4*>(xsm + (bulk == 1 ? 2 * bufb : 0));  // [W (nper - 1)][8][32 lanes]
   float* kc = reinterpret_cast<float*>(kv + (size_t)W * (nper - 1) * 256);
   if (threadIdx.x < 20) {
     const float a = threadIdx.x < 16 ? __ldg(p.A + threadIdx.x) : __ldg(p.b + threadIdx.x - 16);
@@ -1332,7 +1334,7 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
   }
   // the whole slices of real tokens take wh_fold_fast where its conditions hold (x rows staged, su aligned, 32 <=
   // had_in <= 1024 fused); LATTQ_WGMMA_F16_PREP_FAST=0 (fast = 0) keeps the general path everywhere (tests)
-  const bool fastok = fast && bulk && !p.u_pre && p.had_in >= 32 && p.had_in <= 1024 &&
+  const bool fastok = fast && bulk != 0 && !p.u_pre && p.had_in >= 32 && p.had_in <= 1024 &&
                       (reinterpret_cast<uintptr_t>(p.su) & 15) == 0;
   const int fullsl = (int)(p.k / SK);  // slices entirely inside K
   if (threadIdx.x == 0) {
@@ -1356,7 +1358,7 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
   pdl_launch_dependents();
   __syncthreads();
   auto tok_at = [&](int i) -> int64_t { return (int64_t)i * gridDim.x + blockIdx.x; };  // the CTA's i-th token
-  if (bulk && threadIdx.x == 0) {
+  if (bulk == 1 && threadIdx.x == 0) {
     issue(tok_at(0), 0);
     issue(tok_at(1), 1);
   }
@@ -1365,9 +1367,11 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     if (tok >= mpad) break;
     const int b = it & 1;
     const T* xs = nullptr;
-    if (bulk && tok < p.m) {
+    if (bulk == 1 && tok < p.m) {
       mbar_wait(&full[b], (unsigned)(it >> 1) & 1u);
       xs = reinterpret_cast<const T*>(xsm + b * bufb);
+    } else if (bulk == 2 && tok < p.m) {
+      xs = static_cast<const T*>(p.x) + tok * p.k;  // read in place (16-byte loads)
     }
     float u[32], mx = 0.f, cp = 0.f;
     int jk = 0;
@@ -1420,7 +1424,7 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
       if (lane == 0) p.cpart[tok * p.nslices + sl] = tok < p.m ? fmaf(1.5f * vsum, iS, cp) : 0.f;
     }
     __syncthreads();  // buffer b and smx are free
-    if (bulk && threadIdx.x == 0) issue(tok_at(it + 2), b);
+    if (bulk == 1 && threadIdx.x == 0) issue(tok_at(it + 2), b);
   }
   WHP_STAMP(2);
 #endif
@@ -2515,18 +2519,26 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
     p.x = u;
   }
   const int W = wh_prep_warps(P.nslices);
-  // bulk staging where two rows fit the shared memory (k <= 56K on the H100), else x straight from global
-  // (LATTQ_WGMMA_F16_PREP_BULK=0 forces the latter: tests)
+  // x rows: bulk = 1 staged in shared memory by cp.async.bulk (double-buffered; where two rows fit), 2 read in place
+  // by 16-byte loads (session 15), both through the lean transform (16-bit x, k % 8 == 0, 16-byte aligned rows); 0 the
+  // general path.  Staging for 8192 < k <= 16384, else in place: on the H100 (h100_session15/prof_s15wip4.log, warm
+  // prologue times at m = 512 and 2048 on the 7 shapes) reading in place was 3-6% faster at k = 4096, 0-7% at 8192
+  // and 13-16% at 28672 (the staged rows and kept slices leave su too little L1 there), staging 1-2.5% faster at k =
+  // 11008 and 14336.  LATTQ_WGMMA_F16_PREP_BULK=0/1/2 forces a mode where it applies (tests, measurements).
   const char* pb = std::getenv("LATTQ_WGMMA_F16_PREP_BULK");
-  const bool bulk = wh_prep_bulk(p, dt) && wh_prep_smem(p, W, true) + 1024 <= (size_t)device_props().smem_optin &&
-                    !(pb != nullptr && pb[0] == '0');
+  const bool xvec = wh_prep_bulk(p, dt);
+  const bool sfit = wh_prep_smem(p, W, true) + 1024 <= (size_t)device_props().smem_optin;
+  int bulk = !xvec ? 0 : sfit && d.k > WH_PREP_STAGE_K0 && d.k <= WH_PREP_STAGE_K1 ? 1 : 2;
+  if (pb != nullptr && pb[0] == '0') bulk = 0;
+  if (pb != nullptr && pb[0] == '1' && xvec && sfit) bulk = 1;
+  if (pb != nullptr && pb[0] == '2' && xvec) bulk = 2;
   // v of all but each warp's last slice kept in shared memory (k > 16 K) where it fits, else folded again in pass 2
   const int64_t nper = cdiv(P.nslices, (int64_t)W);
   const size_t keepb = nper > 1 ? (size_t)W * (nper - 1) * (4096 + 4) : 0;
   const char* pk = std::getenv("LATTQ_WGMMA_F16_PREP_KEEP");
-  const bool keep = keepb > 0 && wh_prep_smem(p, W, bulk) + keepb + 1024 <= (size_t)device_props().smem_optin &&
+  const bool keep = keepb > 0 && wh_prep_smem(p, W, bulk == 1) + keepb + 1024 <= (size_t)device_props().smem_optin &&
                     !(pk != nullptr && pk[0] == '0');
-  const size_t psmem = wh_prep_smem(p, W, bulk) + (keep ? keepb : 0);
+  const size_t psmem = wh_prep_smem(p, W, bulk == 1) + (keep ? keepb : 0);
   const char* pf = std::getenv("LATTQ_WGMMA_F16_PREP_FAST");
   const bool fast = !(pf != nullptr && pf[0] == '0');
   // the largest dynamic shared memory granted to this prologue kernel (per kernel, not per wh_launch_t instance: the
@@ -2550,7 +2562,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   }
   const int64_t pctas = std::min<int64_t>(P.mpad, (int64_t)per_sm * device_props().sm);
   cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)pctas), dim3(32 * W), psmem, s, p, W, P.mpad,
-                             (int)bulk, (int)keep, (int)fast);
+                             bulk, (int)keep, (int)fast);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernel failed: %s", fn, cudaGetErrorString(e));

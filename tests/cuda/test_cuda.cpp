@@ -746,7 +746,9 @@ void test_wgmma_settings(bool quick) {
   std::vector<std::string> fsets;
   for (const char* t : {"32x1", "32x2", "64x1", "64x2", "128x1", "128x2"})
     fsets.push_back(std::string("LATTQ_WGMMA_F16_TILE=") + t);
-  fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=0");  // the prologue's x from global instead of bulk-staged rows
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=0");  // the prologue's x from global, general path
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=1");  // x rows staged by cp.async.bulk (the default up to k = 16 K)
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=2");  // x rows read in place by the lean transform (default above)
   fsets.push_back("LATTQ_WGMMA_F16_PREP_FAST=0");  // the general input transform for every slice
   // stream-K at m <= 64 (the default there where it has more CTAs than row groups; 64 x 128 CTAs on these small
   // layers): off, 3 CTAs (uneven ranges, CTAs spanning two row groups), one quad per CTA (up to 8 tails per row
@@ -764,12 +766,13 @@ void test_wgmma_settings(bool quick) {
   fsets.push_back("LATTQ_WGMMA_F16_TILE=128x2 LATTQ_WGMMA_F16_SK_DP=1 LATTQ_WGMMA_F16_SK=3");
   fsets.push_back("LATTQ_WGMMA_F16_TILE=64x1 LATTQ_WGMMA_F16_SK_DP=2");
   check_env_settings("wgmma_f16 CTA shapes", LATTQ_VARIANT_WGMMA_F16, fcases, fms, fsets, true, false);
-  // k > 16 K (18 slices, the last partial, on 16 prologue warps): the v of a warp's first slice kept in shared
-  // memory (default) or folded again; stream-K spreads the two 128-row groups over 69 CTAs (34-35 per row group)
+  // k > 16 K (18 slices, the last partial, on 16 prologue warps): x read in place (default) or staged; the v of a
+  // warp's first slice kept in shared memory (default) or folded again; stream-K spreads the two 128-row groups over 69 CTAs (34-35 per row group)
   const std::vector<Shape> kcases = {{130, 17600, 64, 2, false}};
   const std::vector<int64_t> kms = quick ? std::vector<int64_t>{3} : std::vector<int64_t>{1, 64, 129};
   check_env_settings("wgmma_f16 k > 16K", LATTQ_VARIANT_WGMMA_F16, kcases, kms,
                      {"LATTQ_WGMMA_F16_PREP_KEEP=1", "LATTQ_WGMMA_F16_PREP_KEEP=0", "LATTQ_WGMMA_F16_PREP_FAST=0",
+                      "LATTQ_WGMMA_F16_PREP_BULK=1", "LATTQ_WGMMA_F16_PREP_BULK=1 LATTQ_WGMMA_F16_PREP_KEEP=0",
                       "LATTQ_WGMMA_F16_PREP_KEEP=0 LATTQ_WGMMA_F16_PREP_BULK=0", "LATTQ_WGMMA_F16_SK=0",
                       "LATTQ_WGMMA_F16_SK_DP=0"},
                      false, false);
