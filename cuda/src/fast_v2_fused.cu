@@ -132,6 +132,19 @@ __device__ __forceinline__ void fold_slice(float (&u)[32], const float* Ar, cons
   c_out = cp;
 }
 
+// u = x su for a lane's 32 K positions: 32 16-bit x values in 4 uint4 words, su in 8 float4
+template <typename T>
+__device__ __forceinline__ void scale_x32(const uint4 (&xr)[4], const float4 (&s4)[8], float (&u)[32]) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const float4 v4 = (j & 1) == 0 ? unpack4<T>(xr[j >> 1].x, xr[j >> 1].y) : unpack4<T>(xr[j >> 1].z, xr[j >> 1].w);
+    u[4 * j] = v4.x * s4[j].x;
+    u[4 * j + 1] = v4.y * s4[j].y;
+    u[4 * j + 2] = v4.z * s4[j].z;
+    u[4 * j + 3] = v4.w * s4[j].w;
+  }
+}
+
 // The input transform of one (token, slice) pair, one warp: u = H_in(SU x) (or the precomputed fp32 u), then the
 // fold v = A^T u per group of 4.  Lane l ends with v of the slice's K positions 32 l .. 32 l + 31 in u[] and
 // returns the warp-wide slice maximum of |v| and the c part b . u (the same value on every lane).  Padding
@@ -170,14 +183,7 @@ __device__ __forceinline__ void prologue_fold(const FusedParams& p, int64_t tok,
       s4[j] = make_float4(0.f, 0.f, 0.f, 0.f);
       if (tok_ok && kk < p.k) s4[j] = __ldg(reinterpret_cast<const float4*>(p.su + kk));
     }
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float4 v4 = (j & 1) == 0 ? unpack4<T>(xr[j >> 1].x, xr[j >> 1].y) : unpack4<T>(xr[j >> 1].z, xr[j >> 1].w);
-      u[4 * j] = v4.x * s4[j].x;
-      u[4 * j + 1] = v4.y * s4[j].y;
-      u[4 * j + 2] = v4.z * s4[j].z;
-      u[4 * j + 3] = v4.w * s4[j].w;
-    }
+    scale_x32<T>(xr, s4, u);
   } else {
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
@@ -1219,14 +1225,7 @@ __device__ __forceinline__ void wh_fold_fast(const T* __restrict__ xs, const flo
   for (int j = 0; j < 4; ++j) xr[j] = *reinterpret_cast<const uint4*>(xs + off + 8 * j);
 #pragma unroll
   for (int j = 0; j < 8; ++j) s4[j] = __ldg(reinterpret_cast<const float4*>(su + off + 4 * j));
-#pragma unroll
-  for (int j = 0; j < 8; ++j) {
-    const float4 v4 = (j & 1) == 0 ? unpack4<T>(xr[j >> 1].x, xr[j >> 1].y) : unpack4<T>(xr[j >> 1].z, xr[j >> 1].w);
-    u[4 * j] = v4.x * s4[j].x;
-    u[4 * j + 1] = v4.y * s4[j].y;
-    u[4 * j + 2] = v4.z * s4[j].z;
-    u[4 * j + 3] = v4.w * s4[j].w;
-  }
+  scale_x32<T>(xr, s4, u);
   // in-register stages h = 1..16 (had >= 32), cross-lane stages h = 32 .. had / 2
   lane_butterflies(u);
 #pragma unroll
