@@ -1144,11 +1144,8 @@ template <int NT, int RT> constexpr int wh_stages() {
          wh_stage_bytes<NT>();
 }
 // the had_out = 128 epilogue's output tile (session 15): the cast outputs, token-major, each token's 128 RT rows then 16
-// bytes of padding, past both the ring and the fp32 tile, so that the stores to y leave in whole 128-byte lines
-template <int NT, int RT> constexpr int wh_out_off() {
-  return (wh_stages<NT, RT>() * wh_stage_bytes<NT>() > wh_tile_bytes<NT, RT>() ? wh_stages<NT, RT>() * wh_stage_bytes<NT>()
-                                                                               : wh_tile_bytes<NT, RT>() + 15) / 16 * 16;
-}
+// bytes of padding, past the ring (which holds the fp32 tile), so that the stores to y leave in whole 128-byte lines
+template <int NT, int RT> constexpr int wh_out_off() { return wh_stages<NT, RT>() * wh_stage_bytes<NT>(); }
 template <int NT, int RT> constexpr int wh_out_stride() { return 128 * RT * 2 + 16; }
 // the main kernel's dynamic shared memory, without the 1024 bytes of the ring's alignment
 template <int NT, int RT> constexpr int wh_smem_bytes() { return wh_out_off<NT, RT>() + NT * wh_out_stride<NT, RT>(); }
@@ -1251,11 +1248,12 @@ __device__ __forceinline__ void wh_fold_fast(const T* __restrict__ xs, const flo
 // x loads to registers ran at 0.4-0.8 TB/s: one dependent chain of latencies per wave).  su comes through L1: a
 // warp's slices are the same for every token.
 #ifdef LATTQ_GEMV_TRACE
-// Trace builds only (-DLATTQ_GEMV_TRACE, tools/dev/trace.sh; bench/kernels/probe_latency.py --wh-trace): %globaltimer
-// stamps of the WGMMA_F16 kernels, read back (and cleared) with lattq_debug_wh_trace().  Main kernel, thread 0 of
-// each CTA (consumer warp 0): slots 0 entry, 1 PDL wait returned, 2 first stage landed, 3 main loop done, 4 stream-K
-// fixup done (the epilogue starts), 5 end, 6 (had_out = 128) the epilogue's tile stored, 7 the SM id.  Prologue kernel, thread 0 of each CTA: 0 entry, 1 PDL wait
-// returned, 2 end, 3 the SM id.  Never compiled into the library otherwise.
+// Trace builds only (-DLATTQ_GEMV_TRACE; dev step whtrace, bench/kernels/probe_latency.py --trace-lib --wh-cases):
+// %globaltimer stamps of the WGMMA_F16 kernels, read back (and cleared) with lattq_debug_wh_trace().  Main kernel,
+// thread 0 of each CTA (consumer warp 0): slots 0 entry, 1 PDL wait returned, 2 first stage landed, 3 main loop done,
+// 4 stream-K fixup done (the epilogue starts), 5 end, 6 (had_out = 128) the epilogue's tile stored, 7 the SM id.
+// Prologue kernel, thread 0 of each CTA: 0 entry, 1 PDL wait returned, 2 end, 3 the SM id.  Never compiled into the
+// library otherwise.
 constexpr int WTRACE_CTAS = 4096;
 __device__ unsigned long long g_wh_trace[WTRACE_CTAS * 8];
 __device__ unsigned long long g_whp_trace[WTRACE_CTAS * 4];
@@ -1764,8 +1762,8 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     // (and 6 with RT = 1), on items of 32 (64) values of one token, then applies SV (times 128^-1/2), the bias and the
     // cast into the output tile (8 consecutive rows per 16-byte store).  The output tile then leaves for y in whole
     // token rows (128 RT rows, 16 bytes per lane).  Session 14's epilogue ran bits 0..2 as shuffles and stored 2-byte
-    // values straight to y, in 32-byte pieces of 8 tokens' rows: the per-CTA trace measured 7-13 us per 256 x 128
-    // tile, of which the stores took all but 2-4 us (h100_session15/whtrace_*.log).
+    // values straight to y, in 32-byte pieces of 8 tokens' rows: the per-CTA trace measured 6.6-15 us per tile, and
+    // this pass with the y stores dropped 2.2-4.7 us (h100_session15/whtrace_*).
 #pragma unroll
     for (int r = 0; r < RT; ++r)
 #pragma unroll

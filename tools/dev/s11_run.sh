@@ -25,6 +25,13 @@ f16_sweep() {
   grep -E "sweep" "$OUT/$1_$REV.log"; rm -rf "$OUT/sw_$1"
 }
 stamp() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+NCU=$(command -v ncu || ls "$(dirname "$(command -v nvcc)")"/ncu 2>/dev/null | head -1)
+# wf16_case NxKxM: sets N K M and ONE, the bench_gemm.py command that runs wgmma_f16 on that case 3 times (under ncu)
+wf16_case() {
+  IFS=x read -r N K M <<<"$1"
+  ONE=($BG --out /tmp/ncu_bench --shapes "${N}x${K}" --batches "$M" --reps 3 --warmup 2 --sweep none --profile none
+       --variants wgmma_f16 --ref-limit 0)
+}
 if [ "${SKIP_BUILD:-0}" != 1 ]; then  # SKIP_BUILD=1: only the steps that build their own (whtrace)
   bash tools/gpu_kernels.sh build > /tmp/b.txt 2>&1 || { tail -30 /tmp/b.txt; exit 1; }
   grep -A4 "Function properties for.*wh_" "$OUT/build.log" | grep -E "Used|spill" | sort | uniq -c | head -6
@@ -46,15 +53,13 @@ for s in $STEPS; do
     sweep) f16_sweep sweep --f16-sweep --f16-batches 64,512,2048 ;;
     sksweep) f16_sweep sksweep --sk-sweep --sk-batches 128,512,2048 ;;
     ncu)
-      NCU=$(command -v ncu || ls "$(dirname "$(command -v nvcc)")"/ncu 2>/dev/null | head -1)
       for c in ${NCU_CASES:-28672x8192x64 4096x14336x2048}; do
-        IFS=x read -r n k m <<<"$c"
+        wf16_case "$c"
         echo "== ncu $c" >> "$OUT/ncu_$REV.log"
         timeout 200 "$NCU" -k "regex:wh_" --launch-skip 4 --launch-count 2 --section SpeedOfLight \
           --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section SchedulerStats \
-          --section ComputeWorkloadAnalysis \
-          $BG --out /tmp/ncu_bench --shapes "${n}x${k}" --batches "$m" --reps 3 --warmup 2 --sweep none --profile none \
-          --variants wgmma_f16 --ref-limit 0 2>&1 | grep -vE "^\||^[0-9]+x[0-9]+ m=" | tail -300 >> "$OUT/ncu_$REV.log"
+          --section ComputeWorkloadAnalysis "${ONE[@]}" 2>&1 | grep -vE "^\||^[0-9]+x[0-9]+ m=" | tail -300 \
+          >> "$OUT/ncu_$REV.log"
       done
       grep -E "== ncu|wh_|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Issued Warp|No Eligible" \
         "$OUT/ncu_$REV.log" | cut -c1-160 | head -60 ;;
@@ -67,16 +72,13 @@ for s in $STEPS; do
       done ;;
     ncuprep)
       # the WGMMA_F16 prologue kernel alone: stall reasons, L1 wavefronts, instruction counts, the per-SASS source page
-      NCU=$(command -v ncu || ls "$(dirname "$(command -v nvcc)")"/ncu 2>/dev/null | head -1)
       for c in ${NCU_CASES:-4096x14336x2048 8192x28672x64}; do
-        IFS=x read -r n k m <<<"$c"
+        wf16_case "$c"
         echo "== ncuprep $c" >> "$OUT/ncuprep_$REV.log"
         timeout 200 "$NCU" -k "regex:wh_prep" --launch-skip 2 --launch-count 1 --section SpeedOfLight \
           --section WarpStateStats --section Occupancy --section SourceCounters --section InstructionStats \
           --section MemoryWorkloadAnalysis_Tables --metrics "smsp__inst_executed.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum,l1tex__t_requests_pipe_lsu_mem_global_op_st.sum,l1tex__throughput.avg.pct_of_peak_sustained_active,dram__bytes_read.sum,dram__bytes_write.sum" \
-          -o "/tmp/prep_$c" -f \
-          $BG --out /tmp/ncu_bench --shapes "${n}x${k}" --batches "$m" --reps 3 --warmup 2 --sweep none --profile none \
-          --variants wgmma_f16 --ref-limit 0 > /tmp/ncuprep_run.txt 2>&1 || grep -E "ERR|rror" /tmp/ncuprep_run.txt | head -5
+          -o "/tmp/prep_$c" -f "${ONE[@]}" > /tmp/ncuprep_run.txt 2>&1 || grep -E "ERR|rror" /tmp/ncuprep_run.txt | head -5
         "$NCU" -i "/tmp/prep_$c.ncu-rep" --print-details all >> "$OUT/ncuprep_$REV.log" 2>&1
         "$NCU" -i "/tmp/prep_$c.ncu-rep" --page raw --csv > "$OUT/ncuprep_raw_${c}_$REV.csv" 2>&1
         "$NCU" -i "/tmp/prep_$c.ncu-rep" --page source --csv --print-source sass > "$OUT/ncuprep_sass_${c}_$REV.csv" 2>&1 ||
