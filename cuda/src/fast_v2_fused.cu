@@ -1211,17 +1211,9 @@ __device__ __forceinline__ float wh_store_image(const FusedParams& p, int64_t to
 // loads issued before the first use: Nsight Compute showed the general path spending about a third of the prologue's
 // instructions on 64-bit index arithmetic and range tests (h100_session13/ncuprep_675ee48.log).
 template <typename T>
-__device__ __forceinline__ void wh_fold_fast(const T* __restrict__ xs, const float* __restrict__ su, int off, int had,
-                                             float (&u)[32], const float* As, const float* bs, float& mx_out,
-                                             float& c_out) {
+__device__ __forceinline__ void wh_fold_regs(const uint4 (&xr)[4], const float4 (&s4)[8], int had, float (&u)[32],
+                                             const float* As, const float* bs, float& mx_out, float& c_out) {
   const int lane = threadIdx.x & 31;
-  off += lane * 32;
-  uint4 xr[4];
-  float4 s4[8];
-#pragma unroll
-  for (int j = 0; j < 4; ++j) xr[j] = *reinterpret_cast<const uint4*>(xs + off + 8 * j);
-#pragma unroll
-  for (int j = 0; j < 8; ++j) s4[j] = __ldg(reinterpret_cast<const float4*>(su + off + 4 * j));
   scale_x32<T>(xr, s4, u);
   // in-register stages h = 1..16 (had >= 32), cross-lane stages h = 32 .. had / 2
   lane_butterflies(u);
@@ -1234,6 +1226,29 @@ __device__ __forceinline__ void wh_fold_fast(const T* __restrict__ xs, const flo
     }
   }
   fold_slice(u, As, bs, mx_out, c_out);
+}
+// a lane's 32 x values (4 x 16 bytes) of the slice starting at element off (xs: a row in global or shared memory)
+template <typename T> __device__ __forceinline__ void wh_load_x(const T* __restrict__ xs, int off, uint4 (&xr)[4]) {
+  off += (threadIdx.x & 31) * 32;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) xr[j] = *reinterpret_cast<const uint4*>(xs + off + 8 * j);
+}
+// and its SU (N = 8 float4)
+template <int N>
+__device__ __forceinline__ void wh_load_su(const float* __restrict__ su, int off, float4 (&s4)[N]) {
+  off += (threadIdx.x & 31) * 32;
+#pragma unroll
+  for (int j = 0; j < N; ++j) s4[j] = __ldg(reinterpret_cast<const float4*>(su + off + 4 * j));
+}
+template <typename T>
+__device__ __forceinline__ void wh_fold_fast(const T* __restrict__ xs, const float* __restrict__ su, int off, int had,
+                                             float (&u)[32], const float* As, const float* bs, float& mx_out,
+                                             float& c_out) {
+  uint4 xr[4];
+  float4 s4[8];
+  wh_load_x<T>(xs, off, xr);
+  wh_load_su(su, off, s4);
+  wh_fold_regs<T>(xr, s4, had, u, As, bs, mx_out, c_out);
 }
 
 // The WGMMA_F16 prologue, one kernel (session 11; it replaced a maxima kernel and an image kernel that each read x
@@ -1306,7 +1321,7 @@ inline size_t wh_prep_smem(const FusedParams& p, int W, bool bulk) {
 
 template <typename T, int NT>
 __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams p, int W, int64_t mpad, int bulk,
-                                                                    int keep, int fast) {
+                                                                    int keep, int fast, int pre) {
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
   __trap();  // WGMMA_F16 runs only on sm_90 with an sm_90a build (wgmma_f16_forward's checks)
 #else
@@ -1359,6 +1374,9 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     issue(tok_at(0), 0);
     issue(tok_at(1), 1);
   }
+  uint4 xpre_r[4];  // see pass 2
+  float4 spre[8];
+  bool xpre = false;
   for (int it = 0;; ++it) {
     const int64_t tok = tok_at(it);
     if (tok >= mpad) break;
@@ -1374,8 +1392,14 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     int jk = 0;
     for (int sl = warp; sl < p.nslices; sl += W, ++jk) {  // warp < slices: W <= slices
       float m1;
-      if (fastok && xs != nullptr && sl < fullsl) wh_fold_fast<T>(xs, p.su, sl * SK, p.had_in, u, sAs, sAs + 16, m1, cp);
-      else prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
+      if (jk == 0 && xpre) {  // the first slice's x (and SU) came in during the previous token's pass 2
+        if (pre == 1) wh_load_su(p.su, sl * SK, spre);
+        wh_fold_regs<T>(xpre_r, spre, p.had_in, u, sAs, sAs + 16, m1, cp);
+      } else if (fastok && xs != nullptr && sl < fullsl) {
+        wh_fold_fast<T>(xs, p.su, sl * SK, p.had_in, u, sAs, sAs + 16, m1, cp);
+      } else {
+        prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
+      }
       mx = fmaxf(mx, m1);
       if (keep && sl + W < p.nslices) {  // not the warp's last slice: its v waits in shared memory for pass 2
         float4* dst = kv + (size_t)(warp * (nper - 1) + jk) * 256 + lane;
@@ -1393,6 +1417,18 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     const float S = tm > 0.f ? ldexpf(1.f, 15 - ex) : 1.f;
     const float iS = 1.f / S;  // a power of two: exact
     if (warp == 0 && lane == 0) p.tinv[tok] = iS;
+    // x read in place (bulk 2), pre >= 1: the x loads of this warp's first slice of the CTA's next token go out now and
+    // land while this token's image is written; pre 2 (the default) its SU loads too (the same slice for every token).
+    // Session 16 (h100_session16/prof_wip2_pre.log, warm prologue times): pre 2 1-6% faster than 0 on 8 of 9 cases,
+    // pre 1 mixed.  Pass 2 holds few registers, and the next pass 1 uses these first.
+    {
+      const int64_t tn = tok_at(it + 1);
+      xpre = pre > 0 && bulk == 2 && fastok && tn < p.m && warp < fullsl;
+      if (xpre) {
+        wh_load_x<T>(static_cast<const T*>(p.x) + tn * p.k, warp * SK, xpre_r);
+        if (pre == 2) wh_load_su(p.su, warp * SK, spre);
+      }
+    }
     // a warp's last slice: u and cp are still that slice's if each warp has one slice or the others were kept
     const bool last_kept = keep || W == p.nslices;
     const int nmine = (p.nslices - warp + W - 1) / W;  // this warp's slices: warp + j W, j < nmine
@@ -2557,9 +2593,15 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
     cudaGetLastError();
     per_sm = 1;
   }
-  const int64_t pctas = std::min<int64_t>(P.mpad, (int64_t)per_sm * device_props().sm);
+  int64_t pctas = std::min<int64_t>(P.mpad, (int64_t)per_sm * device_props().sm);
+  // LATTQ_WGMMA_F16_PREP_CTAS=c caps the grid (tests: many tokens per CTA at small m, as at prefill sizes)
+  if (const char* pc = std::getenv("LATTQ_WGMMA_F16_PREP_CTAS"))
+    pctas = std::max<int64_t>(1, std::min<int64_t>(pctas, std::strtol(pc, nullptr, 10)));
+  // the next token's first-slice loads during pass 2: LATTQ_WGMMA_F16_PREP_PRE=0 none, 1 x only, 2 x and SU (default)
+  const char* pr = std::getenv("LATTQ_WGMMA_F16_PREP_PRE");
+  const int pre = pr != nullptr && (pr[0] == '0' || pr[0] == '1') ? pr[0] - '0' : 2;
   cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)pctas), dim3(32 * W), psmem, s, p, W, P.mpad,
-                             bulk, (int)keep, (int)fast);
+                             bulk, (int)keep, (int)fast, pre);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernel failed: %s", fn, cudaGetErrorString(e));

@@ -750,6 +750,17 @@ void test_wgmma_settings(bool quick) {
   fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=1");  // x rows staged by cp.async.bulk (the default up to k = 16 K)
   fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=2");  // x rows read in place by the lean transform (default above)
   fsets.push_back("LATTQ_WGMMA_F16_PREP_FAST=0");  // the general input transform for every slice
+  // x and SU of a warp's first slice of the next token loaded during this token's pass 2 (default), x only, neither
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_PRE=1");
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_PRE=0");
+  // a grid of 2-3 prologue CTAs: many tokens per CTA (as at prefill sizes), so the next-token loads and the staged
+  // rows' double buffer run
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3");
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3 LATTQ_WGMMA_F16_PREP_PRE=1");
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3 LATTQ_WGMMA_F16_PREP_FAST=0");
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_PREP_PRE=0");
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3 LATTQ_WGMMA_F16_PREP_BULK=1");
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_PREP_BULK=0");
   // stream-K at m <= 64 (the default there where it has more CTAs than row groups; 64 x 128 CTAs on these small
   // layers): off, 3 CTAs (uneven ranges, CTAs spanning two row groups), one quad per CTA (up to 8 tails per row
   // group), and the same with 64 x 256 CTAs
@@ -772,6 +783,8 @@ void test_wgmma_settings(bool quick) {
   const std::vector<int64_t> kms = quick ? std::vector<int64_t>{3} : std::vector<int64_t>{1, 64, 129};
   check_env_settings("wgmma_f16 k > 16K", LATTQ_VARIANT_WGMMA_F16, kcases, kms,
                      {"LATTQ_WGMMA_F16_PREP_KEEP=1", "LATTQ_WGMMA_F16_PREP_KEEP=0", "LATTQ_WGMMA_F16_PREP_FAST=0",
+                      "LATTQ_WGMMA_F16_PREP_PRE=0", "LATTQ_WGMMA_F16_PREP_CTAS=2",
+                      "LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_PREP_BULK=1",
                       "LATTQ_WGMMA_F16_PREP_BULK=1", "LATTQ_WGMMA_F16_PREP_BULK=1 LATTQ_WGMMA_F16_PREP_KEEP=0",
                       "LATTQ_WGMMA_F16_PREP_KEEP=0 LATTQ_WGMMA_F16_PREP_BULK=0", "LATTQ_WGMMA_F16_SK=0",
                       "LATTQ_WGMMA_F16_SK_DP=0"},
