@@ -789,6 +789,58 @@ void test_wgmma_settings(bool quick) {
                       "LATTQ_WGMMA_F16_PREP_KEEP=0 LATTQ_WGMMA_F16_PREP_BULK=0", "LATTQ_WGMMA_F16_SK=0",
                       "LATTQ_WGMMA_F16_SK_DP=0"},
                      false, false);
+  // each token's power-of-two scale S_t: SU over four decades and tokens far from the ordinary range, each token
+  // against the float64 oracle with the bound on its own (a whole-batch error would hide one token): zeros,
+  // x 1e15, x 1e-15, a single input at the smallest |SU| and at the largest, outliers; the general transform and a
+  // two-CTA prologue grid (several tokens per CTA) too
+  {
+    HostLayer h = make_layer(2, 4, 256, 4096, 1024, 128, true);
+    for (auto& v : h.su) v = (float)((randi(0, 1) ? 1 : -1) * std::pow(10.0, randu(-2.0, 2.0)));
+    DevLayer D(h);
+    const std::vector<double> W = dense_weight(h);
+    const int64_t m = 9, n = 256, k = 4096;
+    int64_t jmin = 0, jmax = 0;
+    for (int64_t j = 1; j < k; ++j) {
+      if (std::fabs(h.su[j]) < std::fabs(h.su[jmin])) jmin = j;
+      if (std::fabs(h.su[j]) > std::fabs(h.su[jmax])) jmax = j;
+    }
+    std::vector<double> x(m * k, 0.0);
+    for (int64_t t = 0; t < m; ++t) {
+      if (t == 1 || t == 4 || t == 5) continue;
+      const double sc = t == 2 ? 1e15 : t == 3 ? 1e-15 : 1.0;
+      for (int64_t j = 0; j < k; ++j)
+        x[t * k + j] = round_to(LATTQ_BF16, sc * randn() * (t == 6 && j % 97 == 0 ? 50.0 : 1.0));
+    }
+    x[4 * k + jmin] = 1.0;
+    x[5 * k + jmax] = 1.0;
+    const std::vector<double> ref = oracle_forward(h, x, m);
+    std::vector<double> yd(m * n);
+    for (int64_t t = 0; t < m; ++t)
+      for (int64_t r = 0; r < n; ++r) {
+        double acc = 0;
+        for (int64_t j = 0; j < k; ++j) acc += round_to(LATTQ_BF16, W[r * k + j]) * x[t * k + j];
+        yd[t * n + r] = round_to(LATTQ_BF16, acc + h.bias[r]);
+      }
+    for (const char* set : {"", "LATTQ_WGMMA_F16_PREP_FAST=0", "LATTQ_WGMMA_F16_PREP_CTAS=2"}) {
+      const char* eq = std::strchr(set, '=');
+      const std::string name = eq ? std::string(set, eq - set) : std::string();
+      if (eq) setenv(name.c_str(), eq + 1, 1);
+      for (int64_t mm : {m, (int64_t)3}) {  // all nine tokens, and the first three alone
+        std::vector<double> y, xs(x.begin(), x.begin() + mm * k);
+        const bool ok = run_forward(D, D.L, xs, LATTQ_BF16, mm, LATTQ_VARIANT_WGMMA_F16, y, nullptr);
+        CHECK(ok, "wgmma_f16 scales [%s] m=%lld: %s", set, (long long)mm, lattq_last_error());
+        for (int64_t t = 0; ok && t < mm; ++t) {
+          const std::vector<double> yt(y.begin() + t * n, y.begin() + (t + 1) * n),
+              rt(ref.begin() + t * n, ref.begin() + (t + 1) * n), dt(yd.begin() + t * n, yd.begin() + (t + 1) * n);
+          const double e = rel_err(yt, rt), de = rel_err(dt, rt);
+          CHECK(e <= 2.0 * de, "wgmma_f16 scales [%s] m=%lld token %lld: rel err %.3g > 2 x %.3g", set, (long long)mm,
+                (long long)t, e, de);
+        }
+      }
+      if (eq) unsetenv(name.c_str());
+    }
+    std::printf("forward: wgmma_f16 token scales checked\n");
+  }
   // stream-K's sums are in a fixed order: two runs give the same bits
   {
     const HostLayer h = make_layer(2, 4, 300, 2304, 64, 4, true);
