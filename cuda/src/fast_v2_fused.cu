@@ -1419,8 +1419,9 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     if (warp == 0 && lane == 0) p.tinv[tok] = iS;
     // x read in place (bulk 2), pre >= 1: the x loads of this warp's first slice of the CTA's next token go out now and
     // land while this token's image is written; pre 2 (the default) its SU loads too (the same slice for every token).
-    // Session 16 (h100_session16/prof_wip2_pre.log, warm prologue times): pre 2 1-6% faster than 0 on 8 of 9 cases,
-    // pre 1 mixed.  Pass 2 holds few registers, and the next pass 1 uses these first.
+    // Session 16 (h100_session16/prof_wip2_pre.log, warm prologue times): pre 2 1-6% faster than 0 on the 5 cases
+    // where a CTA walks more than one token in place, pre 1 mixed.  Pass 2 holds few registers, and the next pass 1
+    // uses these first.
     {
       const int64_t tn = tok_at(it + 1);
       xpre = pre > 0 && bulk == 2 && fastok && tn < p.m && warp < fullsl;
