@@ -7,7 +7,7 @@
 #   sksweep  = wgmma_f16 stream-K sweep (planned / off, 128x2 planned / off, 128x1) on SWEEP_SHAPES at SWEEP_BATCHES
 #   ncu      = Nsight Compute on the wh_ kernels of NCU_CASES (NxKxM)
 #   prof     = per-kernel warm times of PROFILE under each of PROF_ENVS
-#   ncuprep  = Nsight Compute on wh_prep_kernel alone (stalls, L1, SASS source page) of NCU_CASES
+#   ncuprep  = Nsight Compute on one kernel (NCU_KRE, default regex:wh_prep) of NCU_CASES: stalls, L1, SASS source page
 #   sanitize = memcheck and racecheck of SAN_ONLY (default wgmma_settings,errors) --quick
 #   bench    = the full benchmark
 #   whtrace  = a -DLATTQ_GEMV_TRACE build (build-trace) and the WGMMA_F16 per-CTA phase trace of WH_CASES (NxKxM,...)
@@ -75,7 +75,7 @@ for s in $STEPS; do
       for c in ${NCU_CASES:-4096x14336x2048 8192x28672x64}; do
         wf16_case "$c"
         echo "== ncuprep $c" >> "$OUT/ncuprep_$REV.log"
-        timeout 200 "$NCU" -k "regex:wh_prep" --launch-skip 2 --launch-count 1 --section SpeedOfLight \
+        timeout 200 "$NCU" -k "${NCU_KRE:-regex:wh_prep}" --launch-skip 2 --launch-count 1 --section SpeedOfLight \
           --section WarpStateStats --section Occupancy --section SourceCounters --section InstructionStats \
           --section MemoryWorkloadAnalysis_Tables --metrics "smsp__inst_executed.sum,l1tex__data_pipe_lsu_wavefronts_mem_shared.sum,l1tex__data_bank_conflicts_pipe_lsu_mem_shared.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_ld.sum,l1tex__t_requests_pipe_lsu_mem_global_op_ld.sum,l1tex__t_sectors_pipe_lsu_mem_global_op_st.sum,l1tex__t_requests_pipe_lsu_mem_global_op_st.sum,l1tex__throughput.avg.pct_of_peak_sustained_active,dram__bytes_read.sum,dram__bytes_write.sum" \
           -o "/tmp/prep_$c" -f "${ONE[@]}" > /tmp/ncuprep_run.txt 2>&1 || grep -E "ERR|rror" /tmp/ncuprep_run.txt | head -5
