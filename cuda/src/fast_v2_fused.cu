@@ -870,6 +870,19 @@ template <bool CLUSTER = false> __device__ __forceinline__ void mbar_wait(uint64
           : "memory");
   } while (!done);
 }
+// the same wait for a thread that is usually early (WGMMA_F16's producer on its "empty" barriers): the suspend-time
+// hint lets it sleep until the phase completes instead of retrying.  Without it, the producer thread's retries were
+// 753,500 of the 23.9M warp instructions of wh_main_kernel at 28672x8192, m = 16 (session 17, Nsight Compute)
+__device__ __forceinline__ void mbar_wait_sleep(uint64_t* b, unsigned parity) {
+  unsigned done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred P;\nmbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2, %3;\nselp.u32 %0, 1, 0, P;\n}\n"
+        : "=r"(done)
+        : "r"(smem_addr(b)), "r"(parity), "r"(1000000u)
+        : "memory");
+  } while (!done);
+}
 // arrive on the mbarrier at the same shared-memory offset in CTA `rank` of the cluster
 __device__ __forceinline__ void mbar_arrive_remote(uint64_t* b, int rank) {
   uint32_t ra;
@@ -913,9 +926,12 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 }
 // shared-memory matrix descriptor of the WGMMA_F16 image: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart
 // (stride byte offset; the leading byte offset is unused when a k16 step lies inside one 128-byte row); step t of a
-// stage starts 32 t bytes into it
-__device__ __forceinline__ uint64_t wh_desc(uint32_t saddr) {
-  return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+// stage starts 32 t bytes into it.  wh_desc_lo(stage) is the low word (start address / 16, leading byte offset);
+// wh_desc_step(lo, t) is the descriptor of step t: the start-address field moves by 2 per step and never carries (a
+// stage is 1024-byte aligned and below 256 KB), so each step costs one add instead of the whole construction
+__device__ __forceinline__ uint32_t wh_desc_lo(uint32_t saddr) { return ((saddr & 0x3FFFF) >> 4) | (1u << 16); }
+__device__ __forceinline__ uint64_t wh_desc_step(uint32_t lo, int t) {
+  return (uint64_t)(lo + 2u * (uint32_t)t) | ((uint64_t)((1024u >> 4) | (1u << 30)) << 32);
 }
 __device__ __forceinline__ void consumer_sync() { asm volatile("bar.sync 1, 256;" ::: "memory"); }
 // a flag between CTAs: the writer's CTA has synchronised after its stores; the fence makes them visible (cumulative)
@@ -1504,7 +1520,10 @@ template <int E> __device__ __forceinline__ uint32_t wh_decode(uint32_t w) {
   // field position P >= 1 in each half: -1024 4^-P - 1.5 must be an fp16 value (-1025.5 is not)
   constexpr int P = E == 0 || E == 5 || E == 6 ? 1 : E < 5 ? E : 2;
   const uint32_t src = E == 0 ? (w << 2) : E < 5 ? w : E == 5 ? (w >> 8) : (w >> 10);
-  const uint32_t t = (src & (0x00030003u << (2 * P))) | 0x64006400u;  // 1024 + z 4^P in each half
+  // 1024 + z 4^P in each half: one LOP3 ((a & b) | c).  Written as C, the two constants made ptxas emit an AND and
+  // an OR (LOP3 takes one immediate); session-17 SASS of wh_main_kernel: 2 LOP3 per HFMA2
+  uint32_t t;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(t) : "r"(src), "n"(0x00030003u << (2 * P)), "n"(0x64006400u));
   const __half2 sc = __float2half2_rn(1.f / (float)(1 << (2 * P)));
   const __half2 of = __float2half2_rn(-1024.f / (float)(1 << (2 * P)) - 1.5f);
   const __half2 z = __hfma2(*reinterpret_cast<const __half2*>(&t), sc, of);
@@ -1594,7 +1613,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         const uint8_t* src = p.vq + (int64_t)(sgi == 0 ? colA : colB) * p.nq4 * 4 * SB;
         for (int gs = sgi == 0 ? qA0 * 4 : 0; gs < (sgi == 0 ? qA1 : qB1) * 4; ++gs, ++gr) {
           const int s = gr % STAGES;
-          if (gr >= STAGES) mbar_wait(&empty[s], (unsigned)(gr / STAGES - 1) & 1u);
+          if (gr >= STAGES) mbar_wait_sleep(&empty[s], (unsigned)(gr / STAGES - 1) & 1u);
           mbar_expect_tx(&full[s], SB);
           bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
         }
@@ -1615,7 +1634,10 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     svb[1][rr] = (p.bias != nullptr && rr < nrow) ? __ldg(p.bias + n0 + rr) : 0.f;
   }
   float d[RT][ND];
-  int gr = 0;  // running stage, as the producer's: slot gr % STAGES, phase (gr / STAGES) & 1
+  // running stage gr, as the producer's: slot s = gr % STAGES, phase ph = (gr / STAGES) & 1, kept incrementally (the
+  // division by STAGES = 24 cost a dozen uniform instructions per stage); sp = the slot of stage gr - 1
+  int gr = 0, s = 0, sp = STAGES - 1;
+  unsigned ph = 0;
   for (int sgi = 0; sgi < nseg; ++sgi) {
     const int rg = sgi == 0 ? rgA : rgB, qs = sgi == 0 ? qA0 : 0, qe = sgi == 0 ? qA1 : qB1;
     const uint8_t* cbase[RT];
@@ -1665,19 +1687,18 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         const int q = qb + qi;
         if (q < qe) {
 #pragma unroll
-          for (int j = 0; j < 4; ++j, ++gr) {
-            const int s = gr % STAGES;
+          for (int j = 0; j < 4; ++j) {
             uint32_t wl[RT], wh[RT];
 #pragma unroll
             for (int r = 0; r < RT; ++r) {
               wl[r] = j == 0 ? cb[qi][r][0].x : j == 1 ? cb[qi][r][0].y : j == 2 ? cb[qi][r][0].z : cb[qi][r][0].w;
               wh[r] = j == 0 ? cb[qi][r][1].x : j == 1 ? cb[qi][r][1].y : j == 2 ? cb[qi][r][1].z : cb[qi][r][1].w;
             }
-            mbar_wait(&full[s], (unsigned)(gr / STAGES) & 1u);
+            mbar_wait(&full[s], ph);
 #ifdef LATTQ_GEMV_TRACE
             if (gr == 0) WH_STAMP(2);
 #endif
-            const uint32_t base = smem_addr(wsm + (size_t)s * SB);
+            const uint32_t dlo = wh_desc_lo(smem_addr(wsm + (size_t)s * SB));
 #pragma unroll
             for (int t0 = 0; t0 < 4; t0 += GS) {  // one commit group per GS k16 steps
               uint32_t a[GS][RT][4];
@@ -1704,12 +1725,18 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #pragma unroll
                 for (int r = 0; r < RT; ++r)
                   WgmmaH<NT>::mma(d[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
-                                  wh_desc(base + (t0 + tt) * 32));
+                                  wh_desc_step(dlo, t0 + tt));
               wgmma_commit();
               wgmma_wait<1>();  // the previous group is complete
 #pragma unroll
               for (int r = 0; r < RT; ++r) fence_regs(d[r]);
-              if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[(gr - 1) % STAGES]);  // stage gr - 1 read
+              if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[sp]);  // stage gr - 1 read
+            }
+            sp = s;
+            ++gr;
+            if (++s == STAGES) {
+              s = 0;
+              ph ^= 1u;
             }
           }
           load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
