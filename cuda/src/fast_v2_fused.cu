@@ -1337,7 +1337,7 @@ inline size_t wh_prep_smem(const FusedParams& p, int W, bool bulk) {
 
 template <typename T, int NT>
 __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams p, int W, int64_t mpad, int bulk,
-                                                                    int keep, int fast, int pre) {
+                                                                    int keep, int fast, int pre, int early) {
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
   __trap();  // WGMMA_F16 runs only on sm_90 with an sm_90a build (wgmma_f16_forward's checks)
 #else
@@ -1380,19 +1380,25 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
   WHP_STAMP(1);
   if (blockIdx.x == 0)
     for (int i = threadIdx.x; i < p.sk_ctas; i += blockDim.x) p.skflag[i] = 0u;
+  auto tok_at = [&](int i) -> int64_t { return (int64_t)i * gridDim.x + blockIdx.x; };  // the CTA's i-th token
+  uint4 xpre_r[4];  // see pass 2
+  float4 spre[8];
+  // early (x read in place): the x and SU loads of each warp's first slice of the CTA's first token go out before the
+  // main kernel may launch, so they enter the memory system ahead of its code ring (GEMV_PDL's trigger 3, session 9)
+  bool xpre = early && bulk == 2 && fastok && tok_at(0) < p.m && warp < fullsl;
+  if (xpre) {
+    wh_load_x<T>(static_cast<const T*>(p.x) + tok_at(0) * p.k, warp * SK, xpre_r);
+    wh_load_su(p.su, warp * SK, spre);
+  }
   // The grid is persistent (at most the CTAs that fit the GPU at once, all resident), so the main kernel may launch
   // now: its CTAs take the SMs this grid leaves free (at small m most of them) or that its CTAs leave, issue their
   // first code loads and wait in griddepcontrol.wait for this grid to complete.
   pdl_launch_dependents();
   __syncthreads();
-  auto tok_at = [&](int i) -> int64_t { return (int64_t)i * gridDim.x + blockIdx.x; };  // the CTA's i-th token
   if (bulk == 1 && threadIdx.x == 0) {
     issue(tok_at(0), 0);
     issue(tok_at(1), 1);
   }
-  uint4 xpre_r[4];  // see pass 2
-  float4 spre[8];
-  bool xpre = false;
   for (int it = 0;; ++it) {
     const int64_t tok = tok_at(it);
     if (tok >= mpad) break;
@@ -1408,8 +1414,8 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     int jk = 0;
     for (int sl = warp; sl < p.nslices; sl += W, ++jk) {  // warp < slices: W <= slices
       float m1;
-      if (jk == 0 && xpre) {  // the first slice's x (and SU) came in during the previous token's pass 2
-        if (pre == 1) wh_load_su(p.su, sl * SK, spre);
+      if (jk == 0 && xpre) {  // the first slice's x (and SU) came in during the previous token's pass 2 (or early)
+        if (pre == 1 && it > 0) wh_load_su(p.su, sl * SK, spre);
         wh_fold_regs<T>(xpre_r, spre, p.had_in, u, sAs, sAs + 16, m1, cp);
       } else if (fastok && xs != nullptr && sl < fullsl) {
         wh_fold_fast<T>(xs, p.su, sl * SK, p.had_in, u, sAs, sAs + 16, m1, cp);
@@ -2628,8 +2634,11 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   // the next token's first-slice loads during pass 2: LATTQ_WGMMA_F16_PREP_PRE=0 none, 1 x only, 2 x and SU (default)
   const char* pr = std::getenv("LATTQ_WGMMA_F16_PREP_PRE");
   const int pre = pr != nullptr && (pr[0] == '0' || pr[0] == '1') ? pr[0] - '0' : 2;
+  // the first token's first-slice loads before the main kernel's launch: LATTQ_WGMMA_F16_PREP_EARLY=0 off, 1 on
+  const char* pe = std::getenv("LATTQ_WGMMA_F16_PREP_EARLY");
+  const int early = pe != nullptr && pe[0] == '1' ? 1 : 0;
   cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)pctas), dim3(32 * W), psmem, s, p, W, P.mpad,
-                             bulk, (int)keep, (int)fast, pre);
+                             bulk, (int)keep, (int)fast, pre, early);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernel failed: %s", fn, cudaGetErrorString(e));
@@ -2696,7 +2705,13 @@ bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
   if (m >= 128) return true;
   if (m > 64) return d->n >= 2 * d->k;
   if (m > 16) return true;
-  return m == 16 && d->k >= d->n;
+  if (m <= 8) return false;
+  // m = 9..16 (session 17, H100, bench/results/gpu/h100_session17/rows_m8_16_becb25b.log): after its main loop lost a
+  // third of its instructions this kernel beat GEMV_PDL at m = 12 and 16 on both 70B shapes (28672x8192 m = 16: 53.7
+  // against 74.9 us, WGMMA 63.5) and on the n < k shapes above 4096² (4096x11008 m = 16: 27.5 against 29.6); GEMV_PDL
+  // kept 4096² (18.7 against 21.2) and ties or wins at m = 12 on n > k (11008x4096: 24.8 against 25.3)
+  const int64_t nk = d->n * d->k;
+  return nk >= 8192LL * 8192 || (d->n < d->k && nk > 4096LL * 4096);
 }
 
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0).total; }
