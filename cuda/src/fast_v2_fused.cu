@@ -2634,9 +2634,11 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   // the next token's first-slice loads during pass 2: LATTQ_WGMMA_F16_PREP_PRE=0 none, 1 x only, 2 x and SU (default)
   const char* pr = std::getenv("LATTQ_WGMMA_F16_PREP_PRE");
   const int pre = pr != nullptr && (pr[0] == '0' || pr[0] == '1') ? pr[0] - '0' : 2;
-  // the first token's first-slice loads before the main kernel's launch: LATTQ_WGMMA_F16_PREP_EARLY=0 off, 1 on
+  // the first token's first-slice loads before the main kernel's launch: LATTQ_WGMMA_F16_PREP_EARLY=0 off, 1 on (the
+  // default: session 17, h100_session17/ab_early_34ebd24.log, 0.8% faster cold calls over 21 cases, 13 faster by
+  // 0.5-3.3%, one slower by 0.9%)
   const char* pe = std::getenv("LATTQ_WGMMA_F16_PREP_EARLY");
-  const int early = pe != nullptr && pe[0] == '1' ? 1 : 0;
+  const int early = pe != nullptr && pe[0] == '0' ? 0 : 1;
   cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)pctas), dim3(32 * W), psmem, s, p, W, P.mpad,
                              bulk, (int)keep, (int)fast, pre, early);
   if (e != cudaSuccess) {

@@ -753,14 +753,15 @@ void test_wgmma_settings(bool quick) {
   // x and SU of a warp's first slice of the next token loaded during this token's pass 2 (default), x only, neither
   fsets.push_back("LATTQ_WGMMA_F16_PREP_PRE=1");
   fsets.push_back("LATTQ_WGMMA_F16_PREP_PRE=0");
-  // the first token's first-slice loads issued before the main kernel may launch, with either next-token mode
-  fsets.push_back("LATTQ_WGMMA_F16_PREP_EARLY=1");
+  // the first token's first-slice loads issued before the main kernel may launch (the default) or not; with x-only
+  // next-token loads
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_EARLY=0");
   fsets.push_back("LATTQ_WGMMA_F16_PREP_EARLY=1 LATTQ_WGMMA_F16_PREP_PRE=1");
   // a grid of 2-3 prologue CTAs: many tokens per CTA (as at prefill sizes), so the next-token loads and the staged
   // rows' double buffer run
   fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3");
   fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3 LATTQ_WGMMA_F16_PREP_PRE=1");
-  fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3 LATTQ_WGMMA_F16_PREP_EARLY=1");
+  fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3 LATTQ_WGMMA_F16_PREP_EARLY=0");
   fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_PREP_EARLY=1 LATTQ_WGMMA_F16_PREP_PRE=0");
   fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3 LATTQ_WGMMA_F16_PREP_FAST=0");
   fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_PREP_PRE=0");
@@ -788,7 +789,7 @@ void test_wgmma_settings(bool quick) {
   const std::vector<int64_t> kms = quick ? std::vector<int64_t>{3} : std::vector<int64_t>{1, 64, 129};
   check_env_settings("wgmma_f16 k > 16K", LATTQ_VARIANT_WGMMA_F16, kcases, kms,
                      {"LATTQ_WGMMA_F16_PREP_KEEP=1", "LATTQ_WGMMA_F16_PREP_KEEP=0", "LATTQ_WGMMA_F16_PREP_FAST=0",
-                      "LATTQ_WGMMA_F16_PREP_PRE=0", "LATTQ_WGMMA_F16_PREP_EARLY=1", "LATTQ_WGMMA_F16_PREP_CTAS=2",
+                      "LATTQ_WGMMA_F16_PREP_PRE=0", "LATTQ_WGMMA_F16_PREP_EARLY=0", "LATTQ_WGMMA_F16_PREP_CTAS=2",
                       "LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_PREP_BULK=1",
                       "LATTQ_WGMMA_F16_PREP_BULK=1", "LATTQ_WGMMA_F16_PREP_BULK=1 LATTQ_WGMMA_F16_PREP_KEEP=0",
                       "LATTQ_WGMMA_F16_PREP_KEEP=0 LATTQ_WGMMA_F16_PREP_BULK=0", "LATTQ_WGMMA_F16_SK=0",
@@ -827,7 +828,7 @@ void test_wgmma_settings(bool quick) {
         yd[t * n + r] = round_to(LATTQ_BF16, acc + h.bias[r]);
       }
     for (const char* set : {"", "LATTQ_WGMMA_F16_PREP_FAST=0", "LATTQ_WGMMA_F16_PREP_CTAS=2",
-                            "LATTQ_WGMMA_F16_PREP_EARLY=1"}) {
+                            "LATTQ_WGMMA_F16_PREP_EARLY=0"}) {
       const char* eq = std::strchr(set, '=');
       const std::string name = eq ? std::string(set, eq - set) : std::string();
       if (eq) setenv(name.c_str(), eq + 1, 1);
