@@ -1146,11 +1146,13 @@ __global__ void __launch_bounds__(WG_THREADS, 1) wgmma_main_kernel(FusedParams p
 // are allocated per SM sub-partition, so 9 warps cap every thread at 168 (ptxas then spilled and serialised the
 // 128-token, 256-row wgmmas).  setmaxnreg moves the producer's registers to the consumers: 128 x 40 + 256 x 232.
 constexpr int WH_THREADS = 384;
-// quads of codes in registers, as deep as the accumulators leave room for without spills (ptxas, sm_90a): 8 for
-// 32 x 128, 6 for 32 x 256 and 64 x 128, 4 for 64 x 256 and 128 x 128, else 2.  Session 17: at m = 16 the first
-// decode of each ring slot waited on its code load in 11% of the stall samples (Nsight Compute, 28672x8192); the ring
-// was 4 quads deep (2 at 64 x 256)
-template <int NT, int RT> constexpr int wh_rq() { return NT * RT <= 32 ? 8 : NT * RT <= 64 ? 6 : NT * RT <= 128 ? 4 : 2; }
+// quads of codes in registers: 4 where the accumulators leave room (NT RT <= 128: up to 64 of them per thread; at
+// m = 64 the code stream, not the tensor cores, paces the CTA), else 2.  Deeper rings compile without spills (8 quads
+// at 32 x 128, 6 at 32 x 256 and 64 x 128, 4 at 64 x 256) but were 1-11% slower at m = 16..64 on every shape in an
+// A/B of the two builds in one call (session 17, h100_session17/ab_ring_2e2c3d3.log: 28672x8192 m = 16 58.7 against
+// 53.2 us), although at m = 16 the first decode of each ring slot waited on its code load in 11% of the stall
+// samples (Nsight Compute)
+template <int NT, int RT> constexpr int wh_rq() { return NT * RT <= 64 || (NT * RT <= 128 && RT == 1) ? 4 : 2; }
 // k16 steps per wgmma commit group (one group stays queued while the next is decoded): 4 (a whole stage) where the
 // accumulators leave room (NT RT <= 128), else 2
 template <int NT, int RT> constexpr int wh_gs() { return NT * RT <= 128 ? 4 : 2; }
