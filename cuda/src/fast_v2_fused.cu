@@ -1494,6 +1494,15 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
 // wgmma.mma_async m64nNk16, f16 A from registers (the mma.m16n8k16 A fragment of the warp's 16 rows) x f16 B
 // (shared memory, K-major, descriptor) -> f32 D (N / 2 registers), accumulating.  sm_90a only.
 template <int N> struct WgmmaH;
+template <> struct WgmmaH<16> {
+  static __device__ __forceinline__ void mma(float (&d)[8], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                             uint64_t desc) {
+    asm volatile(
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, %12, 1, 1, 1, 0;\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(desc));
+  }
+};
 template <> struct WgmmaH<32> {
   static __device__ __forceinline__ void mma(float (&d)[16], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
                                              uint64_t desc) {
@@ -2442,7 +2451,7 @@ void wh_tile_for(int64_t m, int64_t n, int64_t nq, int sms, int& nt, int& rt, bo
   forced = false;
   if (const char* e = std::getenv("LATTQ_WGMMA_F16_TILE")) {
     int a = 0, b = 0;
-    if (std::sscanf(e, "%dx%d", &a, &b) == 2 && (a == 32 || a == 64 || a == 128) && (b == 1 || b == 2)) {
+    if (std::sscanf(e, "%dx%d", &a, &b) == 2 && (a == 16 || a == 32 || a == 64 || a == 128) && (b == 1 || b == 2)) {
       nt = a;
       rt = b;
       forced = true;
@@ -2523,7 +2532,8 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   P.sk = m > 64 || P.nt <= 64 ? wh_sk_ctas(m, P.ncols, P.rgroups, P.nq, sms, sk, P.sk_dp) : 0;
   P.fuse_in = d->had_in <= SK;
   P.fuse_out = d->had_out <= TN;
-  P.smem = P.nt == 32   ? (size_t)(P.rt == 1 ? wh_smem_bytes<32, 1>() : wh_smem_bytes<32, 2>())
+  P.smem = P.nt == 16   ? (size_t)(P.rt == 1 ? wh_smem_bytes<16, 1>() : wh_smem_bytes<16, 2>())
+           : P.nt == 32 ? (size_t)(P.rt == 1 ? wh_smem_bytes<32, 1>() : wh_smem_bytes<32, 2>())
            : P.nt == 64 ? (size_t)(P.rt == 1 ? wh_smem_bytes<64, 1>() : wh_smem_bytes<64, 2>())
                         : (size_t)(P.rt == 1 ? wh_smem_bytes<128, 1>() : wh_smem_bytes<128, 2>());
   P.smem += 1024;  // the kernel aligns the ring to 1024 bytes (the image's 128-byte swizzle)
@@ -2677,6 +2687,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
 template <typename T>
 lattq_status wh_dispatch(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
                          const WhPlan& P, cudaStream_t s) {
+  if (P.nt == 16) return P.rt == 1 ? wh_launch_t<T, 16, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 16, 2>(fn, L, x, m, y, ws, P, s);
   if (P.nt == 32) return P.rt == 1 ? wh_launch_t<T, 32, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 32, 2>(fn, L, x, m, y, ws, P, s);
   if (P.nt == 64) return P.rt == 1 ? wh_launch_t<T, 64, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 64, 2>(fn, L, x, m, y, ws, P, s);
   return P.rt == 1 ? wh_launch_t<T, 128, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 128, 2>(fn, L, x, m, y, ws, P, s);

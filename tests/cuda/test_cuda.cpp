@@ -735,7 +735,7 @@ void test_wgmma_settings(bool quick) {
     for (const char* nt : {"8", "16", "32", "64"})
       sets.push_back(std::string("LATTQ_WGMMA_CLUSTER=") + cl + " LATTQ_WGMMA_NTOK=" + nt);
   check_env_settings("wgmma cluster / token tile", LATTQ_VARIANT_WGMMA, cases, ms, sets);
-  // WGMMA_F16: every CTA shape (32 / 64 / 128 tokens x 128 / 256 rows), partial token tiles, partial 256-row groups
+  // WGMMA_F16: every CTA shape (16 / 32 / 64 / 128 tokens x 128 / 256 rows), partial token tiles, partial 256-row groups
   // (300, 640 and 576 rows), partial quads and slices (k = 1088, 2304), the unfused transforms (had_in 2048,
   // had_out 256), had_in 1024 (every cross-lane Hadamard stage), a token with outliers (x50) next to ordinary ones,
   // the prologue without its bulk x staging and without its fast path
@@ -744,7 +744,7 @@ void test_wgmma_settings(bool quick) {
   if (quick) fcases.resize(2);
   std::vector<int64_t> fms = quick ? std::vector<int64_t>{3, 70, 129} : std::vector<int64_t>{1, 9, 64, 65, 129, 200};
   std::vector<std::string> fsets;
-  for (const char* t : {"32x1", "32x2", "64x1", "64x2", "128x1", "128x2"})
+  for (const char* t : {"16x1", "16x2", "32x1", "32x2", "64x1", "64x2", "128x1", "128x2"})
     fsets.push_back(std::string("LATTQ_WGMMA_F16_TILE=") + t);
   fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=0");  // the prologue's x from global, general path
   fsets.push_back("LATTQ_WGMMA_F16_PREP_BULK=1");  // x rows staged by cp.async.bulk (the default up to k = 16 K)

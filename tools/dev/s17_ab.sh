@@ -1,6 +1,6 @@
 # device (session 17): build (sm_90a), the forward / wgmma_settings / errors / graph tests, then an A/B of one
 # environment knob on cold whole-call times: bench_gemm.py rows of AB_VARIANT (default wgmma_f16) at AB_BATCHES
-# (default 16,64,512) on all 7 shapes, for each value in AB_VALUES of AB_VAR, twice in the order A B A B
+# (default 16,64,512) on AB_SHAPES (default all 7), for each value in AB_VALUES of AB_VAR, twice in the order A B A B
 # -> $OUT/ab_$REV.log
 source tools/dev/s7_common.sh
 build_gpu
@@ -11,7 +11,7 @@ for r in a b; do
   for e in ${AB_VALUES:-0 1}; do
     echo "== ${AB_VAR}=$e ($r)" >> "$OUT/ab_$REV.log"
     env "${AB_VAR}=$e" python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --out /tmp/ab \
-      --git-rev "$REV" --batches "${AB_BATCHES:-16,64,512}" --shapes all --variants "${AB_VARIANT:-wgmma_f16}" \
+      --git-rev "$REV" --batches "${AB_BATCHES:-16,64,512}" --shapes "${AB_SHAPES:-all}" --variants "${AB_VARIANT:-wgmma_f16}" \
       --ref-limit 0 --sweep none --profile none 2>&1 | grep -E " m=" >> "$OUT/ab_$REV.log"
   done
 done
