@@ -52,9 +52,9 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
   if (imma_unsupported_reason(d, dtype, LATTQ_VARIANT_IMMA)[0] != 0) return LATTQ_VARIANT_REFERENCE;
   const bool hopper_gemm = wgmma_unsupported_reason(d, dtype)[0] == 0 && wgmma_available();
   const bool f16_gemm = hopper_gemm && wgmma_f16_unsupported_reason(d, dtype)[0] == 0 && wgmma_f16_preferred(d, m);
-  // m = 9..16: the f16-rate GEMM where wgmma_f16_preferred says (session 17: the 70B-sized layers and n < k), ahead of
-  // GEMV_PDL
-  if (m > 8 && m <= 16 && f16_gemm) return LATTQ_VARIANT_WGMMA_F16;
+  // m = 8..16: the f16-rate GEMM where wgmma_f16_preferred says (session 17: the 70B-sized layers, and at m >= 9 also
+  // n < k), ahead of GEMV_PDL
+  if (m >= 8 && m <= 16 && f16_gemm) return LATTQ_VARIANT_WGMMA_F16;
   // GEMV with its prologue kernel behind PDL (sm_90; session 7 and 9 rules in gemv_pdl_preferred): m = 1 on the
   // largest layers, m = 2 on most, m = 3..15 on all, m = 16 at n <= 4096
   if (gemv_unsupported_reason(d, dtype)[0] == 0 && gemv_pdl_preferred(d, m)) return LATTQ_VARIANT_GEMV_PDL;
@@ -106,7 +106,7 @@ lattq_status lattq_cuda_forward_workspace_size(const lattq_layer_desc* desc, int
       need = std::max(need, gemm_workspace_bytes(desc, m, dt));
     if ((variant == LATTQ_VARIANT_WGMMA || variant == LATTQ_VARIANT_AUTO) && wgmma_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_workspace_bytes(desc, m, dt));
-    if ((variant == LATTQ_VARIANT_WGMMA_F16 || (variant == LATTQ_VARIANT_AUTO && m > 8)) &&
+    if ((variant == LATTQ_VARIANT_WGMMA_F16 || (variant == LATTQ_VARIANT_AUTO && m >= 8)) &&
         wgmma_f16_unsupported_reason(desc, dt)[0] == 0)
       need = std::max(need, wgmma_f16_workspace_bytes(desc, m));
     // AUTO takes GEMV_PDL only up to m = 16 (gemv_pdl_preferred)

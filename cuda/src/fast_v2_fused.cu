@@ -2510,14 +2510,16 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   // read the image from L2 half as often per weight (H100 at m = 16 and 64, session 12, sweep_65d6251.log: 128 rows
   // faster by 1-18% on the n = 4096 / k = 4096 shapes, 256 by 12-20% on 8192 x 28672 and 28672 x 8192); 32 tokens up
   // to m = 32 (6-12% faster than 64 at m = 16 and 32, sweep_99d4a41.log: the wgmmas cost about the same per k16 step
-  // at N = 32 and 64, so halving N saves little), else 64
+  // at N = 32 and 64, so halving N saves little), else 64.  16 tokens up to m = 16 (session 17, same-call A/B,
+  // h100_session17/ab_tile16_*_8de7ff2.log: 256-row CTAs 5-10% faster at m = 8..16, 28672x8192 m = 16 48.7 against
+  // 53.1 us; 128-row CTAs 1-5% faster where n >= k, 1-3% slower at m = 16 on 4096x11008 and 4096x14336, which keep 32)
   if (sms > 0 && m <= 64 && !forced) {
     const int64_t nq = cdiv(d->k, 256);
     const bool small = d->n * d->k <= 14336LL * 4096;
     int64_t dp = 0;
     for (int rt : {small ? 1 : 2, small ? 2 : 1})
       if (wh_sk_ctas(m, 1, cdiv(d->n, (int64_t)TN * rt), nq, sms, true, dp) > 0) {
-        P.nt = m <= 32 ? 32 : 64;
+        P.nt = m <= 16 && (rt == 2 || d->n >= d->k) ? 16 : m <= 32 ? 32 : 64;
         P.rt = rt;
         break;
       }
@@ -2722,12 +2724,15 @@ bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
   if (m >= 128) return true;
   if (m > 64) return d->n >= 2 * d->k;
   if (m > 16) return true;
-  if (m <= 8) return false;
-  // m = 9..16 (session 17, H100, bench/results/gpu/h100_session17/rows_m8_16_becb25b.log): after its main loop lost a
-  // third of its instructions this kernel beat GEMV_PDL at m = 12 and 16 on both 70B shapes (28672x8192 m = 16: 53.7
-  // against 74.9 us, WGMMA 63.5) and on the n < k shapes above 4096² (4096x11008 m = 16: 27.5 against 29.6); GEMV_PDL
-  // kept 4096² (18.7 against 21.2) and ties or wins at m = 12 on n > k (11008x4096: 24.8 against 25.3)
+  if (m < 8) return false;
+  // m = 8..16 (session 17, H100, bench/results/gpu/h100_session17/rows_m8_16_becb25b.log and ab_tile16_*): after its
+  // main loop lost a third of its instructions this kernel beat GEMV_PDL at m = 12 and 16 on both 70B shapes
+  // (28672x8192 m = 16: 53.7 against 74.9 us, WGMMA 63.5) and on the n < k shapes above 4096² (4096x11008 m = 16: 27.5
+  // against 29.6); GEMV_PDL kept 4096² (18.7 against 21.2) and ties or wins at m = 12 on n > k (11008x4096: 24.8
+  // against 25.3).  With 16-token CTAs it also wins at m = 8 on the 70B shapes (28672x8192 48.0-48.8 against 50.4-50.7
+  // us, 8192x28672 53.6-53.9 against 58.8-59.4)
   const int64_t nk = d->n * d->k;
+  if (m == 8) return nk >= 8192LL * 8192;
   return nk >= 8192LL * 8192 || (d->n < d->k && nk > 4096LL * 4096);
 }
 
