@@ -82,9 +82,6 @@ struct FusedParams {
   unsigned* skflag;
   int sk_ctas;
   int sk_dp;
-  // WGMMA_F16: quads of codes past its register ring that each tile of a CTA's first segment asks into L2 (one bulk
-  // prefetch) before waiting for the prologue kernel (0: none)
-  int l2pf;
 };
 
 
@@ -902,10 +899,6 @@ __device__ __forceinline__ void bulk_g2s_multicast(void* dst, const void* src, u
       : "memory");
 }
 // bytes (multiple of 16, 16-byte aligned ends) global -> shared, completion counted on the mbarrier
-// one thread: bring `bytes` (a multiple of 16) at a 16-byte aligned global address into L2, asynchronously
-__device__ __forceinline__ void bulk_prefetch_l2(const void* src, unsigned bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(bytes) : "memory");
-}
 __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, unsigned bytes, uint64_t* bar) {
   asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
                    smem_addr(dst)),
@@ -1691,16 +1684,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #pragma unroll
     for (int i = 0; i < RQ; ++i) load_quad(qs + i, cb[i]);
     if (sgi == 0) {
-      // while the prologue kernel runs, its CTAs leave most SMs to this kernel at small m: the quads after the ring go
-      // into L2 now rather than from DRAM during the main loop (LATTQ_WGMMA_F16_L2PF quads per tile)
-      if (p.l2pf > 0 && lane == 0) {
-        const int q0 = qs + RQ, q1 = min(qe, q0 + p.l2pf);
-#pragma unroll
-        for (int r = 0; r < RT; ++r) {
-          const int64_t b0 = (int64_t)q0 * 1024, b1 = min((int64_t)q1 * 1024, p.C * 256);
-          if (tile_ok[r] && b1 > b0) bulk_prefetch_l2(cbase[r] + b0, (unsigned)(b1 - b0));
-        }
-      }
       pdl_wait();  // image, 1 / S_t and c parts of the prologue kernel (which also cleared the stream-K flags)
       WH_STAMP(1);
       if (threadIdx.x < NT) {
@@ -2606,7 +2589,6 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   p.sk_dp = (int)P.sk_dp;
   p.skpart = reinterpret_cast<float*>(ws + P.off_skpart);
   p.skflag = reinterpret_cast<unsigned*>(ws + P.off_skflag);
-  if (const char* e = std::getenv("LATTQ_WGMMA_F16_L2PF")) p.l2pf = (int)std::max(0L, std::min(4096L, std::strtol(e, nullptr, 10)));
   const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT>() * 8;
   if ((size_t)device_props().smem_optin < P.smem + static_smem)
     return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs %zu bytes of shared memory per block, this device allows %d",
