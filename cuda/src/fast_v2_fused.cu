@@ -2731,8 +2731,11 @@ bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
   // against 29.6); GEMV_PDL kept 4096² (18.7 against 21.2) and ties or wins at m = 12 on n > k (11008x4096: 24.8
   // against 25.3).  With 16-token CTAs it also wins at m = 8 on the 70B shapes (28672x8192 48.0-48.8 against 50.4-50.7
   // us, 8192x28672 53.6-53.9 against 58.8-59.4)
+  // At m = 16 with its 16-token CTAs it beat WGMMA on the n > k 7B shapes too (full benchmark at ea0fcfd: 11008x4096
+  // 24.4 against 26.1 us, 14336x4096 26.2 against 26.8); GEMV_PDL keeps 4096² (18.3 against 20.5)
   const int64_t nk = d->n * d->k;
   if (m == 8) return nk >= 8192LL * 8192;
+  if (m == 16) return nk > 4096LL * 4096;
   return nk >= 8192LL * 8192 || (d->n < d->k && nk > 4096LL * 4096);
 }
 
