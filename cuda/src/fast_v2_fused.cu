@@ -82,6 +82,7 @@ struct FusedParams {
   unsigned* skflag;
   int sk_ctas;
   int sk_dp;
+  unsigned sleep_ns;  // WGMMA_F16's producer: suspend-time hint of its "empty" waits (0: retry without one)
 };
 
 
@@ -873,13 +874,14 @@ template <bool CLUSTER = false> __device__ __forceinline__ void mbar_wait(uint64
 // the same wait for a thread that is usually early (WGMMA_F16's producer on its "empty" barriers): the suspend-time
 // hint lets it sleep until the phase completes instead of retrying.  Without it, the producer thread's retries were
 // 753,500 of the 23.9M warp instructions of wh_main_kernel at 28672x8192, m = 16 (session 17, Nsight Compute)
-__device__ __forceinline__ void mbar_wait_sleep(uint64_t* b, unsigned parity) {
+__device__ __forceinline__ void mbar_wait_sleep(uint64_t* b, unsigned parity, unsigned ns) {
+  if (ns == 0) return mbar_wait(b, parity);
   unsigned done = 0;
   do {
     asm volatile(
         "{\n.reg .pred P;\nmbarrier.try_wait.parity.shared::cta.b64 P, [%1], %2, %3;\nselp.u32 %0, 1, 0, P;\n}\n"
         : "=r"(done)
-        : "r"(smem_addr(b)), "r"(parity), "r"(1000000u)
+        : "r"(smem_addr(b)), "r"(parity), "r"(ns)
         : "memory");
   } while (!done);
 }
@@ -1632,7 +1634,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         const uint8_t* src = p.vq + (int64_t)(sgi == 0 ? colA : colB) * p.nq4 * 4 * SB;
         for (int gs = sgi == 0 ? qA0 * 4 : 0; gs < (sgi == 0 ? qA1 : qB1) * 4; ++gs, ++gr) {
           const int s = gr % STAGES;
-          if (gr >= STAGES) mbar_wait_sleep(&empty[s], (unsigned)(gr / STAGES - 1) & 1u);
+          if (gr >= STAGES) mbar_wait_sleep(&empty[s], (unsigned)(gr / STAGES - 1) & 1u, p.sleep_ns);
           mbar_expect_tx(&full[s], SB);
           bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
         }
@@ -2589,6 +2591,9 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   p.sk_dp = (int)P.sk_dp;
   p.skpart = reinterpret_cast<float*>(ws + P.off_skpart);
   p.skflag = reinterpret_cast<unsigned*>(ws + P.off_skflag);
+  // the producer's suspend-time hint (LATTQ_WGMMA_F16_SLEEP_NS; 0 = retry without a hint, as before session 17)
+  const char* sn = std::getenv("LATTQ_WGMMA_F16_SLEEP_NS");
+  p.sleep_ns = sn != nullptr ? (unsigned)std::max(0L, std::min(1000000L, std::strtol(sn, nullptr, 10))) : 1000000u;
   const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT>() * 8;
   if ((size_t)device_props().smem_optin < P.smem + static_smem)
     return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs %zu bytes of shared memory per block, this device allows %d",
