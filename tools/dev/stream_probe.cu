@@ -19,14 +19,7 @@
 #include <functional>
 #include <vector>
 
-#define CK(x)                                                                   \
-  do {                                                                          \
-    cudaError_t e_ = (x);                                                       \
-    if (e_ != cudaSuccess) {                                                    \
-      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
-      std::exit(1);                                                             \
-    }                                                                           \
-  } while (0)
+#include "probe_check.h"
 
 __device__ __forceinline__ uint4 ldg_na(const void* p) {
   uint4 r;
