@@ -757,6 +757,8 @@ void test_wgmma_settings(bool quick) {
   // next-token loads
   fsets.push_back("LATTQ_WGMMA_F16_PREP_EARLY=0");
   fsets.push_back("LATTQ_WGMMA_F16_PREP_EARLY=1 LATTQ_WGMMA_F16_PREP_PRE=1");
+  // the main kernel's producer retrying its barrier waits without the suspend-time hint (the default sleeps)
+  fsets.push_back("LATTQ_WGMMA_F16_SLEEP_NS=0");
   // a grid of 2-3 prologue CTAs: many tokens per CTA (as at prefill sizes), so the next-token loads and the staged
   // rows' double buffer run
   fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3");
