@@ -262,13 +262,17 @@ static int32_t group_variant(const lattq_layer* layers, int32_t count, int32_t d
   // bench/results/gpu/h100_session8/bench_group_50b6601.md; 37.8 vs 50.0 and 37.4 vs 42.1 at 649fbfb,
   // bench/results/bench_group.md).  Where a layer alone takes IMMA / WGMMA (Llama-3-70B gate/up at m = 8: 101.9 us
   // one by one vs 117.0 grouped at 649fbfb) the layers run one by one.
-  bool pdl = false, each = true;
-  for (int32_t i = 0; i < count && each; ++i) {
+  bool pdl = false, each = true, all_f16 = true;
+  for (int32_t i = 0; i < count; ++i) {
     const int32_t vi = pick_variant(&layers[i].desc, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO);
-    each = vi == LATTQ_VARIANT_GEMV || vi == LATTQ_VARIANT_GEMV_PDL;
+    each = each && (vi == LATTQ_VARIANT_GEMV || vi == LATTQ_VARIANT_GEMV_PDL);
     pdl = pdl || vi == LATTQ_VARIANT_GEMV_PDL;
+    all_f16 = all_f16 && vi == LATTQ_VARIANT_WGMMA_F16;
   }
   if (each) return pdl ? LATTQ_VARIANT_GEMV_PDL : LATTQ_VARIANT_GEMV;
+  // Where every layer alone takes WGMMA_F16 (m = 16 since session 17), the layers run one by one: Llama-2-7B gate/up
+  // at m = 16 measured 42.6 us one by one against 46.3 as one GEMV_PDL group (bench_group at 1f89dd0)
+  if (all_f16) return 0;
   // m = 9..16 on sm_90: one layer takes GEMV_PDL only up to n = 4096, but one GEMV_PDL launch for a group of up to
   // 24576 x 4096 weights still beat the layers one by one at 649fbfb (m = 16: Llama-3-70B QKV, 10240 x 8192, 54.5 vs
   // 64.1 us; Llama-2-7B gate/up, 22016 x 4096, 52.2 vs 56.1), and lost above (Llama-3-8B gate/up, 28672 x 4096,

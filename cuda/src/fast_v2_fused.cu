@@ -2734,14 +2734,17 @@ bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m) {
   // main loop lost a third of its instructions this kernel beat GEMV_PDL at m = 12 and 16 on both 70B shapes
   // (28672x8192 m = 16: 53.7 against 74.9 us, WGMMA 63.5) and on the n < k shapes above 4096² (4096x11008 m = 16: 27.5
   // against 29.6); GEMV_PDL kept 4096² (18.7 against 21.2) and ties or wins at m = 12 on n > k (11008x4096: 24.8
-  // against 25.3).  With 16-token CTAs it also wins at m = 8 on the 70B shapes (28672x8192 48.0-48.8 against 50.4-50.7
-  // us, 8192x28672 53.6-53.9 against 58.8-59.4)
+  // against 25.3).  With 16-token CTAs it also wins at m = 8 on the 70B FFN shapes (28672x8192 48.0-48.8 against
+  // 50.4-50.7 us, 8192x28672 53.6-53.9 against 58.8-59.4)
   // At m = 16 with its 16-token CTAs it beat WGMMA on the n > k 7B shapes too (full benchmark at ea0fcfd: 11008x4096
   // 24.4 against 26.1 us, 14336x4096 26.2 against 26.8); GEMV_PDL keeps 4096² (18.3 against 20.5)
+  // The "70B-sized" rule is the FFN size, 28672 x 8192 weights: an 8192 x 8192 layer (Llama-3-70B's Q) at m = 8 took
+  // WGMMA_F16 under a first rule of >= 8192² weights, and its QKV then measured 71.9 us one by one against 33.4 us as
+  // one GEMV_PDL group (bench_group at 1f89dd0, h100_session17/bench_group_1f89dd0.md)
   const int64_t nk = d->n * d->k;
-  if (m == 8) return nk >= 8192LL * 8192;
   if (m == 16) return nk > 4096LL * 4096;
-  return nk >= 8192LL * 8192 || (d->n < d->k && nk > 4096LL * 4096);
+  if (m == 8) return nk >= 28672LL * 8192;
+  return nk >= 28672LL * 8192 || (d->n < d->k && nk > 4096LL * 4096);
 }
 
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0).total; }
