@@ -22,6 +22,7 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
                            void* ws, size_t ws_bytes, cudaStream_t s);
 bool wgmma_available();
 bool wgmma_preferred(const lattq_layer_desc* d, int64_t m);
+bool wgmma_wh_preferred(const lattq_layer_desc* d, int64_t m);
 const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m);
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m);
@@ -52,6 +53,9 @@ static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t d
   if (imma_unsupported_reason(d, dtype, LATTQ_VARIANT_IMMA)[0] != 0) return LATTQ_VARIANT_REFERENCE;
   const bool hopper_gemm = wgmma_unsupported_reason(d, dtype)[0] == 0 && wgmma_available();
   const bool f16_gemm = hopper_gemm && wgmma_f16_unsupported_reason(d, dtype)[0] == 0 && wgmma_f16_preferred(d, m);
+  // m = 8..32: the integer WGMMA kernel on WGMMA_F16's frame where wgmma_wh_preferred says (session 18), for f16 and
+  // bf16, ahead of WGMMA_F16 and GEMV_PDL
+  if (hopper_gemm && wgmma_wh_preferred(d, m)) return LATTQ_VARIANT_WGMMA;
   // m = 8..16: the f16-rate GEMM where wgmma_f16_preferred says (session 17: the 70B-sized layers, and at m >= 9 also
   // n < k), ahead of GEMV_PDL
   if (m >= 8 && m <= 16 && f16_gemm) return LATTQ_VARIANT_WGMMA_F16;
@@ -262,17 +266,18 @@ static int32_t group_variant(const lattq_layer* layers, int32_t count, int32_t d
   // bench/results/gpu/h100_session8/bench_group_50b6601.md; 37.8 vs 50.0 and 37.4 vs 42.1 at 649fbfb,
   // bench/results/bench_group.md).  Where a layer alone takes IMMA / WGMMA (Llama-3-70B gate/up at m = 8: 101.9 us
   // one by one vs 117.0 grouped at 649fbfb) the layers run one by one.
-  bool pdl = false, each = true, all_f16 = true;
+  bool pdl = false, each = true, all_gemm = true;
   for (int32_t i = 0; i < count; ++i) {
     const int32_t vi = pick_variant(&layers[i].desc, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO);
     each = each && (vi == LATTQ_VARIANT_GEMV || vi == LATTQ_VARIANT_GEMV_PDL);
     pdl = pdl || vi == LATTQ_VARIANT_GEMV_PDL;
-    all_f16 = all_f16 && vi == LATTQ_VARIANT_WGMMA_F16;
+    all_gemm = all_gemm && (vi == LATTQ_VARIANT_WGMMA_F16 || vi == LATTQ_VARIANT_WGMMA);
   }
   if (each) return pdl ? LATTQ_VARIANT_GEMV_PDL : LATTQ_VARIANT_GEMV;
-  // Where every layer alone takes WGMMA_F16 (m = 16 since session 17), the layers run one by one: Llama-2-7B gate/up
-  // at m = 16 measured 42.6 us one by one against 46.3 as one GEMV_PDL group (bench_group at 1f89dd0)
-  if (all_f16) return 0;
+  // Where every layer alone takes WGMMA_F16 or WGMMA (m = 16 since session 17, m = 9..32 WGMMA since session 18), the
+  // layers run one by one: Llama-2-7B gate/up at m = 16 measured 42.6 us one by one (WGMMA_F16) against 46.3 as one
+  // GEMV_PDL group (bench_group at 1f89dd0)
+  if (all_gemm) return 0;
   // m = 9..16 on sm_90: one layer takes GEMV_PDL only up to n = 4096, but one GEMV_PDL launch for a group of up to
   // 24576 x 4096 weights still beat the layers one by one at 649fbfb (m = 16: Llama-3-70B QKV, 10240 x 8192, 54.5 vs
   // 64.1 us; Llama-2-7B gate/up, 22016 x 4096, 52.2 vs 56.1), and lost above (Llama-3-8B gate/up, 28672 x 4096,

@@ -1158,19 +1158,26 @@ template <int NT, int RT> constexpr int wh_rq() { return NT * RT <= 64 || (NT * 
 // k16 steps per wgmma commit group (one group stays queued while the next is decoded): 4 (a whole stage) where the
 // accumulators leave room (NT RT <= 128), else 2
 template <int NT, int RT> constexpr int wh_gs() { return NT * RT <= 128 ? 4 : 2; }
-template <int NT> constexpr int wh_stage_bytes() { return 64 * NT * 2; }
+// A stage of the image: F16, 64 K positions x NT tokens x 2 bytes; I8 (the integer form, session 18), 128 K positions x
+// 2 NT digit columns x 1 byte.  512 NT bytes per quad either way (4 and 2 stages).
+template <int NT, bool I8 = false> constexpr int wh_stage_bytes() { return I8 ? 128 * 2 * NT : 64 * NT * 2; }
+template <bool I8> constexpr int wh_stages_per_quad() { return I8 ? 2 : 4; }
 // ring: at least 96 KB, and at least the epilogue tile (NT x (128 RT + 4) fp32, SV and bias)
 template <int NT, int RT> constexpr int wh_tile_bytes() { return (NT * (128 * RT + 4) + 2 * 128 * RT) * 4; }
-template <int NT, int RT> constexpr int wh_stages() {
-  return (wh_tile_bytes<NT, RT>() > 96 * 1024 ? wh_tile_bytes<NT, RT>() + wh_stage_bytes<NT>() - 1 : 96 * 1024) /
-         wh_stage_bytes<NT>();
+template <int NT, int RT, bool I8 = false> constexpr int wh_stages() {
+  return (wh_tile_bytes<NT, RT>() > 96 * 1024 ? wh_tile_bytes<NT, RT>() + wh_stage_bytes<NT, I8>() - 1 : 96 * 1024) /
+         wh_stage_bytes<NT, I8>();
 }
 // the had_out = 128 epilogue's output tile (session 15): the cast outputs, token-major, each token's 128 RT rows then 16
 // bytes of padding, past the ring (which holds the fp32 tile), so that the stores to y leave in whole 128-byte lines
-template <int NT, int RT> constexpr int wh_out_off() { return wh_stages<NT, RT>() * wh_stage_bytes<NT>(); }
+template <int NT, int RT, bool I8 = false> constexpr int wh_out_off() {
+  return wh_stages<NT, RT, I8>() * wh_stage_bytes<NT, I8>();
+}
 template <int NT, int RT> constexpr int wh_out_stride() { return 128 * RT * 2 + 16; }
 // the main kernel's dynamic shared memory, without the 1024 bytes of the ring's alignment
-template <int NT, int RT> constexpr int wh_smem_bytes() { return wh_out_off<NT, RT>() + NT * wh_out_stride<NT, RT>(); }
+template <int NT, int RT, bool I8 = false> constexpr int wh_smem_bytes() {
+  return wh_out_off<NT, RT, I8>() + NT * wh_out_stride<NT, RT>();
+}
 
 // fp16 image of the token's v, K-major with the 128-byte swizzle (session 13; it was the no-swizzle core-matrix
 // order before): stage block (token tile tt, quad Q, stage j) at ((tt nq4 + Q) 4 + j) 128 NT bytes; token n's row of
@@ -1224,6 +1231,57 @@ __device__ __forceinline__ float wh_store_image(const FusedParams& p, int64_t to
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) vsum += __shfl_xor_sync(0xffffffffu, vsum, o);
   return vsum;
+}
+
+// The integer image (session 18: the WGMMA variant at m <= 32 on this kernel pair): WGMMA's exact digits, v of each
+// (token, 1024-wide slice) as 16-bit fixed point (q = round(v inv), |q| <= 32639, inv = 32639 / the slice's maximum)
+// split into q = lo + 256 hi, two int8 digit columns per token (column 2 n: lo, 2 n + 1: hi), K-major with the 128-byte
+// swizzle as the F16 image: stage block (token tile tt, quad Q, half pp) at ((tt nq4 + Q) 2 + pp) 256 NT bytes; digit
+// column c's row of the stage (its 128 K positions, one byte each) at (c / 8) 1024 + (c % 8) 128; K step t (32
+// positions, 4 per stage) at bytes 32 t .. 32 t + 31 of the row, 16-byte chunk ch at 16 (ch ^ (c % 8)).  Which K
+// position meets which slot: the A fragment of wgmma.m64nNk32 (rows g / g + 8, K slots 4 tig + b and 16 + 4 tig + b)
+// takes, in step t of half pp, field t of the bytes b of the lane's words 2 pp (slots < 16) and 2 pp + 1; byte b of
+// word j of lane tig is the code word of group 16 tig + 8 (j >> 1) + 4 (j & 1) + b of the quad.  So slot 16 jj + 4 tig
+// + b of step t holds element t of group 16 tig + 8 pp + 4 jj + b.  Lane l of the prologue warp holds groups 8 l ..
+// 8 l + 7 of the slice: quad ql = l >> 3, tig = (l & 7) >> 1, pp = l & 1, and its u[4 (4 jj + b) + t] is that
+// element.  The slice's 16 rows (8 stages x 2 digits) go through the warp's 2 KB scratch as in wh_store_image (row
+// R = 2 L + digit of stage L = 2 ql + pp, chunk ch at position ch ^ L: one store instruction meets every bank once).
+template <int NT>
+__device__ __forceinline__ void wh_store_digits(const FusedParams& p, int64_t tok, int sl, const float (&u)[32],
+                                                float inv, uint8_t* scr) {
+  const int lane = threadIdx.x & 31;
+  const int tg = (lane & 7) >> 1, L = 2 * (lane >> 3) + (lane & 1);
+  const int64_t tt = tok / NT;
+  const int tokl = (int)(tok % NT);
+  constexpr int QM = (int)QF<2>::QMAX;
+#pragma unroll
+  for (int t = 0; t < 4; ++t)
+#pragma unroll
+    for (int jj = 0; jj < 2; ++jj) {
+      uint32_t lo = 0u, hi = 0u;
+#pragma unroll
+      for (int b = 0; b < 4; ++b) {
+        // clamp: v inv can round one unit above QMAX, which would overflow the top digit
+        const int q = max(-QM, min(QM, __float2int_rn(u[4 * (4 * jj + b) + t] * inv)));
+        const int h = (q + 128) >> 8;  // floor: lo = q - 256 h in [-128, 127], h in [-127, 127]
+        lo |= (uint32_t)((q - (h << 8)) & 255) << (8 * b);
+        hi |= (uint32_t)(h & 255) << (8 * b);
+      }
+      const int ch = 2 * t + jj;
+      *reinterpret_cast<uint32_t*>(scr + (2 * L) * 128 + (ch ^ L) * 16 + 4 * tg) = lo;
+      *reinterpret_cast<uint32_t*>(scr + (2 * L + 1) * 128 + (ch ^ L) * 16 + 4 * tg) = hi;
+    }
+  __syncwarp();
+  constexpr int SBY = wh_stage_bytes<NT, true>();
+  uint8_t* g = p.vq + (tt * p.nq4 + (int64_t)sl * 4) * 2 * SBY;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int R = 4 * i + (lane >> 3), cp = lane & 7;  // a quarter warp per row
+    const int Lr = R >> 1, c = 2 * tokl + (R & 1), ch = cp ^ Lr;
+    const uint4 v = *reinterpret_cast<const uint4*>(scr + R * 128 + cp * 16);
+    *reinterpret_cast<uint4*>(g + (size_t)Lr * SBY + (c >> 3) * 1024 + (c & 7) * 128 + (ch ^ (c & 7)) * 16) = v;
+  }
+  __syncwarp();  // scr is free again
 }
 
 // The input transform of one whole (token, slice) pair for wh_prep_kernel's common case, one warp (session 13):
@@ -1341,7 +1399,10 @@ inline size_t wh_prep_smem(const FusedParams& p, int W, bool bulk) {
   return (size_t)W * WH_PREP_SCR + (bulk ? 2 * align256((size_t)p.k * 2) : 0);
 }
 
-template <typename T, int NT>
+// I8 (session 18): the integer image (wh_store_digits), one scale per (token, slice) instead of the token's S_t, so a
+// slice's digits are written as soon as it is folded: no token maximum, no pass 2, nothing kept, and the CTAs take
+// (token, slice group) units instead of whole tokens.
+template <typename T, int NT, bool I8 = false>
 __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams p, int W, int64_t mpad, int bulk,
                                                                     int keep, int fast, int pre, int early) {
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -1370,7 +1431,6 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
   // had_in <= 1024 fused); LATTQ_WGMMA_F16_PREP_FAST=0 (fast = 0) keeps the general path everywhere (tests)
   const bool fastok = fast && bulk != 0 && !p.u_pre && p.had_in >= 32 && p.had_in <= 1024 &&
                       (reinterpret_cast<uintptr_t>(p.su) & 15) == 0;
-  const int fullsl = (int)(p.k / SK);  // slices entirely inside K
   if (threadIdx.x == 0) {
     mbar_init(&full[0], 1);
     mbar_init(&full[1], 1);
@@ -1386,9 +1446,43 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
   WHP_STAMP(1);
   if (blockIdx.x == 0)
     for (int i = threadIdx.x; i < p.sk_ctas; i += blockDim.x) p.skflag[i] = 0u;
-  auto tok_at = [&](int i) -> int64_t { return (int64_t)i * gridDim.x + blockIdx.x; };  // the CTA's i-th token
   uint4 xpre_r[4];  // see pass 2
   float4 spre[8];
+  const int fullsl = (int)(p.k / SK);  // slices entirely inside K
+  if constexpr (I8) {
+    // Units (token, group of W slices) over the persistent grid, warp w taking slice sg W + w of unit (token, sg):
+    // with no token maximum to wait for, one token's slices spread over several CTAs.  (One CTA per token, as below,
+    // left the 28 slices of a token of 8192 x 28672 two rounds of 16 warps on 16 SMs at m = 16: 11.3 us warm.)
+    // x is read in place (bulk 2) or by the general path (0); early as below.
+    const int sgn = (p.nslices + W - 1) / W;
+    const int64_t units = mpad * sgn;
+    int64_t un = blockIdx.x;
+    bool xp = early && bulk == 2 && fastok && un < units && un / sgn < p.m && (int)(un % sgn) * W + warp < fullsl;
+    if (xp) {
+      wh_load_x<T>(static_cast<const T*>(p.x) + (un / sgn) * p.k, ((int)(un % sgn) * W + warp) * SK, xpre_r);
+      wh_load_su(p.su, ((int)(un % sgn) * W + warp) * SK, spre);
+    }
+    pdl_launch_dependents();
+    __syncthreads();  // sAs, sAb
+    for (; un < units; un += gridDim.x, xp = false) {
+      const int64_t tok = un / sgn;
+      const int sl = (int)(un % sgn) * W + warp;
+      if (sl >= p.nslices) continue;
+      const T* xs = bulk == 2 && tok < p.m ? static_cast<const T*>(p.x) + tok * p.k : nullptr;
+      float u[32], m1, cp;
+      if (xp) wh_fold_regs<T>(xpre_r, spre, p.had_in, u, sAs, sAs + 16, m1, cp);
+      else if (fastok && xs != nullptr && sl < fullsl) wh_fold_fast<T>(xs, p.su, sl * SK, p.had_in, u, sAs, sAs + 16, m1, cp);
+      else prologue_fold<T>(p, tok, sl, u, sAb, sAb + 16, m1, cp, xs);
+      wh_store_digits<NT>(p, tok, sl, u, m1 > 0.f ? QF<2>::QMAX / m1 : 0.f, scr);
+      if (lane == 0) {
+        p.scale[tok * p.nslices + sl] = tok < p.m ? (m1 > 0.f ? m1 / QF<2>::QMAX : 1.f) : 0.f;
+        p.cpart[tok * p.nslices + sl] = tok < p.m ? cp : 0.f;
+      }
+    }
+    WHP_STAMP(2);
+    return;
+  }
+  auto tok_at = [&](int i) -> int64_t { return (int64_t)i * gridDim.x + blockIdx.x; };  // the CTA's i-th token
   // early (x read in place): the x and SU loads of each warp's first slice of the CTA's first token go out before the
   // main kernel may launch, so they enter the memory system ahead of its code ring (GEMV_PDL's trigger 3, session 9)
   bool xpre = early && bulk == 2 && fastok && tok_at(0) < p.m && warp < fullsl;
@@ -1552,15 +1646,28 @@ template <int E> __device__ __forceinline__ uint32_t wh_decode(uint32_t w) {
 }
 #endif
 
-template <typename T, int NT, int RT>
+// The token of fp32 accumulator 4 jn + 2 h + c of a thread (row g + 8 h): the wgmma.m64nNTk16 D fragment's column 8 jn +
+// 2 tig + c (F16); I8, the flushed sum of the digit columns of token 4 j + tig, j = 2 jn + c (wh_main_kernel)
+template <bool I8> __device__ __forceinline__ int wh_tok(int jn, int tig, int c) {
+  return I8 ? 8 * jn + 4 * c + tig : 8 * jn + 2 * tig + c;
+}
+
+// I8 (session 18; the WGMMA variant at m <= 32): the integer image of wh_store_digits, wgmma.m64n(2 NT)k32 with u8 A
+// fields ((w >> 2 t) & 0x03030303: the TILED words are the A fragment, two instructions per 4 weights against 9 per 8
+// in f16) and s8 B digits, int32 sums per (token, slice) flushed at each slice's end (and a stream-K segment's):
+// wgmma.wait_group 0, (lo + 256 hi) times the slice's scale into the fp32 sums (exact in int32: |lo + 256 hi| <=
+// 1024 x 3 x 32639 < 2^31).  The rest (producer, stream-K, epilogue) is the F16 kernel's.
+template <typename T, int NT, int RT, bool I8 = false>
 __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
   __trap();  // the host launches this only on sm_90 with an sm_90a build (wgmma_forward's checks)
 #else
   constexpr int ROWS = TN * RT;
-  constexpr int SB = wh_stage_bytes<NT>();
-  constexpr int STAGES = wh_stages<NT, RT>();
+  constexpr int SB = wh_stage_bytes<NT, I8>();
+  constexpr int SPQ = wh_stages_per_quad<I8>();
+  constexpr int STAGES = wh_stages<NT, RT, I8>();
   constexpr int ND = NT / 2;
+  constexpr int NI = I8 ? NT : 1;  // int32 accumulators per 64-row tile (N = 2 NT digit columns)
   static_assert((size_t)NT * (ROWS + 4) * 4 + 2 * ROWS * 4 <= (size_t)STAGES * SB, "the epilogue tile fits the ring");
   // [STAGES][SB]; epilogue: tile[NT][ROWS + 4] + SV and bias (had_out = 128), else tile[NT][ROWS + 1]
   // the ring's stages start at a 1024-byte boundary, as the 128-byte swizzle of the image requires (the host adds
@@ -1631,8 +1738,8 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     if (lane == 0) {
       int gr = 0;  // running stage: ring slot gr % STAGES
       for (int sgi = 0; sgi < nseg; ++sgi) {
-        const uint8_t* src = p.vq + (int64_t)(sgi == 0 ? colA : colB) * p.nq4 * 4 * SB;
-        for (int gs = sgi == 0 ? qA0 * 4 : 0; gs < (sgi == 0 ? qA1 : qB1) * 4; ++gs, ++gr) {
+        const uint8_t* src = p.vq + (int64_t)(sgi == 0 ? colA : colB) * p.nq4 * SPQ * SB;
+        for (int gs = sgi == 0 ? qA0 * SPQ : 0; gs < (sgi == 0 ? qA1 : qB1) * SPQ; ++gs, ++gr) {
           const int s = gr % STAGES;
           if (gr >= STAGES) mbar_wait_sleep(&empty[s], (unsigned)(gr / STAGES - 1) & 1u, p.sleep_ns);
           mbar_expect_tx(&full[s], SB);
@@ -1647,7 +1754,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   const int g = lane >> 2, tig = lane & 3;
   const int wg = warp >> 2, wq = warp & 3;
   constexpr int RQ = wh_rq<NT, RT>();
-  constexpr int GS = wh_gs<NT, RT>();
+  constexpr int GS = I8 && NT * RT > 32 ? 2 : wh_gs<NT, RT>();
   if (threadIdx.x < ROWS) {
     const int64_t n0 = (int64_t)rgf * ROWS;
     const int nrow = (int)(p.n - n0 < ROWS ? p.n - n0 : ROWS), rr = threadIdx.x;
@@ -1655,6 +1762,16 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     svb[1][rr] = (p.bias != nullptr && rr < nrow) ? __ldg(p.bias + n0 + rr) : 0.f;
   }
   float d[RT][ND];
+  // I8: the slice's int32 sums, restarted by the slice's first wgmmas (scale-d 0 while `fresh`: zeroing them after
+  // each flush instead made ptxas inject warpgroup.arrive before the wgmmas, C7519), and the slice's scales of tokens
+  // 4 j + tig
+  int di[RT][NI];
+  float scv[I8 ? NT / 4 : 1];
+  int fresh = 1;
+#pragma unroll
+  for (int r = 0; r < RT; ++r)
+#pragma unroll
+    for (int i = 0; i < NI; ++i) di[r][i] = 0;
   // running stage gr, as the producer's: slot s = gr % STAGES, phase ph = (gr / STAGES) & 1, kept incrementally (the
   // division by STAGES = 24 cost a dozen uniform instructions per stage); sp = the slot of stage gr - 1
   int gr = 0, s = 0, sp = STAGES - 1;
@@ -1694,7 +1811,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         if (tok0 + threadIdx.x < p.m)
           for (int j = 0; j < p.nslices; ++j) c += p.cpart[(tok0 + threadIdx.x) * p.nslices + j];
         csum[threadIdx.x] = c;
-        stinv[threadIdx.x] = p.tinv[tok0 + threadIdx.x];
+        stinv[threadIdx.x] = I8 ? 1.f : p.tinv[tok0 + threadIdx.x];
       }
     }
 #pragma unroll
@@ -1707,6 +1824,86 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       for (int qi = 0; qi < RQ; ++qi) {
         const int q = qb + qi;
         if (q < qe) {
+          if constexpr (I8) {
+            if (q == qs || (q & 3) == 0) {  // a slice starts: its scales (used at its end, 4 quads later)
+#pragma unroll
+              for (int j = 0; j < NT / 4; ++j)
+                scv[j] = __ldcg(p.scale + ((int64_t)(sgi == 0 ? colA : colB) * NT + 4 * j + tig) * p.nslices + (q >> 2));
+            }
+#pragma unroll
+            for (int j = 0; j < 2; ++j) {  // stage j: words 2 j (K slots < 16) and 2 j + 1 of rows g and g + 8
+              uint32_t w0[RT], w1[RT], v0[RT], v1[RT];
+#pragma unroll
+              for (int r = 0; r < RT; ++r) {
+                w0[r] = j == 0 ? cb[qi][r][0].x : cb[qi][r][0].z;
+                w1[r] = j == 0 ? cb[qi][r][0].y : cb[qi][r][0].w;
+                v0[r] = j == 0 ? cb[qi][r][1].x : cb[qi][r][1].z;
+                v1[r] = j == 0 ? cb[qi][r][1].y : cb[qi][r][1].w;
+              }
+              mbar_wait(&full[s], ph);
+#ifdef LATTQ_GEMV_TRACE
+              if (gr == 0) WH_STAMP(2);
+#endif
+              const uint32_t dlo = wh_desc_lo(smem_addr(wsm + (size_t)s * SB));
+#pragma unroll
+              for (int t0 = 0; t0 < 4; t0 += GS) {
+                uint32_t a[GS][RT][4];
+#pragma unroll
+                for (int tt = 0; tt < GS; ++tt)
+#pragma unroll
+                  for (int r = 0; r < RT; ++r) {
+                    const int sh = 2 * (t0 + tt);  // field t of every byte
+                    a[tt][r][0] = (w0[r] >> sh) & 0x03030303u;
+                    a[tt][r][1] = (v0[r] >> sh) & 0x03030303u;
+                    a[tt][r][2] = (w1[r] >> sh) & 0x03030303u;
+                    a[tt][r][3] = (v1[r] >> sh) & 0x03030303u;
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[tt][r][i]));
+                  }
+                // (the empty asm pins the fields before the fence: NVVM otherwise sank the AND of field 0 between
+                // the wgmmas of the two row tiles, and ptxas injected a warpgroup.arrive per stage, C7519)
+                wgmma_fence();
+#pragma unroll
+                for (int r = 0; r < RT; ++r) fence_regs(di[r]);
+#pragma unroll
+                for (int tt = 0; tt < GS; ++tt)
+#pragma unroll
+                  for (int r = 0; r < RT; ++r)
+                    Wgmma<2 * NT>::mma(di[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
+                                       wh_desc_step(dlo, t0 + tt), j == 0 && t0 == 0 && tt == 0 ? 1 - fresh : 1);
+                fresh = 0;
+                wgmma_commit();
+                wgmma_wait<1>();
+#pragma unroll
+                for (int r = 0; r < RT; ++r) fence_regs(di[r]);
+                if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[sp]);  // stage gr - 1 read
+              }
+              sp = s;
+              ++gr;
+              if (++s == STAGES) {
+                s = 0;
+                ph ^= 1u;
+              }
+            }
+            if ((q & 3) == 3 || q == qe - 1) {  // the slice (or the segment) ends: flush its sums
+              wgmma_wait<0>();
+#pragma unroll
+              for (int r = 0; r < RT; ++r) fence_regs(di[r]);
+#pragma unroll
+              for (int r = 0; r < RT; ++r)
+#pragma unroll
+                for (int jn = 0; jn < NT / 8; ++jn)
+#pragma unroll
+                  for (int h = 0; h < 2; ++h)
+#pragma unroll
+                    for (int c = 0; c < 2; ++c) {
+                      const int j = 2 * jn + c;  // token 4 j + tig: digit columns 8 j + 2 tig (lo), + 1 (hi)
+                      const int v = di[r][4 * j + 2 * h] + 256 * di[r][4 * j + 2 * h + 1];
+                      d[r][4 * jn + 2 * h + c] = fmaf((float)v, scv[j], d[r][4 * jn + 2 * h + c]);
+                    }
+              fresh = 1;
+            }
+          } else {
 #pragma unroll
           for (int j = 0; j < 4; ++j) {
             uint32_t wl[RT], wh[RT];
@@ -1759,6 +1956,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
               s = 0;
               ph ^= 1u;
             }
+          }
           }
           load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
           // stream-K: the ring's loads past this segment's end would load nothing; instead warm L2 with the codes
@@ -1836,7 +2034,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       for (int h = 0; h < 2; ++h)
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
-          const int tk = 8 * jn + 2 * tig + c, rr = ((wg * RT + r) * 4 + wq) * 16 + g + 8 * h;
+          const int tk = wh_tok<I8>(jn, tig, c), rr = ((wg * RT + r) * 4 + wq) * 16 + g + 8 * h;
           float& v = d[r][4 * jn + 2 * h + c];
           v = rr < nrow ? fmaf(v, stinv[tk], csum[tk]) : 0.f;
         }
@@ -1878,7 +2076,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         for (int h = 0; h < 2; ++h)
 #pragma unroll
           for (int c = 0; c < 2; ++c)
-            tl[(8 * jn + 2 * tig + c) * S + ((wg * RT + r) * 4 + wq) * 16 + g + 8 * h] = d[r][4 * jn + 2 * h + c];
+            tl[wh_tok<I8>(jn, tig, c) * S + ((wg * RT + r) * 4 + wq) * 16 + g + 8 * h] = d[r][4 * jn + 2 * h + c];
     if (threadIdx.x < ROWS) {  // my_row == threadIdx.x
       ssv[my_row] = sv_r * rsqrtf((float)TN);
       sbias[my_row] = bias_r;
@@ -1891,7 +2089,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     constexpr int NV = RT == 2 ? 32 : 64;
     constexpr int NIT = NT * 2 * (RT == 2 ? 4 : 1);
     constexpr int OS = wh_out_stride<NT, RT>();
-    uint8_t* const ot = wsm + wh_out_off<NT, RT>();
+    uint8_t* const ot = wsm + wh_out_off<NT, RT, I8>();
     for (int it = threadIdx.x; it < NIT; it += 256) {
       const int b3 = (it >> 3) & 1, rest = it >> 4;
       const int tk = 8 * (rest % (NT / 8)) + (it & 7), base = 64 * (rest / (NT / 8)) + 8 * b3;
@@ -1953,7 +2151,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       for (int h = 0; h < 2; ++h)
 #pragma unroll
         for (int c = 0; c < 2; ++c)
-          tile[8 * jn + 2 * tig + c][((wg * RT + r) * 4 + wq) * 16 + g + 8 * h] = d[r][4 * jn + 2 * h + c];
+          tile[wh_tok<I8>(jn, tig, c)][((wg * RT + r) * 4 + wq) * 16 + g + 8 * h] = d[r][4 * jn + 2 * h + c];
   consumer_sync();
   tile_epilogue<T, void (*)(), ROWS>(p, tile, ntok, nrow, tok0, n0, sv_r, bias_r, consumer_sync);
   WH_STAMP(5);
@@ -2332,8 +2530,16 @@ const char* wgmma_unsupported_reason(const lattq_layer_desc* d, int32_t dtype) {
 #endif
 }
 
+bool wgmma_wh_serves(int64_t m);
+size_t wgmma_wh_workspace_bytes(const lattq_layer_desc* d, int64_t m);
+lattq_status wgmma_wh_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                              void* ws, size_t ws_bytes, cudaStream_t s);
+
+// the session-5 kernel's workspace, and at m <= 32 the integer kernel's (wgmma_wh_serves): a size queried with either
+// setting fits both
 size_t wgmma_workspace_bytes(const lattq_layer_desc* d, int64_t m, int32_t dtype) {
-  return make_gemm_plan(d, m, dtype, true, 0).total;
+  const size_t a = make_gemm_plan(d, m, dtype, true, 0).total;
+  return m <= 32 ? std::max(a, wgmma_wh_workspace_bytes(d, m)) : a;
 }
 
 // WGMMA runs here: an sm_90 device and a build with sm_90a code
@@ -2362,6 +2568,7 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
                   device_props().major * 10);
   if (dtype != LATTQ_F16 && dtype != LATTQ_BF16)
     return LQ_ERR(Unsupported, "%s: variant wgmma needs f16 or bf16 activations", fn);
+  if (wgmma_wh_serves(m)) return wgmma_wh_forward(fn, L, x, dtype, m, y, ws, ws_bytes, s);
   const GemmPlan P = make_gemm_plan(&L->desc, m, dtype, true, device_props().sm);
   if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
   if (P.rgroups > 65535) return LQ_ERR(Shape, "%s: n too large for this variant", fn);
@@ -2379,13 +2586,14 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
 namespace {
 
 struct WhPlan {
-  int nt, rt;  // token tile (32 | 64 | 128), 128-row tiles per CTA (1 | 2)
+  int nt, rt;  // token tile (16 | 32 | 64 | 128), 128-row tiles per CTA (1 | 2)
+  bool i8;     // the integer image (the WGMMA variant at m <= 32, session 18): 16 | 32 tokens
   int64_t nslices, nq, nq4, mpad, ncols, rgroups;
   bool fuse_in, fuse_out;
   int sk;  // stream-K CTAs (0: the plain grid of tiles)
   int64_t sk_dp;  // data-parallel CTAs (whole tiles) launched before the stream-K ones
   size_t smem;
-  size_t off_img, off_cpart, off_tinv, off_u, off_t, off_skpart, off_skflag, total;
+  size_t off_img, off_cpart, off_tinv, off_scale, off_u, off_t, off_skpart, off_skflag, total;
 };
 
 // Stream-K.  One token tile (m <= 64): CTAs of at least WH_SK_MINQ quads each, at most WH_SK_MAXG of them.  Several
@@ -2504,8 +2712,11 @@ int wh_sk_ctas(int64_t m, int64_t ncols, int64_t rgroups, int64_t nq, int sms, b
   return (int)std::min<int64_t>(G, R * nq);
 }
 
-WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
+// i8: the WGMMA variant's plan at m <= 32 (wh_i8_serves): the same CTA shapes and stream-K, with 16 tokens up to m = 16
+// and 32 above (N = 32 / 64 digit columns) whatever the layer; LATTQ_WGMMA_F16_TILE applies where it names 16 or 32.
+WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms, bool i8 = false) {
   WhPlan P;
+  P.i8 = i8;
   bool forced = false, sk = false;
   wh_tile_for(m, d->n, cdiv(d->k, 256), sms, P.nt, P.rt, forced, sk);
   // Stream-K's CTA shape (where wh_sk_ctas takes it): 128 rows for layers up to 14336 x 4096 weights, else 256, which
@@ -2526,6 +2737,7 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
         break;
       }
   }
+  if (i8 && !(forced && P.nt <= 32)) P.nt = sms > 0 && m <= 16 ? 16 : 32;  // sizing (sms = 0): the larger padding
   P.nslices = cdiv(d->k, SK);
   P.nq = cdiv(d->k, 256);
   P.nq4 = P.nslices * 4;
@@ -2536,7 +2748,9 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   P.sk = m > 64 || P.nt <= 64 ? wh_sk_ctas(m, P.ncols, P.rgroups, P.nq, sms, sk, P.sk_dp) : 0;
   P.fuse_in = d->had_in <= SK;
   P.fuse_out = d->had_out <= TN;
-  P.smem = P.nt == 16   ? (size_t)(P.rt == 1 ? wh_smem_bytes<16, 1>() : wh_smem_bytes<16, 2>())
+  P.smem = i8          ? (size_t)(P.nt == 16 ? (P.rt == 1 ? wh_smem_bytes<16, 1, true>() : wh_smem_bytes<16, 2, true>())
+                                          : (P.rt == 1 ? wh_smem_bytes<32, 1, true>() : wh_smem_bytes<32, 2, true>()))
+           : P.nt == 16 ? (size_t)(P.rt == 1 ? wh_smem_bytes<16, 1>() : wh_smem_bytes<16, 2>())
            : P.nt == 32 ? (size_t)(P.rt == 1 ? wh_smem_bytes<32, 1>() : wh_smem_bytes<32, 2>())
            : P.nt == 64 ? (size_t)(P.rt == 1 ? wh_smem_bytes<64, 1>() : wh_smem_bytes<64, 2>())
                         : (size_t)(P.rt == 1 ? wh_smem_bytes<128, 1>() : wh_smem_bytes<128, 2>());
@@ -2546,6 +2760,7 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms) {
   P.off_img = take((size_t)P.mpad * P.nq4 * 512);  // 256 K positions x 2 bytes per (token, quad)
   P.off_cpart = take((size_t)P.mpad * P.nslices * 4);
   P.off_tinv = take((size_t)P.mpad * 4);
+  P.off_scale = take(i8 ? (size_t)P.mpad * P.nslices * 4 : 0);  // I8: one scale per (token, slice)
   P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
   P.off_t = take(P.fuse_out ? 0 : (size_t)m * d->n * 4);
   // stream-K: WH_SK_MAXG partial tiles of the largest stream-K tile (64 x 256 at m <= 64, else 128 x 256), whatever
@@ -2573,12 +2788,13 @@ cudaError_t launch_pdl(void (*kern)(Args...), dim3 grid, dim3 block, size_t smem
   return cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
-template <typename T, int NT> size_t* wh_prep_smem_granted() {
+template <typename T, int NT, bool I8> size_t* wh_prep_smem_granted() {
   static size_t granted[16] = {};
   return granted;
 }
 
-template <typename T, int NT, int RT>
+// I8: the WGMMA variant's kernel pair at m <= 32 (the integer image), else WGMMA_F16's
+template <typename T, int NT, int RT, bool I8 = false>
 lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
                          const WhPlan& P, cudaStream_t s) {
   const lattq_layer_desc& d = L->desc;
@@ -2587,6 +2803,8 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   p.vq = reinterpret_cast<uint8_t*>(ws + P.off_img);
   p.cpart = reinterpret_cast<float*>(ws + P.off_cpart);
   p.tinv = reinterpret_cast<float*>(ws + P.off_tinv);
+  p.scale = reinterpret_cast<float*>(ws + P.off_scale);
+  const char* vname = I8 ? "wgmma" : "wgmma_f16";
   p.sk_ctas = P.sk;
   p.sk_dp = (int)P.sk_dp;
   p.skpart = reinterpret_cast<float*>(ws + P.off_skpart);
@@ -2594,10 +2812,10 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   // the producer's suspend-time hint (LATTQ_WGMMA_F16_SLEEP_NS; 0 = retry without a hint, as before session 17)
   const char* sn = std::getenv("LATTQ_WGMMA_F16_SLEEP_NS");
   p.sleep_ns = sn != nullptr ? (unsigned)std::max(0L, std::min(1000000L, std::strtol(sn, nullptr, 10))) : 1000000u;
-  const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT>() * 8;
+  const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT, I8>() * 8;
   if ((size_t)device_props().smem_optin < P.smem + static_smem)
-    return LQ_ERR(Unsupported, "%s: variant wgmma_f16 needs %zu bytes of shared memory per block, this device allows %d",
-                  fn, P.smem + static_smem, device_props().smem_optin);
+    return LQ_ERR(Unsupported, "%s: variant %s needs %zu bytes of shared memory per block, this device allows %d", fn,
+                  vname, P.smem + static_smem, device_props().smem_optin);
   lattq_status r;
   if (!P.fuse_in) {
     float* u = reinterpret_cast<float*>(ws + P.off_u);
@@ -2606,7 +2824,13 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
     if ((r = fwht_launch(fn, u, LATTQ_F32, m, d.k, d.had_in, s))) return r;
     p.x = u;
   }
-  const int W = wh_prep_warps(P.nslices);
+  // I8: W warps per unit of (token, W slices), LATTQ_WGMMA_PREP_WARPS=w (1..16) sets W (measurements)
+  int W = wh_prep_warps(P.nslices);
+  if (I8) {
+    const char* pw = std::getenv("LATTQ_WGMMA_PREP_WARPS");
+    const long w = pw != nullptr ? std::strtol(pw, nullptr, 10) : 8;
+    W = (int)std::min<int64_t>(P.nslices, std::max(1L, std::min<long>(w, WH_PREP_MAXW)));
+  }
   // x rows: bulk = 1 staged in shared memory by cp.async.bulk (double-buffered; where two rows fit), 2 read in place
   // by 16-byte loads (session 15), both through the lean transform (16-bit x, k % 8 == 0, 16-byte aligned rows); 0 the
   // general path.  Staging for 8192 < k <= 16384, else in place: on the H100 (h100_session15/prof_s15wip4.log, warm
@@ -2620,9 +2844,10 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   if (pb != nullptr && pb[0] == '0') bulk = 0;
   if (pb != nullptr && pb[0] == '1' && xvec && sfit) bulk = 1;
   if (pb != nullptr && pb[0] == '2' && xvec) bulk = 2;
+  if (I8 && bulk == 1) bulk = 2;  // the I8 units read x in place
   // v of all but each warp's last slice kept in shared memory (k > 16 K) where it fits, else folded again in pass 2
   const int64_t nper = cdiv(P.nslices, (int64_t)W);
-  const size_t keepb = nper > 1 ? (size_t)W * (nper - 1) * (4096 + 4) : 0;
+  const size_t keepb = nper > 1 && !I8 ? (size_t)W * (nper - 1) * (4096 + 4) : 0;
   const char* pk = std::getenv("LATTQ_WGMMA_F16_PREP_KEEP");
   const bool keep = keepb > 0 && wh_prep_smem(p, W, bulk == 1) + keepb + 1024 <= (size_t)device_props().smem_optin &&
                     !(pk != nullptr && pk[0] == '0');
@@ -2631,24 +2856,25 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   const bool fast = !(pf != nullptr && pf[0] == '0');
   // the largest dynamic shared memory granted to this prologue kernel (per kernel, not per wh_launch_t instance: the
   // 128- and 256-row launches share it, and a smaller grant by one must not undo the other's larger one), per device
-  size_t* psmem_set = wh_prep_smem_granted<T, NT>();
+  size_t* psmem_set = wh_prep_smem_granted<T, NT, I8>();
   const int cur = current_device();
   if (psmem > psmem_set[cur & 15]) {
-    if (cudaFuncSetAttribute(wh_prep_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psmem) !=
+    if (cudaFuncSetAttribute(wh_prep_kernel<T, NT, I8>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psmem) !=
         cudaSuccess) {
       cudaGetLastError();
-      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the wgmma_f16 prologue to %zu bytes", fn,
+      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the %s prologue to %zu bytes", fn, vname,
                     psmem);
     }
     psmem_set[cur & 15] = psmem;
   }
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wh_prep_kernel<T, NT>, 32 * W, psmem) != cudaSuccess ||
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, wh_prep_kernel<T, NT, I8>, 32 * W, psmem) != cudaSuccess ||
       per_sm < 1) {
     cudaGetLastError();
     per_sm = 1;
   }
-  int64_t pctas = std::min<int64_t>(P.mpad, (int64_t)per_sm * device_props().sm);
+  const int64_t units = I8 ? P.mpad * cdiv(P.nslices, (int64_t)W) : P.mpad;
+  int64_t pctas = std::min<int64_t>(units, (int64_t)per_sm * device_props().sm);
   // LATTQ_WGMMA_F16_PREP_CTAS=c caps the grid (tests: many tokens per CTA at small m, as at prefill sizes)
   if (const char* pc = std::getenv("LATTQ_WGMMA_F16_PREP_CTAS"))
     pctas = std::max<int64_t>(1, std::min<int64_t>(pctas, std::strtol(pc, nullptr, 10)));
@@ -2660,29 +2886,29 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   // 0.5-3.3%, one slower by 0.9%)
   const char* pe = std::getenv("LATTQ_WGMMA_F16_PREP_EARLY");
   const int early = pe != nullptr && pe[0] == '0' ? 0 : 1;
-  cudaError_t e = launch_pdl(wh_prep_kernel<T, NT>, dim3((unsigned)pctas), dim3(32 * W), psmem, s, p, W, P.mpad,
+  cudaError_t e = launch_pdl(wh_prep_kernel<T, NT, I8>, dim3((unsigned)pctas), dim3(32 * W), psmem, s, p, W, P.mpad,
                              bulk, (int)keep, (int)fast, pre, early);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    return LQ_ERR(Device, "%s: launching the wgmma_f16 prologue kernel failed: %s", fn, cudaGetErrorString(e));
+    return LQ_ERR(Device, "%s: launching the %s prologue kernel failed: %s", fn, vname, cudaGetErrorString(e));
   }
-  if ((r = check_launch(fn, "wgmma_f16 prologue"))) return r;
+  if ((r = check_launch(fn, I8 ? "wgmma prologue" : "wgmma_f16 prologue"))) return r;
   static int smem_set[16] = {};  // per template instance and device
   if (!smem_set[cur & 15]) {
-    if (cudaFuncSetAttribute(wh_main_kernel<T, NT, RT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) !=
-        cudaSuccess) {
+    if (cudaFuncSetAttribute(wh_main_kernel<T, NT, RT, I8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)P.smem) != cudaSuccess) {
       cudaGetLastError();
-      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the wgmma_f16 kernel to %zu bytes", fn, P.smem);
+      return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the %s kernel to %zu bytes", fn, vname, P.smem);
     }
     smem_set[cur & 15] = 1;
   }
   const dim3 grid = P.sk > 0 ? dim3((unsigned)(P.sk_dp + P.sk)) : dim3((unsigned)P.ncols, (unsigned)P.rgroups);
-  e = launch_pdl(wh_main_kernel<T, NT, RT>, grid, dim3(WH_THREADS), P.smem, s, p);
+  e = launch_pdl(wh_main_kernel<T, NT, RT, I8>, grid, dim3(WH_THREADS), P.smem, s, p);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    return LQ_ERR(Device, "%s: launching the wgmma_f16 main kernel failed: %s", fn, cudaGetErrorString(e));
+    return LQ_ERR(Device, "%s: launching the %s main kernel failed: %s", fn, vname, cudaGetErrorString(e));
   }
-  if ((r = check_launch(fn, "wgmma_f16"))) return r;
+  if ((r = check_launch(fn, vname))) return r;
   if (!P.fuse_out) {
     float* t = reinterpret_cast<float*>(ws + P.off_t);
     if ((r = fwht_launch(fn, t, LATTQ_F32, m, d.n, d.had_out, s))) return r;
@@ -2700,7 +2926,46 @@ lattq_status wh_dispatch(const char* fn, const lattq_layer* L, const void* x, in
   return P.rt == 1 ? wh_launch_t<T, 128, 1>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 128, 2>(fn, L, x, m, y, ws, P, s);
 }
 
+template <typename T>
+lattq_status wi_dispatch(const char* fn, const lattq_layer* L, const void* x, int64_t m, void* y, char* ws,
+                         const WhPlan& P, cudaStream_t s) {
+  if (P.nt == 16)
+    return P.rt == 1 ? wh_launch_t<T, 16, 1, true>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 16, 2, true>(fn, L, x, m, y, ws, P, s);
+  return P.rt == 1 ? wh_launch_t<T, 32, 1, true>(fn, L, x, m, y, ws, P, s) : wh_launch_t<T, 32, 2, true>(fn, L, x, m, y, ws, P, s);
+}
+
 }  // namespace
+
+// The WGMMA variant at m <= 32 (session 18): the integer image on WGMMA_F16's kernel frame (producer warpgroup,
+// stream-K, swizzled image, 16-token tiles) instead of the session-5 kernel, unless LATTQ_WGMMA_WH=0 (tests,
+// measurements).
+bool wgmma_wh_serves(int64_t m) {
+  const char* e = std::getenv("LATTQ_WGMMA_WH");
+  return m <= 32 && !(e != nullptr && e[0] == '0');
+}
+size_t wgmma_wh_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return make_wh_plan(d, m, 0, true).total; }
+// AUTO's choice of it (H100, same-call rows of wgmma / wgmma_f16 / gemv_pdl at m = 8, 12, 16, 32 on the 7 issue shapes,
+// three readings: bench/results/gpu/h100_session18/ab_warps_*.log): the fastest lattq variant at m = 12..32 on every
+// shape above 4096² (e.g. 8192x28672 m = 16 45.3-46.3 us against WGMMA_F16's 55.1-55.7, 11008x4096 m = 12 22.3-22.6
+// against GEMV_PDL's 24.5-24.8), and at m = 32 on 4096² too (19.5 against 21.0-21.2); at m <= 16 it ties GEMV_PDL on
+// 4096² (18.1-18.4 against 18.1-18.3 at m = 16).  At m = 8 GEMV_PDL's 16-token kernel is faster on the 7B/8B shapes
+// where n < k or n > 11008 (4096x14336 22.8-22.9 against 26.6-28.1) and it wins only on the 70B FFN shapes
+// (28672x8192 43.8-44.2 against WGMMA_F16's 48.9-49.2, 8192x28672 44.6-46.5 against 52.8-54.4).
+bool wgmma_wh_preferred(const lattq_layer_desc* d, int64_t m) {
+  if (m < 8 || !wgmma_wh_serves(m)) return false;
+  const int64_t nk = d->n * d->k;
+  if (m == 8) return nk >= 28672LL * 8192;
+  return m > 16 || nk > 4096LL * 4096;
+}
+lattq_status wgmma_wh_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
+                              void* ws, size_t ws_bytes, cudaStream_t s) {
+  const WhPlan P = make_wh_plan(&L->desc, m, device_props().sm, true);
+  if (ws_bytes < P.total) return LQ_ERR(Workspace, "%s: workspace too small (%zu < %zu)", fn, ws_bytes, P.total);
+  if (P.rgroups > 65535) return LQ_ERR(Shape, "%s: n too large for this variant", fn);
+  char* w = static_cast<char*>(ws);
+  return dtype == LATTQ_F16 ? wi_dispatch<__half>(fn, L, x, m, y, w, P, s)
+                            : wi_dispatch<__nv_bfloat16>(fn, L, x, m, y, w, P, s);
+}
 
 // bf16 only: v rounded to fp16 (11 significant bits) stays well inside the issue's bound for bf16 activations
 // (measured 0.4-0.9x the dense-in-bf16 error), but the dense-in-f16 error is 8x smaller, and with f16 activations
