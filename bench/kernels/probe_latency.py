@@ -113,7 +113,8 @@ WH_MAIN = ["PDL wait (prologue)", "first stage landed", "main loop", "stream-K f
 
 
 def wh_trace(args):
-    """Per-CTA phase times of the WGMMA_F16 kernels (trace build, %globaltimer) for each --wh-cases N x K x m, the
+    """Per-CTA phase times of the WGMMA_F16 kernels (trace build, %globaltimer) for each --wh-cases N x K x m (--variant 7:
+    the WGMMA variant, whose m <= 32 calls run the same kernel frame; else WGMMA_F16), the
     call with the median span of 7 cold-L2 calls (write flush): the prologue kernel's CTAs, then the main kernel's by
     phase, and per SM the gap between one main CTA's end and the next one's start."""
     import ctypes
@@ -130,16 +131,17 @@ def wh_trace(args):
     mrec, prec = (ctypes.c_ulonglong * (R * 8))(), (ctypes.c_ulonglong * (R * 4))()
     med = lambda v: v[len(v) // 2]  # noqa: E731
     out = []
+    wv = 7 if args.variant == 7 else 9
     for case in args.wh_cases.split(","):
         n, k, m = (int(v) for v in case.split("x"))
         L = LattqLayer(lib, n, k, gen)
         x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
         y = torch.empty(m, n, device="cuda", dtype=torch.bfloat16)
-        L.workspace(m, 9)
+        L.workspace(m, wv)
         runs = []
         for _ in range(8):
             flush()
-            L(x, y, 9)
+            L(x, y, wv)
             torch.cuda.synchronize()
             if lib.lattq_debug_wh_trace(ctypes.addressof(mrec), ctypes.addressof(prec), R) != 0:
                 raise RuntimeError("lattq_debug_wh_trace failed")
@@ -150,8 +152,8 @@ def wh_trace(args):
             runs.append((span, t0, mc, pc))
         span, t0, mc, pc = sorted(runs[1:], key=lambda r: r[0])[3]  # the first call is warm-up
         us = lambda v: v / 1e3  # noqa: E731
-        print(f"wh_trace {n}x{k} m={m} ({args.flush} flush{', no y stores' if os.environ.get('WH_NOSTORE') else ''}): span {us(span):.2f} us (prologue start -> last main CTA end)")
-        rec = dict(n=n, k=k, m=m, span_ns=span)
+        print(f"wh_trace variant {wv} {n}x{k} m={m} ({args.flush} flush{', no y stores' if os.environ.get('WH_NOSTORE') else ''}): span {us(span):.2f} us (prologue start -> last main CTA end)")
+        rec = dict(variant=wv, n=n, k=k, m=m, span_ns=span)
         if pc:
             ps = sorted(c[0] - t0 for c in pc)
             pw = sorted(c[1] - t0 for c in pc)

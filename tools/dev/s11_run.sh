@@ -10,7 +10,8 @@
 #   ncuprep  = Nsight Compute on one kernel (NCU_KRE, default regex:wh_prep) of NCU_CASES: stalls, L1, SASS source page
 #   sanitize = memcheck and racecheck of SAN_ONLY (default wgmma_settings,errors) --quick
 #   bench    = the full benchmark
-#   whtrace  = a -DLATTQ_GEMV_TRACE build (build-trace) and the WGMMA_F16 per-CTA phase trace of WH_CASES (NxKxM,...)
+#   whtrace  = a -DLATTQ_GEMV_TRACE build (build-trace) and the WGMMA_F16 per-CTA phase trace of WH_CASES (NxKxM,...);
+#              WH_VARIANT=7: the WGMMA variant (m <= 32 runs on the same frame)
 source tools/dev/s7_common.sh
 STEPS=${STEPS:-ftests rows sweep}
 ALL7=4096x4096,11008x4096,4096x11008,14336x4096,4096x14336,28672x8192,8192x28672
@@ -101,6 +102,7 @@ for s in $STEPS; do
         -DCMAKE_CUDA_FLAGS="-DLATTQ_GEMV_TRACE" > /tmp/tb.log 2>&1 && ninja -C build-trace -j16 lattq_capi >> /tmp/tb.log 2>&1 ||
         { tail -30 /tmp/tb.log; exit 1; }
       python3 bench/kernels/probe_latency.py --trace-lib build-trace/cuda/liblattq_capi.so --out "$OUT" --git-rev "$REV" \
+        --variant "${WH_VARIANT:-9}" \
         --wh-cases "${WH_CASES:-4096x4096x2048,4096x14336x2048,28672x8192x512,8192x28672x512,28672x8192x64,8192x28672x64}" \
         2>&1 | grep -v Warn | tee "$OUT/whtrace_$REV.log" ;;
     bench) $BG --out "$OUT" > "$OUT/bench_$REV.log" 2>&1; echo "bench rc=$?"; grep -E " m=(1|16|64|512|2048):" "$OUT/bench_$REV.log" ;;
