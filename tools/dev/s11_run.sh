@@ -90,10 +90,10 @@ for s in $STEPS; do
         "$OUT/ncuprep_$REV.log" | cut -c1-160 | head -90 ;;
     sanitize)
       CS=$(command -v compute-sanitizer || echo "$(dirname "$(command -v nvcc)")/compute-sanitizer")
-      timeout 240 "$CS" --tool memcheck --error-exitcode 3 build-gpu/tests/cuda/lattq_cuda_tests --quick \
+      timeout "${SAN_TIMEOUT:-240}" "$CS" --tool memcheck --error-exitcode 3 build-gpu/tests/cuda/lattq_cuda_tests --quick \
         --only "${SAN_ONLY:-wgmma_settings,errors}" > "$OUT/memcheck_$REV.log" 2>&1; echo "memcheck rc=$?"
       grep -E "ERROR SUMMARY|checks|passed" "$OUT/memcheck_$REV.log" | tail -3
-      timeout 240 "$CS" --tool racecheck --error-exitcode 3 build-gpu/tests/cuda/lattq_cuda_tests --quick \
+      timeout "${SAN_TIMEOUT:-240}" "$CS" --tool racecheck --error-exitcode 3 build-gpu/tests/cuda/lattq_cuda_tests --quick \
         --only "${SAN_ONLY:-wgmma_settings,errors}" > "$OUT/racecheck_$REV.log" 2>&1; echo "racecheck rc=$?"
       grep -E "RACECHECK SUMMARY|ERROR SUMMARY|checks|passed" "$OUT/racecheck_$REV.log" | tail -3 ;;
     whtrace)
