@@ -3,7 +3,7 @@
 // non-default stream and CUDA-graph replay.  No GoogleTest: exit 0 = pass, 1 = failure, 77 = no GPU.
 //
 // Usage: lattq_cuda_tests [--quick] [--seed N] [--only NAME[,NAME...]]  (names: errors decode fwht generic graph forward
-//        fused_splits gemv_splits chain group wgmma_settings; --only runs just those, e.g. for a targeted racecheck)
+//        fused_splits gemv_splits chain group wgmma_settings wgmma_wh; --only runs just those, e.g. for a targeted racecheck)
 #include <cuda_runtime.h>
 
 #include <chrono>
@@ -725,6 +725,32 @@ void test_gemv_splits(bool quick) {
 
 // WGMMA: both cluster sizes (1; 2 = B multicast to the CTA pair, including an odd number of row groups, whose
 // padding CTA computes nothing) with every token tile.
+// WGMMA at m <= 32 on WGMMA_F16's frame (its own group, so that the sanitizers can run it alone)
+void test_wgmma_wh(bool quick) {
+  if (!wgmma_serves(LATTQ_BF16)) return;
+  // WGMMA at m <= 32 (session 18): the integer image on WGMMA_F16's frame, f16 and bf16, a token with outliers; every
+  // CTA shape it takes (16 / 32 tokens x 128 / 256 rows; 16 tokens at m > 16 gives two token columns), the layers
+  // above plus k > 16 K (a partial 18th slice), stream-K off / 3 CTAs / one quad per CTA (stream-K segments that
+  // start and end inside a slice: partial flushes), the prologue modes and unit sizes (1, 3, 16 warps; 2 CTAs walking
+  // many units), and the session-5 kernel (LATTQ_WGMMA_WH=0)
+  std::vector<Shape> icases = {{300, 2304, 64, 4, true}, {640, 1088, 64, 128, false}, {576, 2048, 2048, 8, true},
+                               {512, 512, 128, 256, false}, {256, 4096, 1024, 128, false}};
+  icases.push_back({130, 17600, 64, 2, false});
+  if (quick) icases.resize(2);
+  const std::vector<int64_t> ims = quick ? std::vector<int64_t>{3, 17} : std::vector<int64_t>{1, 5, 9, 16, 17, 31, 32};
+  std::vector<std::string> isets = {""};
+  for (const char* t : {"16x1", "16x2", "32x1", "32x2"}) isets.push_back(std::string("LATTQ_WGMMA_F16_TILE=") + t);
+  for (const char* e : {"LATTQ_WGMMA_F16_SK=0", "LATTQ_WGMMA_F16_SK=3", "LATTQ_WGMMA_F16_SK=1000",
+                        "LATTQ_WGMMA_F16_TILE=32x1 LATTQ_WGMMA_F16_SK=1000", "LATTQ_WGMMA_F16_PREP_BULK=0",
+                        "LATTQ_WGMMA_F16_PREP_BULK=1", "LATTQ_WGMMA_F16_PREP_FAST=0", "LATTQ_WGMMA_F16_PREP_EARLY=0",
+                        "LATTQ_WGMMA_F16_PREP_CTAS=3", "LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_PREP_PRE=0",
+                        "LATTQ_WGMMA_F16_SLEEP_NS=0", "LATTQ_WGMMA_PREP_WARPS=1", "LATTQ_WGMMA_PREP_WARPS=3",
+                        "LATTQ_WGMMA_PREP_WARPS=16", "LATTQ_WGMMA_PREP_WARPS=3 LATTQ_WGMMA_F16_PREP_CTAS=2",
+                        "LATTQ_WGMMA_WH=0"})
+    isets.push_back(e);
+  check_env_settings("wgmma (m <= 32) CTA shapes", LATTQ_VARIANT_WGMMA, icases, ims, isets, true, true);
+}
+
 void test_wgmma_settings(bool quick) {
   if (!wgmma_serves(LATTQ_BF16)) return;
   std::vector<Shape> cases = {{300, 2304, 64, 4, true}, {1024, 4096, 128, 128, false}};
@@ -785,26 +811,6 @@ void test_wgmma_settings(bool quick) {
   fsets.push_back("LATTQ_WGMMA_F16_TILE=128x2 LATTQ_WGMMA_F16_SK_DP=1 LATTQ_WGMMA_F16_SK=3");
   fsets.push_back("LATTQ_WGMMA_F16_TILE=64x1 LATTQ_WGMMA_F16_SK_DP=2");
   check_env_settings("wgmma_f16 CTA shapes", LATTQ_VARIANT_WGMMA_F16, fcases, fms, fsets, true, false);
-  // WGMMA at m <= 32 (session 18): the integer image on WGMMA_F16's frame, f16 and bf16, a token with outliers; every
-  // CTA shape it takes (16 / 32 tokens x 128 / 256 rows; 16 tokens at m > 16 gives two token columns), the layers
-  // above plus k > 16 K (a partial 18th slice), stream-K off / 3 CTAs / one quad per CTA (stream-K segments that
-  // start and end inside a slice: partial flushes), the prologue modes and unit sizes (1, 3, 16 warps; 2 CTAs walking
-  // many units), and the session-5 kernel (LATTQ_WGMMA_WH=0)
-  std::vector<Shape> icases = fcases;
-  icases.push_back({130, 17600, 64, 2, false});
-  if (quick) icases.resize(2);
-  const std::vector<int64_t> ims = quick ? std::vector<int64_t>{3, 17} : std::vector<int64_t>{1, 5, 9, 16, 17, 31, 32};
-  std::vector<std::string> isets = {""};
-  for (const char* t : {"16x1", "16x2", "32x1", "32x2"}) isets.push_back(std::string("LATTQ_WGMMA_F16_TILE=") + t);
-  for (const char* e : {"LATTQ_WGMMA_F16_SK=0", "LATTQ_WGMMA_F16_SK=3", "LATTQ_WGMMA_F16_SK=1000",
-                        "LATTQ_WGMMA_F16_TILE=32x1 LATTQ_WGMMA_F16_SK=1000", "LATTQ_WGMMA_F16_PREP_BULK=0",
-                        "LATTQ_WGMMA_F16_PREP_BULK=1", "LATTQ_WGMMA_F16_PREP_FAST=0", "LATTQ_WGMMA_F16_PREP_EARLY=0",
-                        "LATTQ_WGMMA_F16_PREP_CTAS=3", "LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_PREP_PRE=0",
-                        "LATTQ_WGMMA_F16_SLEEP_NS=0", "LATTQ_WGMMA_PREP_WARPS=1", "LATTQ_WGMMA_PREP_WARPS=3",
-                        "LATTQ_WGMMA_PREP_WARPS=16", "LATTQ_WGMMA_PREP_WARPS=3 LATTQ_WGMMA_F16_PREP_CTAS=2",
-                        "LATTQ_WGMMA_WH=0"})
-    isets.push_back(e);
-  check_env_settings("wgmma (m <= 32) CTA shapes", LATTQ_VARIANT_WGMMA, icases, ims, isets, true, true);
   // k > 16 K (18 slices, the last partial, on 16 prologue warps): x read in place (default) or staged; the v of a
   // warp's first slice kept in shared memory (default) or folded again; stream-K spreads the two 128-row groups over 69 CTAs (34-35 per row group)
   const std::vector<Shape> kcases = {{130, 17600, 64, 2, false}};
@@ -1464,6 +1470,7 @@ int main(int argc, char** argv) {
       {"chain", [&] { test_chain(quick); }},
       {"group", [&] { test_group(quick); }},
       {"wgmma_settings", [&] { test_wgmma_settings(quick); }},
+      {"wgmma_wh", [&] { test_wgmma_wh(quick); }},
   };
   for (size_t i = 0; !only.empty() && i <= only.size();) {  // every name in --only must exist
     size_t j = only.find(',', i);

@@ -1,5 +1,5 @@
 # device (session 11): build (sm_90a), then STEPS (default "ftests rows sweep"); each step is timed:
-#   ftests   = lattq_cuda_tests --only ${FT_ONLY:-forward,wgmma_settings,errors,graph}
+#   ftests   = lattq_cuda_tests --only ${FT_ONLY:-forward,wgmma_settings,wgmma_wh,errors,graph}
 #   tests    = the full CUDA tests
 #   rows     = bench_gemm rows at ROWS_BATCHES (default 64,512,2048) on ROWS_SHAPES (default all), variants ROWS_VARIANTS
 #              (default wgmma,wgmma_f16; + bf16, int4, floor, AUTO), per-kernel times of PROFILE (NxKxMxV)
@@ -41,7 +41,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then  # SKIP_BUILD=1: only the steps that build 
 fi
 for s in $STEPS; do
   case $s in
-    ftests) build-gpu/tests/cuda/lattq_cuda_tests --only "${FT_ONLY:-forward,wgmma_settings,errors,graph}" \
+    ftests) build-gpu/tests/cuda/lattq_cuda_tests --only "${FT_ONLY:-forward,wgmma_settings,wgmma_wh,errors,graph}" \
               > "$OUT/ftests_$REV.log" 2>&1; echo "ftests rc=$?"
             grep -E "FAIL|checks|passed" "$OUT/ftests_$REV.log" | cut -c1-300 | head -20 ;;
     tests) full_tests ;;

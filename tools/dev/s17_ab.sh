@@ -4,7 +4,7 @@
 # -> $OUT/ab_$REV.log
 source tools/dev/s7_common.sh
 build_gpu
-build-gpu/tests/cuda/lattq_cuda_tests --only forward,wgmma_settings,errors,graph > "$OUT/ftests_$REV.log" 2>&1
+build-gpu/tests/cuda/lattq_cuda_tests --only forward,wgmma_settings,wgmma_wh,errors,graph > "$OUT/ftests_$REV.log" 2>&1
 echo "ftests rc=$?"
 grep -E "FAIL|checks|passed" "$OUT/ftests_$REV.log" | cut -c1-300 | head -20
 for r in $(seq "${AB_ROUNDS:-2}"); do
