@@ -83,6 +83,7 @@ struct FusedParams {
   int sk_ctas;
   int sk_dp;
   unsigned sleep_ns;  // WGMMA_F16's producer: suspend-time hint of its "empty" waits (0: retry without one)
+  int preq;           // WGMMA_F16's frame: code-ring quads issued before the PDL wait (the rest right after it)
 };
 
 
@@ -1801,9 +1802,13 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     };
     uint4 cb[RQ][RT][2];
 #pragma unroll
-    for (int i = 0; i < RQ; ++i) load_quad(qs + i, cb[i]);
+    for (int i = 0; i < RQ; ++i)
+      if (sgi > 0 || i < p.preq) load_quad(qs + i, cb[i]);
     if (sgi == 0) {
       pdl_wait();  // image, 1 / S_t and c parts of the prologue kernel (which also cleared the stream-K flags)
+#pragma unroll
+      for (int i = 0; i < RQ; ++i)
+        if (i >= p.preq) load_quad(qs + i, cb[i]);
       WH_STAMP(1);
       if (threadIdx.x < NT) {
         const int64_t tok0 = (int64_t)col * NT;
@@ -2812,6 +2817,9 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   // the producer's suspend-time hint (LATTQ_WGMMA_F16_SLEEP_NS; 0 = retry without a hint, as before session 17)
   const char* sn = std::getenv("LATTQ_WGMMA_F16_SLEEP_NS");
   p.sleep_ns = sn != nullptr ? (unsigned)std::max(0L, std::min(1000000L, std::strtol(sn, nullptr, 10))) : 1000000u;
+  // the code-ring quads the main kernel loads before its PDL wait (LATTQ_WGMMA_F16_PREQ, default all of them)
+  const char* pq = std::getenv("LATTQ_WGMMA_F16_PREQ");
+  p.preq = pq != nullptr ? (int)std::max(0L, std::strtol(pq, nullptr, 10)) : 1 << 20;
   const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT, I8>() * 8;
   if ((size_t)device_props().smem_optin < P.smem + static_smem)
     return LQ_ERR(Unsupported, "%s: variant %s needs %zu bytes of shared memory per block, this device allows %d", fn,

@@ -746,6 +746,7 @@ void test_wgmma_wh(bool quick) {
                         "LATTQ_WGMMA_F16_PREP_CTAS=3", "LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_PREP_PRE=0",
                         "LATTQ_WGMMA_F16_SLEEP_NS=0", "LATTQ_WGMMA_PREP_WARPS=1", "LATTQ_WGMMA_PREP_WARPS=3",
                         "LATTQ_WGMMA_PREP_WARPS=16", "LATTQ_WGMMA_PREP_WARPS=3 LATTQ_WGMMA_F16_PREP_CTAS=2",
+                        "LATTQ_WGMMA_F16_PREQ=0", "LATTQ_WGMMA_F16_PREQ=1 LATTQ_WGMMA_F16_SK=1000",
                         "LATTQ_WGMMA_WH=0"})
     isets.push_back(e);
   check_env_settings("wgmma (m <= 32) CTA shapes", LATTQ_VARIANT_WGMMA, icases, ims, isets, true, true);
@@ -785,6 +786,9 @@ void test_wgmma_settings(bool quick) {
   fsets.push_back("LATTQ_WGMMA_F16_PREP_EARLY=1 LATTQ_WGMMA_F16_PREP_PRE=1");
   // the main kernel's producer retrying its barrier waits without the suspend-time hint (the default sleeps)
   fsets.push_back("LATTQ_WGMMA_F16_SLEEP_NS=0");
+  // the code ring's first quads loaded before the PDL wait: none, or one (the rest after it; the default: all)
+  fsets.push_back("LATTQ_WGMMA_F16_PREQ=0");
+  fsets.push_back("LATTQ_WGMMA_F16_PREQ=1 LATTQ_WGMMA_F16_SK=1000");
   // a grid of 2-3 prologue CTAs: many tokens per CTA (as at prefill sizes), so the next-token loads and the staged
   // rows' double buffer run
   fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3");
