@@ -84,6 +84,10 @@ struct FusedParams {
   int sk_dp;
   unsigned sleep_ns;  // WGMMA_F16's producer: suspend-time hint of its "empty" waits (0: retry without one)
   int preq;           // WGMMA_F16's frame: code-ring quads issued before the PDL wait (the rest right after it)
+  // WGMMA at m <= 32 (I8, session 19): ready flags [ncols][nslices][NT], one per (token, slice), raised by the prologue
+  // kernel once the slice's digits, scale and c part are stored; the main kernel's producer waits on a slice's flags
+  // instead of on the whole prologue grid (griddepcontrol.wait).  nullptr: the PDL wait (LATTQ_WGMMA_WH_READY=0).
+  unsigned* rdy;
 };
 
 
@@ -947,6 +951,27 @@ __device__ __forceinline__ unsigned flag_acquire(const unsigned* f) {
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
   return v;
 }
+// I8 ready flags (FusedParams::rdy).  The prologue's warp, after the slice's stores: every lane orders its generic
+// stores before the async proxy's later reads (the main kernel's cp.async.bulk of the image), the warp synchronises,
+// lane 0 releases the flag.
+__device__ __forceinline__ void ready_raise(unsigned* f) {
+  asm volatile("fence.proxy.async.global;" ::: "memory");
+  __syncwarp();
+  if ((threadIdx.x & 31) == 0) flag_release(f, 1u);
+}
+// The main kernel's producer warp (all 32 lanes): wait until the NT flags of one (token column, slice) are raised
+// (relaxed polls, then an acquire fence: the acquire pattern), then order the async proxy's reads after them.
+template <int NT> __device__ __forceinline__ void ready_wait(const unsigned* f, unsigned sleep_ns) {
+  const int lane = threadIdx.x & 31;
+  for (;;) {
+    unsigned v = 1u;
+    if (lane < NT) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f + lane) : "memory");
+    if (__all_sync(0xffffffffu, v != 0u)) break;
+    if (sleep_ns) __nanosleep(64);
+  }
+  asm volatile("fence.acq_rel.gpu;\nfence.proxy.async.global;" ::: "memory");
+  __syncwarp();
+}
 #endif
 
 // CL = 2: the CTAs of row groups 2i and 2i + 1 form a cluster and share the B image: each loads half of every
@@ -1457,6 +1482,20 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     // x is read in place (bulk 2) or by the general path (0); early as below.
     const int sgn = (p.nslices + W - 1) / W;
     const int64_t units = mpad * sgn;
+    auto rdy_at = [&](int64_t tok, int sl) { return p.rdy + ((tok / NT) * p.nslices + sl) * NT + tok % NT; };
+    if (p.rdy != nullptr) {
+      // Ready flags: each warp lowers the flags it will raise, and the fence makes that (and CTA 0's stream-K flags)
+      // visible before any CTA triggers, so the main kernel, which launches once every CTA has, never sees a flag of
+      // an earlier call (griddepcontrol.wait above: that call's main kernel is complete)
+      if (lane == 0) {
+        for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
+          const int sl = (int)(u % sgn) * W + warp;
+          if (sl < p.nslices) rdy_at(u / sgn, sl)[0] = 0u;
+        }
+      }
+      __threadfence();
+      __syncthreads();
+    }
     int64_t un = blockIdx.x;
     bool xp = early && bulk == 2 && fastok && un < units && un / sgn < p.m && (int)(un % sgn) * W + warp < fullsl;
     if (xp) {
@@ -1479,6 +1518,7 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
         p.scale[tok * p.nslices + sl] = tok < p.m ? (m1 > 0.f ? m1 / QF<2>::QMAX : 1.f) : 0.f;
         p.cpart[tok * p.nslices + sl] = tok < p.m ? cp : 0.f;
       }
+      if (p.rdy != nullptr) ready_raise(rdy_at(tok, sl));
     }
     WHP_STAMP(2);
     return;
@@ -1735,16 +1775,28 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   if (warp >= WARPS) {  // producer warpgroup; its warp 8 streams the segments' stages of the image into the ring
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (warp > WARPS) return;
-    pdl_wait();
-    if (lane == 0) {
+    // I8 with ready flags: the whole warp waits on each slice's flags before lane 0 streams its stages (the stage
+    // holding a slice's first K positions then also orders the consumers' reads of its scales); else lane 0 alone,
+    // after the prologue grid has completed
+    const bool rdy = I8 && p.rdy != nullptr;
+    if (!rdy) pdl_wait();
+    if (rdy || lane == 0) {
       int gr = 0;  // running stage: ring slot gr % STAGES
       for (int sgi = 0; sgi < nseg; ++sgi) {
-        const uint8_t* src = p.vq + (int64_t)(sgi == 0 ? colA : colB) * p.nq4 * SPQ * SB;
+        const int cs = sgi == 0 ? colA : colB;
+        const uint8_t* src = p.vq + (int64_t)cs * p.nq4 * SPQ * SB;
+        int seen = -1;  // the last slice whose flags were seen raised
         for (int gs = sgi == 0 ? qA0 * SPQ : 0; gs < (sgi == 0 ? qA1 : qB1) * SPQ; ++gs, ++gr) {
-          const int s = gr % STAGES;
-          if (gr >= STAGES) mbar_wait_sleep(&empty[s], (unsigned)(gr / STAGES - 1) & 1u, p.sleep_ns);
-          mbar_expect_tx(&full[s], SB);
-          bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
+          if (rdy && gs / (4 * SPQ) != seen) {
+            seen = gs / (4 * SPQ);
+            ready_wait<NT>(p.rdy + ((int64_t)cs * p.nslices + seen) * NT, p.sleep_ns);
+          }
+          if (lane == 0) {
+            const int s = gr % STAGES;
+            if (gr >= STAGES) mbar_wait_sleep(&empty[s], (unsigned)(gr / STAGES - 1) & 1u, p.sleep_ns);
+            mbar_expect_tx(&full[s], SB);
+            bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
+          }
         }
       }
     }
@@ -1801,16 +1853,20 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       }
     };
     uint4 cb[RQ][RT][2];
+    const bool rdy = I8 && p.rdy != nullptr;  // ready flags: no PDL wait here, the c sums after the main loop
+    const int preq = rdy ? RQ : p.preq;
 #pragma unroll
     for (int i = 0; i < RQ; ++i)
-      if (sgi > 0 || i < p.preq) load_quad(qs + i, cb[i]);
-    if (sgi == 0) {
+      if (sgi > 0 || i < preq) load_quad(qs + i, cb[i]);
+    if (sgi == 0 && !rdy) {
       pdl_wait();  // image, 1 / S_t and c parts of the prologue kernel (which also cleared the stream-K flags)
 #pragma unroll
       for (int i = 0; i < RQ; ++i)
-        if (i >= p.preq) load_quad(qs + i, cb[i]);
+        if (i >= preq) load_quad(qs + i, cb[i]);
+    }
+    if (sgi == 0) {
       WH_STAMP(1);
-      if (threadIdx.x < NT) {
+      if (threadIdx.x < NT && !rdy) {
         const int64_t tok0 = (int64_t)col * NT;
         float c = 0.f;
         if (tok0 + threadIdx.x < p.m)
@@ -1830,11 +1886,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         const int q = qb + qi;
         if (q < qe) {
           if constexpr (I8) {
-            if (q == qs || (q & 3) == 0) {  // a slice starts: its scales (used at its end, 4 quads later)
-#pragma unroll
-              for (int j = 0; j < NT / 4; ++j)
-                scv[j] = __ldcg(p.scale + ((int64_t)(sgi == 0 ? colA : colB) * NT + 4 * j + tig) * p.nslices + (q >> 2));
-            }
 #pragma unroll
             for (int j = 0; j < 2; ++j) {  // stage j: words 2 j (K slots < 16) and 2 j + 1 of rows g and g + 8
               uint32_t w0[RT], w1[RT], v0[RT], v1[RT];
@@ -1846,6 +1897,13 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
                 v1[r] = j == 0 ? cb[qi][r][1].y : cb[qi][r][1].w;
               }
               mbar_wait(&full[s], ph);
+              // a slice (or segment) starts: its scales, used at its end.  Read after its first stage has landed:
+              // with ready flags the producer saw the slice's flags raised before issuing that stage
+              if (j == 0 && (q == qs || (q & 3) == 0)) {
+#pragma unroll
+                for (int jj = 0; jj < NT / 4; ++jj)
+                  scv[jj] = __ldcg(p.scale + ((int64_t)(sgi == 0 ? colA : colB) * NT + 4 * jj + tig) * p.nslices + (q >> 2));
+              }
 #ifdef LATTQ_GEMV_TRACE
               if (gr == 0) WH_STAMP(2);
 #endif
@@ -2001,6 +2059,16 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         return;
       }
     }
+  }
+  if (I8 && p.rdy != nullptr && threadIdx.x < NT) {
+    // ready flags: the c sums of the tile's tokens once the prologue grid has completed (long since, by now)
+    pdl_wait();
+    const int64_t tok0 = (int64_t)col * NT;
+    float c = 0.f;
+    if (tok0 + threadIdx.x < p.m)
+      for (int j = 0; j < p.nslices; ++j) c += p.cpart[(tok0 + threadIdx.x) * p.nslices + j];
+    csum[threadIdx.x] = c;
+    stinv[threadIdx.x] = 1.f;
   }
   if (sk_c >= 0 && (nseg == 2 ? qB1 : qA1) < nq) {  // a head short of the tile's end: add the tails, CTA order
     const int64_t U = sk_units(), G = p.sk_ctas, t_end = ((int64_t)sk_c * U / G / nq + nseg) * nq;
@@ -2598,7 +2666,7 @@ struct WhPlan {
   int sk;  // stream-K CTAs (0: the plain grid of tiles)
   int64_t sk_dp;  // data-parallel CTAs (whole tiles) launched before the stream-K ones
   size_t smem;
-  size_t off_img, off_cpart, off_tinv, off_scale, off_u, off_t, off_skpart, off_skflag, total;
+  size_t off_img, off_cpart, off_tinv, off_scale, off_rdy, off_u, off_t, off_skpart, off_skflag, total;
 };
 
 // Stream-K.  One token tile (m <= 64): CTAs of at least WH_SK_MINQ quads each, at most WH_SK_MAXG of them.  Several
@@ -2766,6 +2834,7 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms, bool i8 = fal
   P.off_cpart = take((size_t)P.mpad * P.nslices * 4);
   P.off_tinv = take((size_t)P.mpad * 4);
   P.off_scale = take(i8 ? (size_t)P.mpad * P.nslices * 4 : 0);  // I8: one scale per (token, slice)
+  P.off_rdy = take(i8 ? (size_t)P.mpad * P.nslices * 4 : 0);    // I8: one ready flag per (token, slice)
   P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
   P.off_t = take(P.fuse_out ? 0 : (size_t)m * d->n * 4);
   // stream-K: WH_SK_MAXG partial tiles of the largest stream-K tile (64 x 256 at m <= 64, else 128 x 256), whatever
@@ -2820,6 +2889,10 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   // the code-ring quads the main kernel loads before its PDL wait (LATTQ_WGMMA_F16_PREQ, default all of them)
   const char* pq = std::getenv("LATTQ_WGMMA_F16_PREQ");
   p.preq = pq != nullptr ? (int)std::max(0L, std::strtol(pq, nullptr, 10)) : 1 << 20;
+  // I8: the main kernel waits on per-(token, slice) ready flags instead of the whole prologue grid
+  // (LATTQ_WGMMA_WH_READY=0: the PDL wait, as in session 18)
+  const char* rd = std::getenv("LATTQ_WGMMA_WH_READY");
+  p.rdy = I8 && !(rd != nullptr && rd[0] == '0') ? reinterpret_cast<unsigned*>(ws + P.off_rdy) : nullptr;
   const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT, I8>() * 8;
   if ((size_t)device_props().smem_optin < P.smem + static_smem)
     return LQ_ERR(Unsupported, "%s: variant %s needs %zu bytes of shared memory per block, this device allows %d", fn,

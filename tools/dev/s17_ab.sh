@@ -1,10 +1,10 @@
 # device (session 17): build (sm_90a), the forward / wgmma_settings / errors / graph tests, then an A/B of one
 # environment knob on cold whole-call times: bench_gemm.py rows of AB_VARIANT (default wgmma_f16) at AB_BATCHES
 # (default 16,64,512) on AB_SHAPES (default all 7), for each value in AB_VALUES of AB_VAR, AB_ROUNDS times (default 2) in the order A B A B
-# -> $OUT/ab_$REV.log
+# -> $OUT/ab_$REV.log; AB_TESTS: the test groups run first (default forward,wgmma_settings,wgmma_wh,errors,graph)
 source tools/dev/s7_common.sh
 build_gpu
-build-gpu/tests/cuda/lattq_cuda_tests --only forward,wgmma_settings,wgmma_wh,errors,graph > "$OUT/ftests_$REV.log" 2>&1
+build-gpu/tests/cuda/lattq_cuda_tests --only "${AB_TESTS:-forward,wgmma_settings,wgmma_wh,errors,graph}" > "$OUT/ftests_$REV.log" 2>&1
 echo "ftests rc=$?"
 grep -E "FAIL|checks|passed" "$OUT/ftests_$REV.log" | cut -c1-300 | head -20
 for r in $(seq "${AB_ROUNDS:-2}"); do
