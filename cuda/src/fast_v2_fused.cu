@@ -1493,7 +1493,7 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
           if (sl < p.nslices) rdy_at(u / sgn, sl)[0] = 0u;
         }
       }
-      __threadfence();
+      if (lane == 0 || (blockIdx.x == 0 && (int)threadIdx.x < p.sk_ctas)) __threadfence();  // the storing threads
       __syncthreads();
     }
     int64_t un = blockIdx.x;
@@ -1717,6 +1717,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   uint8_t* const wsm = wsm_raw + ((1024u - (smem_addr(wsm_raw) & 1023u)) & 1023u);
   __shared__ __align__(8) uint64_t full[STAGES];
   __shared__ __align__(8) uint64_t empty[STAGES];
+  __shared__ __align__(8) uint64_t cready;  // I8 with ready flags: csum and stinv written (the producer warp)
   __shared__ float csum[NT];
   __shared__ float stinv[NT];
   __shared__ float svb[2][ROWS];  // SV and bias of the epilogue's rows (shared memory: no registers over the loop)
@@ -1768,9 +1769,12 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       mbar_init(&full[i], 1);
       mbar_init(&empty[i], WARPS);
     }
+    mbar_init(&cready, 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
+  // I8 with ready flags: whether this CTA runs an epilogue (its last segment is not a stream-K tail)
+  const bool rdy = I8 && p.rdy != nullptr, epi = nseg == 2 || qA0 == 0;
 
   if (warp >= WARPS) {  // producer warpgroup; its warp 8 streams the segments' stages of the image into the ring
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
@@ -1778,7 +1782,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     // I8 with ready flags: the whole warp waits on each slice's flags before lane 0 streams its stages (the stage
     // holding a slice's first K positions then also orders the consumers' reads of its scales); else lane 0 alone,
     // after the prologue grid has completed
-    const bool rdy = I8 && p.rdy != nullptr;
     if (!rdy) pdl_wait();
     if (rdy || lane == 0) {
       int gr = 0;  // running stage: ring slot gr % STAGES
@@ -1799,6 +1802,20 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
           }
         }
       }
+    }
+    if (rdy && epi) {
+      // the epilogue's c sums, off the consumers' path: by now the prologue grid has completed (or nearly)
+      pdl_wait();
+      if (lane < NT) {
+        const int64_t tok0 = (int64_t)col * NT;
+        float c = 0.f;
+        if (tok0 + lane < p.m)
+          for (int j = 0; j < p.nslices; ++j) c += __ldcg(p.cpart + (tok0 + lane) * p.nslices + j);
+        csum[lane] = c;
+        stinv[lane] = 1.f;
+      }
+      __syncwarp();
+      if (lane == 0) mbar_arrive(&cready);
     }
     return;
   }
@@ -1853,8 +1870,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       }
     };
     uint4 cb[RQ][RT][2];
-    const bool rdy = I8 && p.rdy != nullptr;  // ready flags: no PDL wait here, the c sums after the main loop
-    const int preq = rdy ? RQ : p.preq;
+    const int preq = rdy ? RQ : p.preq;  // ready flags: no PDL wait here; the producer warp writes the c sums
 #pragma unroll
     for (int i = 0; i < RQ; ++i)
       if (sgi > 0 || i < preq) load_quad(qs + i, cb[i]);
@@ -1865,6 +1881,9 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         if (i >= preq) load_quad(qs + i, cb[i]);
     }
     if (sgi == 0) {
+      // ready flags: the first stage can be microseconds away (the prologue), so wait for it asleep rather than
+      // retrying next to the prologue's warps on this SM
+      if (rdy) mbar_wait_sleep(&full[0], 0u, p.sleep_ns);
       WH_STAMP(1);
       if (threadIdx.x < NT && !rdy) {
         const int64_t tok0 = (int64_t)col * NT;
@@ -2060,16 +2079,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       }
     }
   }
-  if (I8 && p.rdy != nullptr && threadIdx.x < NT) {
-    // ready flags: the c sums of the tile's tokens once the prologue grid has completed (long since, by now)
-    pdl_wait();
-    const int64_t tok0 = (int64_t)col * NT;
-    float c = 0.f;
-    if (tok0 + threadIdx.x < p.m)
-      for (int j = 0; j < p.nslices; ++j) c += p.cpart[(tok0 + threadIdx.x) * p.nslices + j];
-    csum[threadIdx.x] = c;
-    stinv[threadIdx.x] = 1.f;
-  }
   if (sk_c >= 0 && (nseg == 2 ? qB1 : qA1) < nq) {  // a head short of the tile's end: add the tails, CTA order
     const int64_t U = sk_units(), G = p.sk_ctas, t_end = ((int64_t)sk_c * U / G / nq + nseg) * nq;
     for (int64_t c2 = (int64_t)sk_c + 1; c2 < G && c2 * U / G < t_end; ++c2) {
@@ -2090,6 +2099,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     }
   }
   consumer_sync();  // every consumer's wgmmas are complete: the ring is free; csum / stinv / svb written
+  if (rdy) mbar_wait(&cready, 0u);  // (ready flags: csum / stinv by the producer warp)
   WH_STAMP(4);
   const int64_t tok0 = (int64_t)col * NT;
   const int ntok = (int)(p.m - tok0 < NT ? p.m - tok0 : NT);
@@ -2893,7 +2903,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   // (LATTQ_WGMMA_WH_READY=0: the PDL wait, as in session 18)
   const char* rd = std::getenv("LATTQ_WGMMA_WH_READY");
   p.rdy = I8 && !(rd != nullptr && rd[0] == '0') ? reinterpret_cast<unsigned*>(ws + P.off_rdy) : nullptr;
-  const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT, I8>() * 8;
+  const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT, I8>() * 8 + 8;
   if ((size_t)device_props().smem_optin < P.smem + static_smem)
     return LQ_ERR(Unsupported, "%s: variant %s needs %zu bytes of shared memory per block, this device allows %d", fn,
                   vname, P.smem + static_smem, device_props().smem_optin);
