@@ -84,10 +84,6 @@ struct FusedParams {
   int sk_dp;
   unsigned sleep_ns;  // WGMMA_F16's producer: suspend-time hint of its "empty" waits (0: retry without one)
   int preq;           // WGMMA_F16's frame: code-ring quads issued before the PDL wait (the rest right after it)
-  // WGMMA at m <= 32 (I8, session 19): ready flags [ncols][nslices][NT], one per (token, slice), raised by the prologue
-  // kernel once the slice's digits, scale and c part are stored; the main kernel's producer waits on a slice's flags
-  // instead of on the whole prologue grid (griddepcontrol.wait).  nullptr: the PDL wait (LATTQ_WGMMA_WH_READY=0).
-  unsigned* rdy;
 };
 
 
@@ -951,27 +947,6 @@ __device__ __forceinline__ unsigned flag_acquire(const unsigned* f) {
   asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
   return v;
 }
-// I8 ready flags (FusedParams::rdy).  The prologue's warp, after the slice's stores: every lane orders its generic
-// stores before the async proxy's later reads (the main kernel's cp.async.bulk of the image), the warp synchronises,
-// lane 0 releases the flag.
-__device__ __forceinline__ void ready_raise(unsigned* f) {
-  asm volatile("fence.proxy.async.global;" ::: "memory");
-  __syncwarp();
-  if ((threadIdx.x & 31) == 0) flag_release(f, 1u);
-}
-// The main kernel's producer warp (all 32 lanes): wait until the NT flags of one (token column, slice) are raised
-// (relaxed polls, then an acquire fence: the acquire pattern), then order the async proxy's reads after them.
-template <int NT> __device__ __forceinline__ void ready_wait(const unsigned* f, unsigned sleep_ns) {
-  const int lane = threadIdx.x & 31;
-  for (;;) {
-    unsigned v = 1u;
-    if (lane < NT) asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(f + lane) : "memory");
-    if (__all_sync(0xffffffffu, v != 0u)) break;
-    if (sleep_ns) __nanosleep(64);
-  }
-  asm volatile("fence.acq_rel.gpu;\nfence.proxy.async.global;" ::: "memory");
-  __syncwarp();
-}
 #endif
 
 // CL = 2: the CTAs of row groups 2i and 2i + 1 form a cluster and share the B image: each loads half of every
@@ -1482,20 +1457,6 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
     // x is read in place (bulk 2) or by the general path (0); early as below.
     const int sgn = (p.nslices + W - 1) / W;
     const int64_t units = mpad * sgn;
-    auto rdy_at = [&](int64_t tok, int sl) { return p.rdy + ((tok / NT) * p.nslices + sl) * NT + tok % NT; };
-    if (p.rdy != nullptr) {
-      // Ready flags: each warp lowers the flags it will raise, and the fence makes that (and CTA 0's stream-K flags)
-      // visible before any CTA triggers, so the main kernel, which launches once every CTA has, never sees a flag of
-      // an earlier call (griddepcontrol.wait above: that call's main kernel is complete)
-      if (lane == 0) {
-        for (int64_t u = blockIdx.x; u < units; u += gridDim.x) {
-          const int sl = (int)(u % sgn) * W + warp;
-          if (sl < p.nslices) rdy_at(u / sgn, sl)[0] = 0u;
-        }
-      }
-      if (lane == 0 || (blockIdx.x == 0 && (int)threadIdx.x < p.sk_ctas)) __threadfence();  // the storing threads
-      __syncthreads();
-    }
     int64_t un = blockIdx.x;
     bool xp = early && bulk == 2 && fastok && un < units && un / sgn < p.m && (int)(un % sgn) * W + warp < fullsl;
     if (xp) {
@@ -1518,7 +1479,6 @@ __global__ void __launch_bounds__(32 * WH_PREP_MAXW) wh_prep_kernel(FusedParams 
         p.scale[tok * p.nslices + sl] = tok < p.m ? (m1 > 0.f ? m1 / QF<2>::QMAX : 1.f) : 0.f;
         p.cpart[tok * p.nslices + sl] = tok < p.m ? cp : 0.f;
       }
-      if (p.rdy != nullptr) ready_raise(rdy_at(tok, sl));
     }
     WHP_STAMP(2);
     return;
@@ -1717,7 +1677,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   uint8_t* const wsm = wsm_raw + ((1024u - (smem_addr(wsm_raw) & 1023u)) & 1023u);
   __shared__ __align__(8) uint64_t full[STAGES];
   __shared__ __align__(8) uint64_t empty[STAGES];
-  __shared__ __align__(8) uint64_t cready;  // I8 with ready flags: csum and stinv written (the producer warp)
   __shared__ float csum[NT];
   __shared__ float stinv[NT];
   __shared__ float svb[2][ROWS];  // SV and bias of the epilogue's rows (shared memory: no registers over the loop)
@@ -1769,53 +1728,25 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       mbar_init(&full[i], 1);
       mbar_init(&empty[i], WARPS);
     }
-    mbar_init(&cready, 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
-  // I8 with ready flags: whether this CTA runs an epilogue (its last segment is not a stream-K tail)
-  const bool rdy = I8 && p.rdy != nullptr, epi = nseg == 2 || qA0 == 0;
 
   if (warp >= WARPS) {  // producer warpgroup; its warp 8 streams the segments' stages of the image into the ring
     asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
     if (warp > WARPS) return;
-    // I8 with ready flags: the whole warp waits on each slice's flags before lane 0 streams its stages (the stage
-    // holding a slice's first K positions then also orders the consumers' reads of its scales); else lane 0 alone,
-    // after the prologue grid has completed
-    if (!rdy) pdl_wait();
-    if (rdy || lane == 0) {
+    pdl_wait();
+    if (lane == 0) {
       int gr = 0;  // running stage: ring slot gr % STAGES
       for (int sgi = 0; sgi < nseg; ++sgi) {
-        const int cs = sgi == 0 ? colA : colB;
-        const uint8_t* src = p.vq + (int64_t)cs * p.nq4 * SPQ * SB;
-        int seen = -1;  // the last slice whose flags were seen raised
+        const uint8_t* src = p.vq + (int64_t)(sgi == 0 ? colA : colB) * p.nq4 * SPQ * SB;
         for (int gs = sgi == 0 ? qA0 * SPQ : 0; gs < (sgi == 0 ? qA1 : qB1) * SPQ; ++gs, ++gr) {
-          if (rdy && gs / (4 * SPQ) != seen) {
-            seen = gs / (4 * SPQ);
-            ready_wait<NT>(p.rdy + ((int64_t)cs * p.nslices + seen) * NT, p.sleep_ns);
-          }
-          if (lane == 0) {
-            const int s = gr % STAGES;
-            if (gr >= STAGES) mbar_wait_sleep(&empty[s], (unsigned)(gr / STAGES - 1) & 1u, p.sleep_ns);
-            mbar_expect_tx(&full[s], SB);
-            bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
-          }
+          const int s = gr % STAGES;
+          if (gr >= STAGES) mbar_wait_sleep(&empty[s], (unsigned)(gr / STAGES - 1) & 1u, p.sleep_ns);
+          mbar_expect_tx(&full[s], SB);
+          bulk_g2s(wsm + (size_t)s * SB, src + (int64_t)gs * SB, SB, &full[s]);
         }
       }
-    }
-    if (rdy && epi) {
-      // the epilogue's c sums, off the consumers' path: by now the prologue grid has completed (or nearly)
-      pdl_wait();
-      if (lane < NT) {
-        const int64_t tok0 = (int64_t)col * NT;
-        float c = 0.f;
-        if (tok0 + lane < p.m)
-          for (int j = 0; j < p.nslices; ++j) c += __ldcg(p.cpart + (tok0 + lane) * p.nslices + j);
-        csum[lane] = c;
-        stinv[lane] = 1.f;
-      }
-      __syncwarp();
-      if (lane == 0) mbar_arrive(&cready);
     }
     return;
   }
@@ -1870,22 +1801,16 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
       }
     };
     uint4 cb[RQ][RT][2];
-    const int preq = rdy ? RQ : p.preq;  // ready flags: no PDL wait here; the producer warp writes the c sums
 #pragma unroll
     for (int i = 0; i < RQ; ++i)
-      if (sgi > 0 || i < preq) load_quad(qs + i, cb[i]);
-    if (sgi == 0 && !rdy) {
+      if (sgi > 0 || i < p.preq) load_quad(qs + i, cb[i]);
+    if (sgi == 0) {
       pdl_wait();  // image, 1 / S_t and c parts of the prologue kernel (which also cleared the stream-K flags)
 #pragma unroll
       for (int i = 0; i < RQ; ++i)
-        if (i >= preq) load_quad(qs + i, cb[i]);
-    }
-    if (sgi == 0) {
-      // ready flags: the first stage can be microseconds away (the prologue), so wait for it asleep rather than
-      // retrying next to the prologue's warps on this SM
-      if (rdy) mbar_wait_sleep(&full[0], 0u, p.sleep_ns);
+        if (i >= p.preq) load_quad(qs + i, cb[i]);
       WH_STAMP(1);
-      if (threadIdx.x < NT && !rdy) {
+      if (threadIdx.x < NT) {
         const int64_t tok0 = (int64_t)col * NT;
         float c = 0.f;
         if (tok0 + threadIdx.x < p.m)
@@ -1905,6 +1830,11 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
         const int q = qb + qi;
         if (q < qe) {
           if constexpr (I8) {
+            if (q == qs || (q & 3) == 0) {  // a slice starts: its scales (used at its end, 4 quads later)
+#pragma unroll
+              for (int j = 0; j < NT / 4; ++j)
+                scv[j] = __ldcg(p.scale + ((int64_t)(sgi == 0 ? colA : colB) * NT + 4 * j + tig) * p.nslices + (q >> 2));
+            }
 #pragma unroll
             for (int j = 0; j < 2; ++j) {  // stage j: words 2 j (K slots < 16) and 2 j + 1 of rows g and g + 8
               uint32_t w0[RT], w1[RT], v0[RT], v1[RT];
@@ -1916,13 +1846,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
                 v1[r] = j == 0 ? cb[qi][r][1].y : cb[qi][r][1].w;
               }
               mbar_wait(&full[s], ph);
-              // a slice (or segment) starts: its scales, used at its end.  Read after its first stage has landed:
-              // with ready flags the producer saw the slice's flags raised before issuing that stage
-              if (j == 0 && (q == qs || (q & 3) == 0)) {
-#pragma unroll
-                for (int jj = 0; jj < NT / 4; ++jj)
-                  scv[jj] = __ldcg(p.scale + ((int64_t)(sgi == 0 ? colA : colB) * NT + 4 * jj + tig) * p.nslices + (q >> 2));
-              }
 #ifdef LATTQ_GEMV_TRACE
               if (gr == 0) WH_STAMP(2);
 #endif
@@ -2099,7 +2022,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
     }
   }
   consumer_sync();  // every consumer's wgmmas are complete: the ring is free; csum / stinv / svb written
-  if (rdy) mbar_wait(&cready, 0u);  // (ready flags: csum / stinv by the producer warp)
   WH_STAMP(4);
   const int64_t tok0 = (int64_t)col * NT;
   const int ntok = (int)(p.m - tok0 < NT ? p.m - tok0 : NT);
@@ -2676,7 +2598,7 @@ struct WhPlan {
   int sk;  // stream-K CTAs (0: the plain grid of tiles)
   int64_t sk_dp;  // data-parallel CTAs (whole tiles) launched before the stream-K ones
   size_t smem;
-  size_t off_img, off_cpart, off_tinv, off_scale, off_rdy, off_u, off_t, off_skpart, off_skflag, total;
+  size_t off_img, off_cpart, off_tinv, off_scale, off_u, off_t, off_skpart, off_skflag, total;
 };
 
 // Stream-K.  One token tile (m <= 64): CTAs of at least WH_SK_MINQ quads each, at most WH_SK_MAXG of them.  Several
@@ -2844,7 +2766,6 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms, bool i8 = fal
   P.off_cpart = take((size_t)P.mpad * P.nslices * 4);
   P.off_tinv = take((size_t)P.mpad * 4);
   P.off_scale = take(i8 ? (size_t)P.mpad * P.nslices * 4 : 0);  // I8: one scale per (token, slice)
-  P.off_rdy = take(i8 ? (size_t)P.mpad * P.nslices * 4 : 0);    // I8: one ready flag per (token, slice)
   P.off_u = take(P.fuse_in ? 0 : (size_t)m * d->k * 4);
   P.off_t = take(P.fuse_out ? 0 : (size_t)m * d->n * 4);
   // stream-K: WH_SK_MAXG partial tiles of the largest stream-K tile (64 x 256 at m <= 64, else 128 x 256), whatever
@@ -2899,11 +2820,7 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
   // the code-ring quads the main kernel loads before its PDL wait (LATTQ_WGMMA_F16_PREQ, default all of them)
   const char* pq = std::getenv("LATTQ_WGMMA_F16_PREQ");
   p.preq = pq != nullptr ? (int)std::max(0L, std::strtol(pq, nullptr, 10)) : 1 << 20;
-  // I8: the main kernel waits on per-(token, slice) ready flags instead of the whole prologue grid
-  // (LATTQ_WGMMA_WH_READY=0: the PDL wait, as in session 18)
-  const char* rd = std::getenv("LATTQ_WGMMA_WH_READY");
-  p.rdy = I8 && !(rd != nullptr && rd[0] == '0') ? reinterpret_cast<unsigned*>(ws + P.off_rdy) : nullptr;
-  const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT, I8>() * 8 + 8;
+  const size_t static_smem = 2 * NT * 4 + 2 * TN * RT * 4 + 2 * wh_stages<NT, RT, I8>() * 8;
   if ((size_t)device_props().smem_optin < P.smem + static_smem)
     return LQ_ERR(Unsupported, "%s: variant %s needs %zu bytes of shared memory per block, this device allows %d", fn,
                   vname, P.smem + static_smem, device_props().smem_optin);

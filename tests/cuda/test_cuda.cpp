@@ -732,8 +732,7 @@ void test_wgmma_wh(bool quick) {
   // CTA shape it takes (16 / 32 tokens x 128 / 256 rows; 16 tokens at m > 16 gives two token columns), the layers
   // above plus k > 16 K (a partial 18th slice), stream-K off / 3 CTAs / one quad per CTA (stream-K segments that
   // start and end inside a slice: partial flushes), the prologue modes and unit sizes (1, 3, 16 warps; 2 CTAs walking
-  // many units), the PDL wait instead of the ready flags (LATTQ_WGMMA_WH_READY=0) and the session-5 kernel
-  // (LATTQ_WGMMA_WH=0)
+  // many units), and the session-5 kernel (LATTQ_WGMMA_WH=0)
   std::vector<Shape> icases = {{300, 2304, 64, 4, true}, {640, 1088, 64, 128, false}, {576, 2048, 2048, 8, true},
                                {512, 512, 128, 256, false}, {256, 4096, 1024, 128, false}};
   icases.push_back({130, 17600, 64, 2, false});
@@ -748,8 +747,6 @@ void test_wgmma_wh(bool quick) {
                         "LATTQ_WGMMA_F16_SLEEP_NS=0", "LATTQ_WGMMA_PREP_WARPS=1", "LATTQ_WGMMA_PREP_WARPS=3",
                         "LATTQ_WGMMA_PREP_WARPS=16", "LATTQ_WGMMA_PREP_WARPS=3 LATTQ_WGMMA_F16_PREP_CTAS=2",
                         "LATTQ_WGMMA_F16_PREQ=0", "LATTQ_WGMMA_F16_PREQ=1 LATTQ_WGMMA_F16_SK=1000",
-                        "LATTQ_WGMMA_WH_READY=0", "LATTQ_WGMMA_WH_READY=0 LATTQ_WGMMA_F16_SK=1000",
-                        "LATTQ_WGMMA_WH_READY=1 LATTQ_WGMMA_F16_PREP_CTAS=2 LATTQ_WGMMA_F16_SK=3",
                         "LATTQ_WGMMA_WH=0"})
     isets.push_back(e);
   check_env_settings("wgmma (m <= 32) CTA shapes", LATTQ_VARIANT_WGMMA, icases, ims, isets, true, true);
@@ -1023,7 +1020,6 @@ void test_chain(bool quick) {
     const char* trig;        // LATTQ_GEMV_PDL_TRIGGER, or nullptr
     const char* attr = "1";  // LATTQ_GEMV_PDL_ATTR ("0": launched without PDL, plain stream order)
     const char* tok = "4";   // LATTQ_GEMV_TOK: GEMV_PDL's column width from m = 5 ("16": not bit-equal to GEMV's)
-    const char* ready = nullptr;  // LATTQ_WGMMA_WH_READY (WGMMA at m <= 32: ready flags, or "0" the PDL wait)
   };
   std::vector<Run> runs = {{LATTQ_VARIANT_GEMV, nullptr},       {LATTQ_VARIANT_GEMV_PDL, "0"},
                            {LATTQ_VARIANT_GEMV_PDL, "1"},       {LATTQ_VARIANT_GEMV_PDL, "2"},
@@ -1035,12 +1031,9 @@ void test_chain(bool quick) {
   if (quick)
     runs = {{LATTQ_VARIANT_GEMV, nullptr}, {LATTQ_VARIANT_GEMV_PDL, "0"}, {LATTQ_VARIANT_GEMV_PDL, "1"},
             {LATTQ_VARIANT_GEMV, nullptr, "0"}, {LATTQ_VARIANT_GEMV_PDL, "0", "1", "16"}, {LATTQ_VARIANT_GEMV_PDL, "3"}};
-  // WGMMA at m <= 32 (sm_90a): the ready flags of one call are lowered and raised again by the next call's prologue
-  // in the same workspace, which the previous call's main kernel may still be reading without the synchronisation
-  if (wgmma_serves(LATTQ_BF16)) {
-    runs.push_back({LATTQ_VARIANT_WGMMA, nullptr, "1", "4", "1"});
-    if (!quick) runs.push_back({LATTQ_VARIANT_WGMMA, nullptr, "1", "4", "0"});
-  }
+  // WGMMA at m <= 32 (sm_90a, WGMMA_F16's frame): the next call's prologue clears the stream-K flags and rewrites the
+  // image in the same workspace right after this call's main kernel
+  if (wgmma_serves(LATTQ_BF16)) runs.push_back({LATTQ_VARIANT_WGMMA, nullptr});
   const std::vector<int64_t> ms = quick ? std::vector<int64_t>{1, 5} : std::vector<int64_t>{1, 3, 6, 12, 16};
   for (int64_t m : ms) {
     std::vector<double> x(m * 2048);
@@ -1052,7 +1045,6 @@ void test_chain(bool quick) {
       if (r.trig) setenv("LATTQ_GEMV_PDL_TRIGGER", r.trig, 1);
       setenv("LATTQ_GEMV_PDL_ATTR", r.attr, 1);
       setenv("LATTQ_GEMV_TOK", r.tok, 1);
-      if (r.ready) setenv("LATTQ_WGMMA_WH_READY", r.ready, 1);
       size_t w0 = 0, w1 = 0;
       CHECK(lattq_cuda_forward_workspace_size(&h0.d, m, r.var, &w0) == LATTQ_OK &&
                 lattq_cuda_forward_workspace_size(&h1.d, m, r.var, &w1) == LATTQ_OK,
@@ -1082,7 +1074,6 @@ void test_chain(bool quick) {
       if (r.trig) unsetenv("LATTQ_GEMV_PDL_TRIGGER");
       unsetenv("LATTQ_GEMV_PDL_ATTR");
       unsetenv("LATTQ_GEMV_TOK");
-      if (r.ready) unsetenv("LATTQ_WGMMA_WH_READY");
       bool finite = true;
       for (uint16_t v : out_a[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
       for (uint16_t v : out_b[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
