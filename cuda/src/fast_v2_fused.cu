@@ -2748,9 +2748,25 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms, bool i8 = fal
   P.nq4 = P.nslices * 4;
   P.ncols = cdiv(std::max<int64_t>(m, 1), P.nt);
   P.mpad = P.ncols * P.nt;
-  P.rgroups = cdiv(d->n, (int64_t)TN * P.rt);
   P.sk_dp = 0;
-  P.sk = m > 64 || P.nt <= 64 ? wh_sk_ctas(m, P.ncols, P.rgroups, P.nq, sms, sk, P.sk_dp) : 0;
+  // I8 (session 19): split-K, 256-row CTAs each taking 1 / s of one tile's K (a single stream-K segment, no CTA spans
+  // two tiles), s = min(SMs / tiles, quads / 4): at most one CTA per SM and at least 4 quads per CTA (s = 1: the plain
+  // grid).  On the H100 at m = 16 (h100_session19/split_97dd23d.log, sk_828e586.log, same-call rows over forced CTA
+  // shapes and CTA counts) this took 3-15% off the stream-K plan's 132 CTAs on all 7 issue shapes (14336x4096 25.7 ->
+  // 21.8 us, 28672x8192 44.6 -> 43.0, 8192x28672 45.0 -> 43.5): its CTAs of 27 or 28 quads straddled tiles and
+  // slices, and the fixup waits and second pipeline starts cost more than the even split saved.  Forced CTA shapes
+  // and stream-K settings (LATTQ_WGMMA_F16_TILE, LATTQ_WGMMA_F16_SK) keep the stream-K plan, as do layers of more
+  // 256-row tiles than SMs.
+  const int64_t tiles2 = cdiv(d->n, (int64_t)TN * 2);
+  if (i8 && sms > 0 && !forced && std::getenv("LATTQ_WGMMA_F16_SK") == nullptr && P.ncols == 1 && tiles2 <= sms) {
+    const int64_t sp = std::max<int64_t>(1, std::min<int64_t>({sms / tiles2, P.nq / 4, WH_SK_MAXG / tiles2}));
+    P.rt = 2;
+    P.rgroups = tiles2;
+    P.sk = sp > 1 ? (int)(tiles2 * sp) : 0;
+  } else {
+    P.rgroups = cdiv(d->n, (int64_t)TN * P.rt);
+    P.sk = m > 64 || P.nt <= 64 ? wh_sk_ctas(m, P.ncols, P.rgroups, P.nq, sms, sk, P.sk_dp) : 0;
+  }
   P.fuse_in = d->had_in <= SK;
   P.fuse_out = d->had_out <= TN;
   P.smem = i8          ? (size_t)(P.nt == 16 ? (P.rt == 1 ? wh_smem_bytes<16, 1, true>() : wh_smem_bytes<16, 2, true>())
