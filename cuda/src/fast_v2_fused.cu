@@ -2749,20 +2749,32 @@ WhPlan make_wh_plan(const lattq_layer_desc* d, int64_t m, int sms, bool i8 = fal
   P.ncols = cdiv(std::max<int64_t>(m, 1), P.nt);
   P.mpad = P.ncols * P.nt;
   P.sk_dp = 0;
-  // I8 (session 19): split-K, 256-row CTAs each taking 1 / s of one tile's K (a single stream-K segment, no CTA spans
-  // two tiles), s = min(SMs / tiles, quads / 4): at most one CTA per SM and at least 4 quads per CTA (s = 1: the plain
-  // grid).  On the H100 at m = 16 (h100_session19/split_97dd23d.log, sk_828e586.log, same-call rows over forced CTA
-  // shapes and CTA counts) this took 3-15% off the stream-K plan's 132 CTAs on all 7 issue shapes (14336x4096 25.7 ->
-  // 21.8 us, 28672x8192 44.6 -> 43.0, 8192x28672 45.0 -> 43.5): its CTAs of 27 or 28 quads straddled tiles and
-  // slices, and the fixup waits and second pipeline starts cost more than the even split saved.  Forced CTA shapes
+  // I8 (session 19): split-K, each CTA taking 1 / s of one tile's K (a single stream-K segment, no CTA spans two
+  // tiles), s = min(SMs / tiles, quads / 4): at most one CTA per SM and at least 4 quads per CTA (s = 1: the plain
+  // grid); 128- or 256-row tiles, whichever gives more CTAs (256 on a tie).  On the H100 at m = 16
+  // (h100_session19/split_97dd23d.log, ab_sk_828e586.log: same-call rows over forced CTA shapes and CTA counts) this
+  // took 3-15% off the stream-K plan's 132 CTAs on all 7 issue shapes (14336x4096 25.7 -> 21.8 us, 28672x8192 44.6 ->
+  // 43.0, 8192x28672 45.0 -> 43.5, 4096x4096 18.8 -> 16.8 with 128 rows): its CTAs of 27 or 28 quads straddled tiles
+  // and slices, and the fixup waits and second pipeline starts cost more than the even split saved.  Forced CTA shapes
   // and stream-K settings (LATTQ_WGMMA_F16_TILE, LATTQ_WGMMA_F16_SK) keep the stream-K plan, as do layers of more
   // 256-row tiles than SMs.
-  const int64_t tiles2 = cdiv(d->n, (int64_t)TN * 2);
-  if (i8 && sms > 0 && !forced && std::getenv("LATTQ_WGMMA_F16_SK") == nullptr && P.ncols == 1 && tiles2 <= sms) {
-    const int64_t sp = std::max<int64_t>(1, std::min<int64_t>({sms / tiles2, P.nq / 4, WH_SK_MAXG / tiles2}));
-    P.rt = 2;
-    P.rgroups = tiles2;
-    P.sk = sp > 1 ? (int)(tiles2 * sp) : 0;
+  int64_t tiles_sk = 0, s_sk = 0;
+  int rt_sk = 0;
+  if (i8 && sms > 0 && !forced && std::getenv("LATTQ_WGMMA_F16_SK") == nullptr && P.ncols == 1)
+    for (int rt : {2, 1}) {
+      const int64_t t = cdiv(d->n, (int64_t)TN * rt);
+      if (t > sms) continue;
+      const int64_t sp = std::max<int64_t>(1, std::min<int64_t>({sms / t, P.nq / 4, WH_SK_MAXG / t}));
+      if (t * sp > tiles_sk * s_sk) {
+        tiles_sk = t;
+        s_sk = sp;
+        rt_sk = rt;
+      }
+    }
+  if (rt_sk > 0) {
+    P.rt = rt_sk;
+    P.rgroups = tiles_sk;
+    P.sk = s_sk > 1 ? (int)(tiles_sk * s_sk) : 0;
   } else {
     P.rgroups = cdiv(d->n, (int64_t)TN * P.rt);
     P.sk = m > 64 || P.nt <= 64 ? wh_sk_ctas(m, P.ncols, P.rgroups, P.nq, sms, sk, P.sk_dp) : 0;

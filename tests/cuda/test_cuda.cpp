@@ -750,6 +750,11 @@ void test_wgmma_wh(bool quick) {
                         "LATTQ_WGMMA_WH=0"})
     isets.push_back(e);
   check_env_settings("wgmma (m <= 32) CTA shapes", LATTQ_VARIANT_WGMMA, icases, ims, isets, true, true);
+  // the default plan's split-K over 256-row tiles (session 19): 64 tiles x 2 CTAs on a 132-SM H100 (the layers above
+  // take 128-row tiles, which give more CTAs there)
+  if (!quick)
+    check_env_settings("wgmma (m <= 32) split-K, 256-row tiles", LATTQ_VARIANT_WGMMA, {{16384, 2048, 128, 128, true}},
+                       {9, 32}, {""}, true, true);
 }
 
 void test_wgmma_settings(bool quick) {
