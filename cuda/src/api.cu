@@ -22,7 +22,7 @@ lattq_status wgmma_forward(const char* fn, const lattq_layer* L, const void* x, 
                            void* ws, size_t ws_bytes, cudaStream_t s);
 bool wgmma_available();
 bool wgmma_preferred(const lattq_layer_desc* d, int64_t m);
-bool wgmma_wh_preferred(const lattq_layer_desc* d, int64_t m);
+bool wgmma_wh_preferred(const lattq_layer_desc* d, int64_t m, bool in_group);
 const char* wgmma_f16_unsupported_reason(const lattq_layer_desc* d, int32_t dtype);
 bool wgmma_f16_preferred(const lattq_layer_desc* d, int64_t m);
 size_t wgmma_f16_workspace_bytes(const lattq_layer_desc* d, int64_t m);
@@ -47,15 +47,17 @@ int32_t lattq_cuda_device_count(void) {
   return n;
 }
 
-static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t dtype, int64_t m, int32_t variant) {
+// in_group: lattq_cuda_forward_group's choice (group_variant), which keeps session 18's rule for WGMMA at m <= 32
+static int32_t pick_variant(const lattq_layer_desc* d, int32_t layout, int32_t dtype, int64_t m, int32_t variant,
+                            bool in_group = false) {
   if (variant != LATTQ_VARIANT_AUTO) return variant;
   if (layout != LATTQ_LAYOUT_TILED) return LATTQ_VARIANT_REFERENCE;
   if (imma_unsupported_reason(d, dtype, LATTQ_VARIANT_IMMA)[0] != 0) return LATTQ_VARIANT_REFERENCE;
   const bool hopper_gemm = wgmma_unsupported_reason(d, dtype)[0] == 0 && wgmma_available();
   const bool f16_gemm = hopper_gemm && wgmma_f16_unsupported_reason(d, dtype)[0] == 0 && wgmma_f16_preferred(d, m);
-  // m = 8..32: the integer WGMMA kernel on WGMMA_F16's frame where wgmma_wh_preferred says (session 18), for f16 and
-  // bf16, ahead of WGMMA_F16 and GEMV_PDL
-  if (hopper_gemm && wgmma_wh_preferred(d, m)) return LATTQ_VARIANT_WGMMA;
+  // m = 8..32: the integer WGMMA kernel on WGMMA_F16's frame where wgmma_wh_preferred says (sessions 18-19), for f16
+  // and bf16, ahead of WGMMA_F16 and GEMV_PDL
+  if (hopper_gemm && wgmma_wh_preferred(d, m, in_group)) return LATTQ_VARIANT_WGMMA;
   // m = 8..16: the f16-rate GEMM where wgmma_f16_preferred says (session 17: the 70B-sized layers, and at m >= 9 also
   // n < k), ahead of GEMV_PDL
   if (m >= 8 && m <= 16 && f16_gemm) return LATTQ_VARIANT_WGMMA_F16;
@@ -258,7 +260,7 @@ static int32_t group_variant(const lattq_layer* layers, int32_t count, int32_t d
   }
   if (variant != LATTQ_VARIANT_AUTO) return variant;
   if (rgroups > 65535) return 0;  // sum(n) > 8.4M rows: more row groups than one grid holds
-  const int32_t v = pick_variant(&all, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO);
+  const int32_t v = pick_variant(&all, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO, true);
   if (v == LATTQ_VARIANT_GEMV || v == LATTQ_VARIANT_GEMV_PDL) return v;
   // The rules for one layer of sum(n) rows say no (m = 5..16 with sum(n) above 16384 / 4096), but every layer alone
   // would take GEMV / GEMV_PDL: one launch still wins where measured (session-8 H100 runs, forced GEMV_PDL group vs
@@ -268,7 +270,7 @@ static int32_t group_variant(const lattq_layer* layers, int32_t count, int32_t d
   // one by one vs 117.0 grouped at 649fbfb) the layers run one by one.
   bool pdl = false, each = true, all_gemm = true;
   for (int32_t i = 0; i < count; ++i) {
-    const int32_t vi = pick_variant(&layers[i].desc, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO);
+    const int32_t vi = pick_variant(&layers[i].desc, LATTQ_LAYOUT_TILED, dtype, m, LATTQ_VARIANT_AUTO, true);
     each = each && (vi == LATTQ_VARIANT_GEMV || vi == LATTQ_VARIANT_GEMV_PDL);
     pdl = pdl || vi == LATTQ_VARIANT_GEMV_PDL;
     all_gemm = all_gemm && (vi == LATTQ_VARIANT_WGMMA_F16 || vi == LATTQ_VARIANT_WGMMA);

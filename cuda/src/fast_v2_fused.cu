@@ -2987,11 +2987,19 @@ size_t wgmma_wh_workspace_bytes(const lattq_layer_desc* d, int64_t m) { return m
 // 4096² (18.1-18.4 against 18.1-18.3 at m = 16).  At m = 8 GEMV_PDL's 16-token kernel is faster on the 7B/8B shapes
 // where n < k or n > 11008 (4096x14336 22.8-22.9 against 26.6-28.1) and it wins only on the 70B FFN shapes
 // (28672x8192 43.8-44.2 against WGMMA_F16's 48.9-49.2, 8192x28672 44.6-46.5 against 52.8-54.4).
-bool wgmma_wh_preferred(const lattq_layer_desc* d, int64_t m) {
+// Session 19's split-K plan made it faster than GEMV_PDL on one layer of at least 4096² weights at m = 9..16
+// (4096² m = 12 17.4 against 18.9 us, m = 16 16.8 against 18.4) and at m = 8 where k < 3 n (4096² 16.4 against 18.0,
+// 11008x4096 19.7 against 22.3, 4096x11008 22.9-23.0 against 23.8-24.0, 14336x4096 20.7-20.8 against 22.3-22.7;
+// 4096x14336 24.5-24.9 against 22.8; h100_session19/rows_3f02ff3.log, bench_5da7c92.log).  in_group: the session-18
+// rule, for lattq_cuda_forward_group's choice between one GEMV_PDL launch and the layers one by one (a group whose
+// every layer takes WGMMA runs one by one, and Llama-2-7B QKV, 3 x 4096², at m = 16 takes 32.3 us as one GEMV_PDL
+// launch against about 3 x 16.8 one by one).
+bool wgmma_wh_preferred(const lattq_layer_desc* d, int64_t m, bool in_group) {
   if (m < 8 || !wgmma_wh_serves(m)) return false;
   const int64_t nk = d->n * d->k;
-  if (m == 8) return nk >= 28672LL * 8192;
-  return m > 16 || nk > 4096LL * 4096;
+  if (in_group) return m == 8 ? nk >= 28672LL * 8192 : m > 16 || nk > 4096LL * 4096;
+  if (m == 8) return nk >= 28672LL * 8192 || (nk >= 4096LL * 4096 && d->k < 3 * d->n);
+  return m > 16 || nk >= 4096LL * 4096;
 }
 lattq_status wgmma_wh_forward(const char* fn, const lattq_layer* L, const void* x, int32_t dtype, int64_t m, void* y,
                               void* ws, size_t ws_bytes, cudaStream_t s) {
