@@ -76,10 +76,10 @@ LATTQ_API lattq_status lattq_cuda_forward_group_workspace_size(const lattq_layer
  * kernel + one main kernel); so does AUTO where it would pick one of them for a single layer of sum(N_i) rows, or
  * for every layer alone, by its rules for groups (at m = 8..16 these take the WGMMA variant on fewer layers than
  * lattq_cuda_forward's AUTO does; docs/kernels.md, "Grouped layers" and the variant table).  Otherwise the layers
- * run one after the other on `stream` as lattq_cuda_forward would run them, sharing the workspace.  The split-K plan of one launch is made for
- * the whole group, so results equal lattq_cuda_forward's up to fp32 summation order.  The argument, layout,
- * support and workspace checks of every layer run before anything is launched (a message names the failing layer
- * as layers[i]); a launch failure (a driver error) can still come after earlier layers ran. */
+ * run one after the other on `stream` as lattq_cuda_forward would run them, sharing the workspace.  The split-K
+ * plan of one launch is made for the whole group, so results equal lattq_cuda_forward's up to fp32 summation order.
+ * The argument, layout, support and workspace checks of every layer run before anything is launched (a message
+ * names the failing layer as layers[i]); a launch failure (a driver error) can still come after earlier layers ran. */
 LATTQ_API lattq_status lattq_cuda_forward_group(const lattq_layer* layers, int32_t count, const void* x, int32_t dtype,
                                                 int64_t m, void* const* y, void* workspace, size_t workspace_bytes,
                                                 int32_t variant, void* stream);
