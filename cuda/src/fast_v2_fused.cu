@@ -1777,6 +1777,14 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   // division by STAGES = 24 cost a dozen uniform instructions per stage); sp = the slot of stage gr - 1
   int gr = 0, s = 0, sp = STAGES - 1;
   unsigned ph = 0;
+  auto next_stage = [&]() {  // stage gr read: advance to gr + 1
+    sp = s;
+    ++gr;
+    if (++s == STAGES) {
+      s = 0;
+      ph ^= 1u;
+    }
+  };
   for (int sgi = 0; sgi < nseg; ++sgi) {
     const int rg = sgi == 0 ? rgA : rgB, qs = sgi == 0 ? qA0 : 0, qe = sgi == 0 ? qA1 : qB1;
     const uint8_t* cbase[RT];
@@ -1883,12 +1891,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
                 for (int r = 0; r < RT; ++r) fence_regs(di[r]);
                 if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[sp]);  // stage gr - 1 read
               }
-              sp = s;
-              ++gr;
-              if (++s == STAGES) {
-                s = 0;
-                ph ^= 1u;
-              }
+              next_stage();
             }
             if ((q & 3) == 3 || q == qe - 1) {  // the slice (or the segment) ends: flush its sums
               wgmma_wait<0>();
@@ -1955,12 +1958,7 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
               for (int r = 0; r < RT; ++r) fence_regs(d[r]);
               if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[sp]);  // stage gr - 1 read
             }
-            sp = s;
-            ++gr;
-            if (++s == STAGES) {
-              s = 0;
-              ph ^= 1u;
-            }
+            next_stage();
           }
           }
           load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
