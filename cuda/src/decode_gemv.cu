@@ -359,7 +359,7 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
 // masked fields are z * 4^s).  TOK = 16 (GEMV_PDL only, session 9): a column of 16 tokens, so the codes are read once
 // for m <= 16 instead of once per 4 tokens; each code fragment feeds 4 mmas (tokens 4j .. 4j + 3), the fields are
 // shifted down (z itself) so the steps share one accumulator per mma.
-template <typename T, bool PRE, bool GROUP, int TOK>
+template <typename T, bool PRE, bool GROUP, int TOK, int SCHED = 0>
 __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG : 1> p) {
   static_assert(TOK == GTOK || (PRE && TOK == GTOK16), "16-token columns: GEMV_PDL only");
   constexpr int NJ = TOK / 4;                     // mmas per code fragment
@@ -394,22 +394,29 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   // 1. the first RING quads of codes in flight before anything else.  GEMV_PDL, free of the prologue's registers,
   // keeps 8 quads in its ring at TOK = 4 (chunk lengths are multiples of 8); at TOK = 16 the 4 mma accumulators take
   // registers and each quad carries 4x the mma work: 4 quads (chunks of 4)
-  constexpr int RING = TOK == GTOK16 ? 4 : PRE ? 8 : 4;
+  // SCHED (session 20 measurements, LATTQ_GEMV_SCHED): 0 = default (batches of 4, below), 1 = batches of the whole ring,
+  // 2 = GEMV_PDL's 4-token ring cut to 4 quads, 3 = the sessions 4-19 schedule (each slot refilled right after its use)
+  constexpr int RING = TOK == GTOK16 ? 4 : PRE && SCHED != 2 ? 8 : 4;
+  constexpr int RB = SCHED == 3 ? 1 : SCHED == 1 ? RING : 4;
   // quad q of this lane: rows g, g + 8 of chunk 4q + tig; valid while q < qlim (tile, split and row end)
   const uint8_t* cptr = S.codes + (tileI * p.C + tig) * 256 + g * 16;
   const int64_t qc = (p.C - tig + 3) >> 2;
   const int qlim = tile_ok ? (int)(qc < q1 ? qc : q1) : 0;
+  // No zero fill on the load path: a register write of a slot (`else lo = 0`) waits for every code load in flight,
+  // since they all share one scoreboard (ptxas, sm_90a), which serialised the refills of a batch.  The slots start at
+  // zero (tiles past the layer's end never load), a slot past qlim keeps its old codes, and quad_mma zeroes those of
+  // the k tail (quads from qfull on, where some lanes are past the row's end); past q1 a slot is never used.
   auto load_quad = [&](int q, uint4& lo, uint4& hi) {
     if (q < qlim) {
       const uint8_t* ptr = cptr + (int64_t)q * 1024;
       lo = ldg_stream(ptr);
       hi = ldg_stream(ptr + 128);
-    } else {
-      lo = make_uint4(0, 0, 0, 0);
-      hi = lo;
     }
   };
+  const int qfull = (int)(p.C >> 2);  // quads whose 4 chunks are inside the row for every lane
   uint4 cb[RING][2];
+#pragma unroll
+  for (int i = 0; i < RING; ++i) cb[i][0] = cb[i][1] = make_uint4(0, 0, 0, 0);
 #pragma unroll
   for (int i = 0; i < RING; ++i) load_quad(q0 + i, cb[i][0], cb[i][1]);
   // SV and bias are needed only by the epilogue: held in registers (their latency hides behind the main loop) and
@@ -494,42 +501,59 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     for (int s = 0; s < 4; ++s)
 #pragma unroll
       for (int c = 0; c < 4; ++c) acc[s][c] = 0;
-    for (int qq = c0; qq < c1; qq += RING) {
+    // the mma work of quad q (ring slot qi)
+    auto quad_mma = [&](int qi, int q) {
+      const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
+      uint4 lo = cb[qi][0], hi = cb[qi][1];
+      if (q >= qfull && q >= qlim) lo = hi = make_uint4(0, 0, 0, 0);  // the k tail: this lane's chunks are past the row
 #pragma unroll
-      for (int qi = 0; qi < RING; ++qi) {
-        const int q = qq + qi;
-        if (q < c1) {  // warp-uniform
-          const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
+      for (int pp = 0; pp < 2; ++pp) {
+        const uint32_t wl0 = pp ? lo.z : lo.x, wl1 = pp ? lo.w : lo.y;
+        const uint32_t wh0 = pp ? hi.z : hi.x, wh1 = pp ? hi.w : hi.y;
 #pragma unroll
-          for (int pp = 0; pp < 2; ++pp) {
-            const uint32_t wl0 = pp ? cb[qi][0].z : cb[qi][0].x, wl1 = pp ? cb[qi][0].w : cb[qi][0].y;
-            const uint32_t wh0 = pp ? cb[qi][1].z : cb[qi][1].x, wh1 = pp ? cb[qi][1].w : cb[qi][1].y;
+        for (int s = 0; s < 4; ++s) {
+          const uint8_t* bs = bq + (pp * 4 + s) * (64 * ntok);
+          if constexpr (TOK == GTOK) {
+            const uint32_t M = 0x03030303u << (2 * s);
+            uint2 bv = make_uint2(0u, 0u);
+            if (g < 2 * ntok) bv = *reinterpret_cast<const uint2*>(bs);
+            mma_u8s8(acc[s], wl0 & M, wh0 & M, wl1 & M, wh1 & M, bv.x, bv.y);
+          } else {
+            const uint32_t a0 = (wl0 >> (2 * s)) & 0x03030303u, a1 = (wh0 >> (2 * s)) & 0x03030303u;
+            const uint32_t a2 = (wl1 >> (2 * s)) & 0x03030303u, a3 = (wh1 >> (2 * s)) & 0x03030303u;
 #pragma unroll
-            for (int s = 0; s < 4; ++s) {
-              const uint8_t* bs = bq + (pp * 4 + s) * (64 * ntok);
-              if constexpr (TOK == GTOK) {
-                const uint32_t M = 0x03030303u << (2 * s);
+            for (int j = 0; j < NJ; ++j) {
+              if (4 * j < ntok) {  // warp-uniform
                 uint2 bv = make_uint2(0u, 0u);
-                if (g < 2 * ntok) bv = *reinterpret_cast<const uint2*>(bs);
-                mma_u8s8(acc[s], wl0 & M, wh0 & M, wl1 & M, wh1 & M, bv.x, bv.y);
-              } else {
-                const uint32_t a0 = (wl0 >> (2 * s)) & 0x03030303u, a1 = (wh0 >> (2 * s)) & 0x03030303u;
-                const uint32_t a2 = (wl1 >> (2 * s)) & 0x03030303u, a3 = (wh1 >> (2 * s)) & 0x03030303u;
-#pragma unroll
-                for (int j = 0; j < NJ; ++j) {
-                  if (4 * j < ntok) {  // warp-uniform
-                    uint2 bv = make_uint2(0u, 0u);
-                    if (8 * j + g < 2 * ntok) bv = *reinterpret_cast<const uint2*>(bs + 256 * j);
-                    mma_u8s8(acc[j], a0, a1, a2, a3, bv.x, bv.y);
-                  }
-                }
+                if (8 * j + g < 2 * ntok) bv = *reinterpret_cast<const uint2*>(bs + 256 * j);
+                mma_u8s8(acc[j], a0, a1, a2, a3, bv.x, bv.y);
               }
             }
           }
-          // refill the slot only after its last use: the load then lands in the same registers (no register
-          // copy that would wait for it), and RING - 1 quads stay in flight while this warp computes
-          load_quad(q + RING, cb[qi][0], cb[qi][1]);
         }
+      }
+    };
+    // Batches of RB quads: the mma work of a batch, then its slots' refills (each refill lands in the registers of a slot
+    // whose last use is done: no register copy that would wait for it).  Every code load of a warp sets the same
+    // scoreboard, and the first use of a quad waits for that scoreboard to drain, that is for all of the warp's code
+    // loads in flight (ptxas, sm_90a).  Refilling each slot right after its use (RB = 1, sessions 4-19) therefore left
+    // about one quad per warp in flight; batches keep RB quads in flight at each wait (docs/kernels.md, session 20).
+    // The refills address one base pointer, computed before the batch's mma work, with immediate offsets: address
+    // temporaries of their own would take the registers of used slots, and writing those waits for the loads in flight.
+    for (int qq = c0; qq < c1; qq += RING) {
+#pragma unroll
+      for (int h = 0; h < RING; h += RB) {
+        const uint8_t* nb = cptr + (int64_t)(qq + h + RING) * 1024;
+        const int nleft = qlim - (qq + h + RING);  // refills of this batch at offsets < nleft are inside the row
+#pragma unroll
+        for (int qi = h; qi < h + RB; ++qi)
+          if (qq + qi < c1) quad_mma(qi, qq + qi);  // warp-uniform
+#pragma unroll
+        for (int qi = h; qi < h + RB; ++qi)
+          if (qq + qi < c1 && qi - h < nleft) {
+            cb[qi][0] = ldg_stream(nb + (qi - h) * 1024);
+            cb[qi][1] = ldg_stream(nb + (qi - h) * 1024 + 128);
+          }
       }
     }
     GEMV_STAMP(4);
@@ -673,7 +697,8 @@ cudaError_t gemv_smem_optin() {
   const int cur = current_device();
   if (cur >= 0 && cur < 16 && done[cur].load(std::memory_order_relaxed)) return cudaSuccess;
   const int bytes = 2 * 4 * GQT * GTOK16;
-  for (const void* f : {(const void*)gemv_kernel<T, true, false, GTOK16>, (const void*)gemv_kernel<T, true, true, GTOK16>}) {
+  for (const void* f : {(const void*)gemv_kernel<T, true, false, GTOK16>, (const void*)gemv_kernel<T, true, true, GTOK16>,
+                        (const void*)gemv_kernel<T, true, false, GTOK16, 3>}) {
     const cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess) return e;
   }
@@ -839,6 +864,32 @@ int prep_trigger(int64_t m) {
   return m >= 16 ? 3 : 0;
 }
 
+// LATTQ_GEMV_SCHED=1|2|3 (session 20, measurements and tests; read per launch): the main loop's code-load schedule of
+// one-layer launches (gemv_kernel's SCHED); unset or 0 = the default
+int gemv_sched() {
+  const char* e = std::getenv("LATTQ_GEMV_SCHED");
+  const int v = e ? std::atoi(e) : 0;
+  return v >= 0 && v <= 3 ? v : 0;
+}
+template <typename T, bool PRE, bool GROUP, int TOK>
+const void* gemv_main_sched() {
+  if constexpr (!GROUP) {
+    switch (gemv_sched()) {
+      case 1:
+        if constexpr (PRE && TOK == GTOK) return (const void*)gemv_kernel<T, PRE, false, TOK, 1>;
+        break;
+      case 2:
+        if constexpr (PRE && TOK == GTOK) return (const void*)gemv_kernel<T, PRE, false, TOK, 2>;
+        break;
+      case 3:
+        return (const void*)gemv_kernel<T, PRE, false, TOK, 3>;
+      default:
+        break;
+    }
+  }
+  return (const void*)gemv_kernel<T, PRE, GROUP, TOK>;
+}
+
 template <typename T, bool PRE, bool GROUP, int TOK>
 lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, const void* x, int64_t m, void* const* y,
                            const GemvPlan& P, void* ws, cudaStream_t s) {
@@ -896,7 +947,7 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
   }
   const dim3 grid((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
   // the GROUP instance has the same launch bounds, registers (128) and shared memory: the plan's occupancy holds
-  const cudaError_t e = launch_ex((const void*)gemv_kernel<T, PRE, GROUP, TOK>, grid, dim3(256), P.smem, (int)P.splits, s, &p);
+  const cudaError_t e = launch_ex(gemv_main_sched<T, PRE, GROUP, TOK>(), grid, dim3(256), P.smem, (int)P.splits, s, &p);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching gemv_kernel (grid %u x %u x %u, cluster %lld) failed: %s", fn, grid.x, grid.y,
