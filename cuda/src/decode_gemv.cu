@@ -394,10 +394,11 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   // 1. the first RING quads of codes in flight before anything else.  GEMV_PDL, free of the prologue's registers,
   // keeps 8 quads in its ring at TOK = 4 (chunk lengths are multiples of 8); at TOK = 16 the 4 mma accumulators take
   // registers and each quad carries 4x the mma work: 4 quads (chunks of 4)
-  // SCHED (session 20 measurements, LATTQ_GEMV_SCHED): 0 = default (batches of 4, below), 1 = batches of the whole ring,
-  // 2 = GEMV_PDL's 4-token ring cut to 4 quads, 3 = the sessions 4-19 schedule (each slot refilled right after its use)
-  constexpr int RING = TOK == GTOK16 ? 4 : PRE && SCHED != 2 ? 8 : 4;
-  constexpr int RB = SCHED == 3 ? 1 : SCHED == 1 ? RING : 4;
+  // RB: refill batch (below).  4-token columns: batches of 4 quads; 16-token columns keep refilling each slot right
+  // after its use (RB = 1), which measured faster there (their mma work per quad is 4x).  SCHED = 3
+  // (LATTQ_GEMV_SCHED=3, measurements): RB = 1 everywhere, the sessions 4-19 schedule.
+  constexpr int RING = TOK == GTOK16 ? 4 : PRE ? 8 : 4;
+  constexpr int RB = SCHED == 3 || TOK == GTOK16 ? 1 : 4;
   // quad q of this lane: rows g, g + 8 of chunk 4q + tig; valid while q < qlim (tile, split and row end)
   const uint8_t* cptr = S.codes + (tileI * p.C + tig) * 256 + g * 16;
   const int64_t qc = (p.C - tig + 3) >> 2;
@@ -697,8 +698,7 @@ cudaError_t gemv_smem_optin() {
   const int cur = current_device();
   if (cur >= 0 && cur < 16 && done[cur].load(std::memory_order_relaxed)) return cudaSuccess;
   const int bytes = 2 * 4 * GQT * GTOK16;
-  for (const void* f : {(const void*)gemv_kernel<T, true, false, GTOK16>, (const void*)gemv_kernel<T, true, true, GTOK16>,
-                        (const void*)gemv_kernel<T, true, false, GTOK16, 3>}) {
+  for (const void* f : {(const void*)gemv_kernel<T, true, false, GTOK16>, (const void*)gemv_kernel<T, true, true, GTOK16>}) {
     const cudaError_t e = cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     if (e != cudaSuccess) return e;
   }
@@ -864,28 +864,14 @@ int prep_trigger(int64_t m) {
   return m >= 16 ? 3 : 0;
 }
 
-// LATTQ_GEMV_SCHED=1|2|3 (session 20, measurements and tests; read per launch): the main loop's code-load schedule of
-// one-layer launches (gemv_kernel's SCHED); unset or 0 = the default
-int gemv_sched() {
-  const char* e = std::getenv("LATTQ_GEMV_SCHED");
-  const int v = e ? std::atoi(e) : 0;
-  return v >= 0 && v <= 3 ? v : 0;
-}
+// LATTQ_GEMV_SCHED=3 (session 20, measurements and tests; read per launch): one-layer launches with 4-token columns
+// refill each ring slot right after its use, the sessions 4-19 schedule (gemv_kernel's SCHED); anything else = the
+// default
 template <typename T, bool PRE, bool GROUP, int TOK>
 const void* gemv_main_sched() {
-  if constexpr (!GROUP) {
-    switch (gemv_sched()) {
-      case 1:
-        if constexpr (PRE && TOK == GTOK) return (const void*)gemv_kernel<T, PRE, false, TOK, 1>;
-        break;
-      case 2:
-        if constexpr (PRE && TOK == GTOK) return (const void*)gemv_kernel<T, PRE, false, TOK, 2>;
-        break;
-      case 3:
-        return (const void*)gemv_kernel<T, PRE, false, TOK, 3>;
-      default:
-        break;
-    }
+  if constexpr (!GROUP && TOK == GTOK) {
+    const char* e = std::getenv("LATTQ_GEMV_SCHED");
+    if (e != nullptr && std::atoi(e) == 3) return (const void*)gemv_kernel<T, PRE, false, TOK, 3>;
   }
   return (const void*)gemv_kernel<T, PRE, GROUP, TOK>;
 }

@@ -705,16 +705,16 @@ void test_gemv_splits(bool quick) {
                      {"LATTQ_GEMV_TOK=4", "LATTQ_GEMV_TOK=16", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_MAX_SPLITS=1",
                       "LATTQ_GEMV_TOK=16 LATTQ_GEMV_MAX_SPLITS=2", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_MAX_SPLITS=8",
                       "LATTQ_GEMV_TOK=16 LATTQ_GEMV_PDL_TRIGGER=1", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_PDL_TRIGGER=2"});
-  // the main loop's code-load schedules (session 20: batches of 4, of the whole ring, a 4-quad ring, the sessions 4-19
-  // refill-after-use) with every column width; k = 1600 ends in a partial quad (25 chunks of 16 bytes per row: the
+  // the main loop's code-load schedules (session 20: the default refill batches and LATTQ_GEMV_SCHED=3, the sessions
+  // 4-19 refill-after-use) with both column widths; k = 1600 ends in a partial quad (25 chunks of 16 bytes per row: the
   // k-tail zeroing of quad_mma), n = 200 in a partial row group
   std::vector<Shape> sched_cases = cases;
   sched_cases.push_back({200, 1600, 64, 8, true});
   const std::vector<int64_t> ms_sched = quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 3, 5, 12, 16};
   for (int32_t var : {LATTQ_VARIANT_GEMV, LATTQ_VARIANT_GEMV_PDL})
     check_env_settings(var == LATTQ_VARIANT_GEMV ? "gemv schedules" : "gemv_pdl schedules", var, sched_cases, ms_sched,
-                       {"LATTQ_GEMV_SCHED=1", "LATTQ_GEMV_SCHED=2", "LATTQ_GEMV_SCHED=3",
-                        "LATTQ_GEMV_SCHED=2 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_SCHED=1 LATTQ_GEMV_TOK=4"});
+                       {"LATTQ_GEMV_SCHED=0", "LATTQ_GEMV_SCHED=3", "LATTQ_GEMV_SCHED=3 LATTQ_GEMV_MAX_SPLITS=3",
+                        "LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_TOK=4", "LATTQ_GEMV_SCHED=3 LATTQ_GEMV_TOK=4"});
   // the workspace size does not depend on the column width (a size queried once serves any LATTQ_GEMV_TOK)
   for (const Shape& S : cases) {
     const HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
