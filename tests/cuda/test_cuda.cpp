@@ -1222,7 +1222,10 @@ void test_group(bool quick) {
               yd[t * n + r] = round_to(dt, acc + (hs[i].has_bias ? (double)hs[i].bias[r] : 0.0));
             }
           });
-          tols[i] = 2.0 * rel_err(yd, refs[i]);
+          // floored at one output rounding (2^-11 f16, 2^-8 bf16 relative): the exact result rounded to the dtype may
+          // be off by that much, and with the n = 1 layer at m = 1 the dense error is one draw that can be far smaller
+          // (seed 114792843165, f16: dense 9.3e-5, every variant 4.24e-4 = 0.87 of a rounding step, IMMA included)
+          tols[i] = std::max(2.0 * rel_err(yd, refs[i]), std::ldexp(1.0, dt == LATTQ_F16 ? -11 : -8));
         }
         std::vector<int32_t> vars = {LATTQ_VARIANT_AUTO, LATTQ_VARIANT_GEMV, LATTQ_VARIANT_GEMV_PDL, LATTQ_VARIANT_IMMA,
                                      LATTQ_VARIANT_REFERENCE};
