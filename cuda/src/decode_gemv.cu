@@ -403,21 +403,27 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   const uint8_t* cptr = S.codes + (tileI * p.C + tig) * 256 + g * 16;
   const int64_t qc = (p.C - tig + 3) >> 2;
   const int qlim = tile_ok ? (int)(qc < q1 ? qc : q1) : 0;
-  // No zero fill on the load path: a register write of a slot (`else lo = 0`) waits for every code load in flight,
-  // since they all share one scoreboard (ptxas, sm_90a), which serialised the refills of a batch.  The slots start at
-  // zero (tiles past the layer's end never load), a slot past qlim keeps its old codes, and quad_mma zeroes those of
-  // the k tail (quads from qfull on, where some lanes are past the row's end); past q1 a slot is never used.
+  // Batched refills (RB > 1) have no zero fill on the load path: a register write of a slot (`else lo = 0`) waits for
+  // every code load in flight, since they all share one scoreboard (ptxas, sm_90a), which serialised the refills of a
+  // batch.  Their slots start at zero (tiles past the layer's end never load), a slot past qlim keeps its old codes,
+  // and quad_mma zeroes those of the k tail (quads from qfull on, where some lanes are past the row's end); past q1 a
+  // slot is never used.  RB = 1 keeps the sessions 4-19 code (zero fill; 16-token columns measured slower without it).
   auto load_quad = [&](int q, uint4& lo, uint4& hi) {
     if (q < qlim) {
       const uint8_t* ptr = cptr + (int64_t)q * 1024;
       lo = ldg_stream(ptr);
       hi = ldg_stream(ptr + 128);
+    } else if constexpr (RB == 1) {
+      lo = make_uint4(0, 0, 0, 0);
+      hi = lo;
     }
   };
   const int qfull = (int)(p.C >> 2);  // quads whose 4 chunks are inside the row for every lane
   uint4 cb[RING][2];
+  if constexpr (RB > 1) {
 #pragma unroll
-  for (int i = 0; i < RING; ++i) cb[i][0] = cb[i][1] = make_uint4(0, 0, 0, 0);
+    for (int i = 0; i < RING; ++i) cb[i][0] = cb[i][1] = make_uint4(0, 0, 0, 0);
+  }
 #pragma unroll
   for (int i = 0; i < RING; ++i) load_quad(q0 + i, cb[i][0], cb[i][1]);
   // SV and bias are needed only by the epilogue: held in registers (their latency hides behind the main loop) and
@@ -506,7 +512,8 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     auto quad_mma = [&](int qi, int q) {
       const uint8_t* bq = dchunk + (q - c0) * qbytes + lane * 8;
       uint4 lo = cb[qi][0], hi = cb[qi][1];
-      if (q >= qfull && q >= qlim) lo = hi = make_uint4(0, 0, 0, 0);  // the k tail: this lane's chunks are past the row
+      if constexpr (RB > 1)
+        if (q >= qfull && q >= qlim) lo = hi = make_uint4(0, 0, 0, 0);  // the k tail: this lane's chunks are past the row
 #pragma unroll
       for (int pp = 0; pp < 2; ++pp) {
         const uint32_t wl0 = pp ? lo.z : lo.x, wl1 = pp ? lo.w : lo.y;
@@ -541,20 +548,32 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     // about one quad per warp in flight; batches keep RB quads in flight at each wait (docs/kernels.md, session 20).
     // The refills address one base pointer, computed before the batch's mma work, with immediate offsets: address
     // temporaries of their own would take the registers of used slots, and writing those waits for the loads in flight.
-    for (int qq = c0; qq < c1; qq += RING) {
+    if constexpr (RB == 1) {  // refill each slot right after its use
+      for (int qq = c0; qq < c1; qq += RING) {
 #pragma unroll
-      for (int h = 0; h < RING; h += RB) {
-        const uint8_t* nb = cptr + (int64_t)(qq + h + RING) * 1024;
-        const int nleft = qlim - (qq + h + RING);  // refills of this batch at offsets < nleft are inside the row
-#pragma unroll
-        for (int qi = h; qi < h + RB; ++qi)
-          if (qq + qi < c1) quad_mma(qi, qq + qi);  // warp-uniform
-#pragma unroll
-        for (int qi = h; qi < h + RB; ++qi)
-          if (qq + qi < c1 && qi - h < nleft) {
-            cb[qi][0] = ldg_stream(nb + (qi - h) * 1024);
-            cb[qi][1] = ldg_stream(nb + (qi - h) * 1024 + 128);
+        for (int qi = 0; qi < RING; ++qi) {
+          if (qq + qi < c1) {  // warp-uniform
+            quad_mma(qi, qq + qi);
+            load_quad(qq + qi + RING, cb[qi][0], cb[qi][1]);
           }
+        }
+      }
+    } else {
+      for (int qq = c0; qq < c1; qq += RING) {
+  #pragma unroll
+        for (int h = 0; h < RING; h += RB) {
+          const uint8_t* nb = cptr + (int64_t)(qq + h + RING) * 1024;
+          const int nleft = qlim - (qq + h + RING);  // refills of this batch at offsets < nleft are inside the row
+  #pragma unroll
+          for (int qi = h; qi < h + RB; ++qi)
+            if (qq + qi < c1) quad_mma(qi, qq + qi);  // warp-uniform
+  #pragma unroll
+          for (int qi = h; qi < h + RB; ++qi)
+            if (qq + qi < c1 && qi - h < nleft) {
+              cb[qi][0] = ldg_stream(nb + (qi - h) * 1024);
+              cb[qi][1] = ldg_stream(nb + (qi - h) * 1024 + 128);
+            }
+        }
       }
     }
     GEMV_STAMP(4);
