@@ -9,6 +9,10 @@
 //            after use; grid (1, N / 128, splits)
 //   flat:    persistent grid-stride 16-byte loads, 8 in flight per thread (a read-bandwidth kernel)
 //   empty:   one thread, nothing (the fixed cost of the timed region)
+// Session 20 (docs/kernels.md, "Code loads in batches"): sk (balanced grids), ring with 2- or 1-warp CTAs and with
+// 512-byte lane halves, flat_ring, flat_block, ring_split, cpa_ring (a shared-memory cp.async ring) and batch_ring
+// (GEMV's addresses and grid, loads issued in batches).  Every code load of a warp sets one scoreboard, and the
+// ring's first use of a quad waits for all of them: batch_ring<4> reads as fast as flat, ring<8> does not.
 // Flushes before each repetition: write (cudaMemsetAsync of 400 MB, what bench_gemm.py does) or read (a read kernel
 // over the same buffer, which leaves clean lines in L2).  Median of 50 after 5 warm-up calls, CUDA events.
 #include <cuda_runtime.h>
