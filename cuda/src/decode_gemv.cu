@@ -560,14 +560,14 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
       }
     } else {
       for (int qq = c0; qq < c1; qq += RING) {
-  #pragma unroll
+#pragma unroll
         for (int h = 0; h < RING; h += RB) {
           const uint8_t* nb = cptr + (int64_t)(qq + h + RING) * 1024;
           const int nleft = qlim - (qq + h + RING);  // refills of this batch at offsets < nleft are inside the row
-  #pragma unroll
+#pragma unroll
           for (int qi = h; qi < h + RB; ++qi)
             if (qq + qi < c1) quad_mma(qi, qq + qi);  // warp-uniform
-  #pragma unroll
+#pragma unroll
           for (int qi = h; qi < h + RB; ++qi)
             if (qq + qi < c1 && qi - h < nleft) {
               cb[qi][0] = ldg_stream(nb + (qi - h) * 1024);
