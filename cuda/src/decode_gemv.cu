@@ -121,7 +121,6 @@ struct GemvParamsN {
   int cq;         // chunk length in quads (from min(m, 4), the same for every column)
   int cps;        // chunks per split, cdiv(qps, cq)
   int trig;       // GEMV_PDL prologue kernel: where it lets the main kernel launch (prep_trigger)
-  int xpf;        // 1: prefetch x (GEMV: and SU) into L2 ahead of the code stream (gemv_xpf; session 21)
 };
 
 // the layer of row group rg (layers are in row-group order).  GROUP = false (one layer, the common case): 0, so every
@@ -149,31 +148,6 @@ __host__ __device__ inline int chunk_quads(int ntok) { return ntok <= 1 ? 32 : n
 // int8 B fragment (b0, b1) of mma.m16n8k32 for lane (g = cl, tig).  So main-loop lane l reads its fragment at
 // st * 64 ntok + 8 l, lanes of padding columns (l >= 8 ntok) read nothing, and nothing is stored for them.
 constexpr int GQT = 512;  // digit bytes per quad and token
-
-// L2 prefetch of x for tokens tok0 .. tok0 + ntok - 1 and K range [kb, ke) (with `su`, of SU's too), spread over the
-// `nthr` threads of the caller (thread `tid`): one prefetch per 128 bytes, plus the range's last byte.  Issued before
-// the code stream (session 21): x comes from the previous kernel, and its loads queued behind the codes in flight
-// (session-7 trace: x landed 6.2 us after the main kernel started at 28672x8192, m = 1, 0.9 us without the stream).
-template <typename T, typename P>
-__device__ __forceinline__ void prefetch_x(const P& p, int64_t tok0, int ntok, int64_t kb, int64_t ke, const float* su,
-                                           int tid, int nthr) {
-  if (ke <= kb) return;
-  const int64_t xl = ((ke - kb) * (int64_t)sizeof(T) + 127) / 128 + 1;  // lines per token row (+ the last byte)
-  const int64_t sl = su != nullptr ? ((ke - kb) * 4 + 127) / 128 + 1 : 0;
-  const int64_t tot = ntok * xl + sl;
-  for (int64_t i = tid; i < tot; i += nthr) {
-    const uint8_t* a;
-    if (i < ntok * xl) {
-      const int64_t t = i / xl, l = i - t * xl;
-      const int64_t off = l + 1 < xl ? l * 128 : (ke - kb) * (int64_t)sizeof(T) - 1;
-      a = reinterpret_cast<const uint8_t*>(p.x) + ((tok0 + t) * p.k + kb) * (int64_t)sizeof(T) + off;
-    } else {
-      const int64_t l = i - ntok * xl;
-      a = reinterpret_cast<const uint8_t*>(su + kb) + (l + 1 < sl ? l * 128 : (ke - kb) * 4 - 1);
-    }
-    prefetch_l2(a);
-  }
-}
 
 // The input transform of one digit chunk (quads [c0, c0 + nqc) of tokens tok0 .. tok0 + ntok - 1) on NW warps of
 // the CTA: unit u = qu * ntok + tk, warp w takes u = w, w + NW, ..., lane = 8 elements.  x * SU, block Hadamard
@@ -349,9 +323,6 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
   if (c0 >= c1) return;  // the short last split
   const int64_t tok0 = (int64_t)col * TOK;
   const int ntok = (int)(p.m - tok0 < TOK ? p.m - tok0 : TOK);
-  // x of this chunk into L2 now, ahead of the main kernel's code stream (its loads come after the PDL wait)
-  if (p.xpf) prefetch_x<T>(p, tok0, ntok, (int64_t)c0 * 256, (p.k < (int64_t)c1 * 256 ? p.k : (int64_t)c1 * 256), nullptr,
-                           threadIdx.x, 1024);
   if (threadIdx.x < 20) {
     sAb[threadIdx.x] = threadIdx.x < 16 ? __ldg(S.A + threadIdx.x) : __ldg(S.b + threadIdx.x - 16);
   } else if (threadIdx.x < 20 + TOK) {
@@ -448,11 +419,6 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     }
   };
   const int qfull = (int)(p.C >> 2);  // quads whose 4 chunks are inside the row for every lane
-  // GEMV: the first row group of each (column, split) brings its x and SU ranges into L2 before the code stream, so
-  // every CTA's prologue loads meet L2 instead of queueing behind the codes (GEMV_PDL: the prologue kernel does it)
-  if (!PRE && p.xpf && blockIdx.y == 0)
-    prefetch_x<T>(p, tok0, ntok, (int64_t)q0 * 256, (p.k < (int64_t)q1 * 256 ? p.k : (int64_t)q1 * 256), S.su,
-                  threadIdx.x, 256);
   uint4 cb[RING][2];
   if constexpr (RB > 1) {
 #pragma unroll
@@ -917,13 +883,6 @@ int prep_trigger(int64_t m) {
   return m >= 16 ? 3 : 0;
 }
 
-// LATTQ_GEMV_XPF=0 turns off the L2 prefetch of x (and, for GEMV, SU) ahead of the code stream (session 21); read per
-// launch, for measurements and tests
-int gemv_xpf() {
-  const char* e = std::getenv("LATTQ_GEMV_XPF");
-  return e == nullptr || std::atoi(e) != 0 ? 1 : 0;
-}
-
 // LATTQ_GEMV_SCHED=3 (session 20, measurements and tests; read per launch): one-layer launches with 4-token columns
 // refill each ring slot right after its use, the sessions 4-19 schedule (gemv_kernel's SCHED); anything else = the
 // default
@@ -977,7 +936,6 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
   p.cq = (int)P.cq;
   p.cps = (int)P.cps;
   p.trig = PRE ? prep_trigger(m) : 0;
-  p.xpf = gemv_xpf();
   if (PRE) {
     const GemvWs w = gemv_ws_layout(&Ls[0].desc, m);
     p.ws_dig = static_cast<uint8_t*>(ws);

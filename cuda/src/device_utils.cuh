@@ -20,10 +20,6 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-// brings the 128-byte line of `ptr` into L2 (no register, no L1 fill: safe before griddepcontrol.wait on data the
-// previous kernel writes, since L2 is the point of coherence and the later reads see its writes)
-__device__ __forceinline__ void prefetch_l2(const void* ptr) { asm volatile("prefetch.global.L2 [%0];" ::"l"(ptr)); }
-
 // 16-byte read-only streaming load that does not allocate in L1 (the codes are read once per CTA)
 __device__ __forceinline__ uint4 ldg_stream(const void* ptr) {
   uint4 r;

@@ -1155,10 +1155,6 @@ constexpr int WH_THREADS = 384;
 // A/B of the two builds in one call (session 17, h100_session17/ab_ring_2e2c3d3.log: 28672x8192 m = 16 58.7 against
 // 53.2 us), although at m = 16 the first decode of each ring slot waited on its code load in 11% of the stall
 // samples (Nsight Compute)
-// code-ring refills in batches (the whole ring consumed, then refilled; session 21): the integer kernel (m <= 32) and
-// WGMMA_F16 up to 64-token tiles, where the code stream paces the main loop; 128-token tiles (prefill) keep the
-// refill after each use, their tensor work per quad hiding the loads' latency
-template <int NT, bool I8> constexpr bool wh_batched() { return I8 || NT <= 64; }
 template <int NT, int RT> constexpr int wh_rq() { return NT * RT <= 64 || (NT * RT <= 128 && RT == 1) ? 4 : 2; }
 // k16 steps per wgmma commit group (one group stays queued while the next is decoded): 4 (a whole stage) where the
 // accumulators leave room (NT RT <= 128), else 2
@@ -1662,9 +1658,7 @@ template <bool I8> __device__ __forceinline__ int wh_tok(int jn, int tig, int c)
 // in f16) and s8 B digits, int32 sums per (token, slice) flushed at each slice's end (and a stream-K segment's):
 // wgmma.wait_group 0, (lo + 256 hi) times the slice's scale into the fp32 sums (exact in int32: |lo + 256 hi| <=
 // 1024 x 3 x 32639 < 2^31).  The rest (producer, stream-K, epilogue) is the F16 kernel's.
-// SCHED: 0 = the code ring refilled in batches where wh_batched (session 21), 3 = refilled right after each use
-// (LATTQ_WGMMA_SCHED=3, measurements and tests)
-template <typename T, int NT, int RT, bool I8 = false, int SCHED = 0>
+template <typename T, int NT, int RT, bool I8 = false>
 __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #if !defined(__CUDA_ARCH_FEAT_SM90_ALL)
   __trap();  // the host launches this only on sm_90 with an sm_90a build (wgmma_forward's checks)
@@ -1761,7 +1755,6 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
   const int g = lane >> 2, tig = lane & 3;
   const int wg = warp >> 2, wq = warp & 3;
   constexpr int RQ = wh_rq<NT, RT>();
-  constexpr bool WH_BATCHED = SCHED != 3 && wh_batched<NT, I8>();
   constexpr int GS = I8 && NT * RT > 32 ? 2 : wh_gs<NT, RT>();
   if (threadIdx.x < ROWS) {
     const int64_t n0 = (int64_t)rgf * ROWS;
@@ -1839,194 +1832,152 @@ __global__ void __launch_bounds__(WH_THREADS, 1) wh_main_kernel(FusedParams p) {
 #pragma unroll
       for (int i = 0; i < ND; ++i) d[r][i] = 0.f;
 
-    // the work of quad q from ring slot qi: decode, wgmmas (and, I8, the slice scales and flushes)
-    auto quad_work = [&](int qi, int q) {
-      if constexpr (I8) {
-        if (q == qs || (q & 3) == 0) {  // a slice starts: its scales (used at its end, 4 quads later)
+    for (int qb = qs; qb < qe; qb += RQ) {
 #pragma unroll
-          for (int j = 0; j < NT / 4; ++j)
-            scv[j] = __ldcg(p.scale + ((int64_t)(sgi == 0 ? colA : colB) * NT + 4 * j + tig) * p.nslices + (q >> 2));
-        }
+      for (int qi = 0; qi < RQ; ++qi) {
+        const int q = qb + qi;
+        if (q < qe) {
+          if constexpr (I8) {
+            if (q == qs || (q & 3) == 0) {  // a slice starts: its scales (used at its end, 4 quads later)
 #pragma unroll
-        for (int j = 0; j < 2; ++j) {  // stage j: words 2 j (K slots < 16) and 2 j + 1 of rows g and g + 8
-          uint32_t w0[RT], w1[RT], v0[RT], v1[RT];
+              for (int j = 0; j < NT / 4; ++j)
+                scv[j] = __ldcg(p.scale + ((int64_t)(sgi == 0 ? colA : colB) * NT + 4 * j + tig) * p.nslices + (q >> 2));
+            }
 #pragma unroll
-          for (int r = 0; r < RT; ++r) {
-            w0[r] = j == 0 ? cb[qi][r][0].x : cb[qi][r][0].z;
-            w1[r] = j == 0 ? cb[qi][r][0].y : cb[qi][r][0].w;
-            v0[r] = j == 0 ? cb[qi][r][1].x : cb[qi][r][1].z;
-            v1[r] = j == 0 ? cb[qi][r][1].y : cb[qi][r][1].w;
-          }
-          mbar_wait(&full[s], ph);
-#ifdef LATTQ_GEMV_TRACE
-          if (gr == 0) WH_STAMP(2);
-#endif
-          const uint32_t dlo = wh_desc_lo(smem_addr(wsm + (size_t)s * SB));
-#pragma unroll
-          for (int t0 = 0; t0 < 4; t0 += GS) {
-            uint32_t a[GS][RT][4];
-#pragma unroll
-            for (int tt = 0; tt < GS; ++tt)
+            for (int j = 0; j < 2; ++j) {  // stage j: words 2 j (K slots < 16) and 2 j + 1 of rows g and g + 8
+              uint32_t w0[RT], w1[RT], v0[RT], v1[RT];
 #pragma unroll
               for (int r = 0; r < RT; ++r) {
-                const int sh = 2 * (t0 + tt);  // field t of every byte
-                a[tt][r][0] = (w0[r] >> sh) & 0x03030303u;
-                a[tt][r][1] = (v0[r] >> sh) & 0x03030303u;
-                a[tt][r][2] = (w1[r] >> sh) & 0x03030303u;
-                a[tt][r][3] = (v1[r] >> sh) & 0x03030303u;
-#pragma unroll
-                for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[tt][r][i]));
+                w0[r] = j == 0 ? cb[qi][r][0].x : cb[qi][r][0].z;
+                w1[r] = j == 0 ? cb[qi][r][0].y : cb[qi][r][0].w;
+                v0[r] = j == 0 ? cb[qi][r][1].x : cb[qi][r][1].z;
+                v1[r] = j == 0 ? cb[qi][r][1].y : cb[qi][r][1].w;
               }
-            // (the empty asm pins the fields before the fence: NVVM otherwise sank the AND of field 0 between
-            // the wgmmas of the two row tiles, and ptxas injected a warpgroup.arrive per stage, C7519)
-            wgmma_fence();
+              mbar_wait(&full[s], ph);
+#ifdef LATTQ_GEMV_TRACE
+              if (gr == 0) WH_STAMP(2);
+#endif
+              const uint32_t dlo = wh_desc_lo(smem_addr(wsm + (size_t)s * SB));
 #pragma unroll
-            for (int r = 0; r < RT; ++r) fence_regs(di[r]);
+              for (int t0 = 0; t0 < 4; t0 += GS) {
+                uint32_t a[GS][RT][4];
 #pragma unroll
-            for (int tt = 0; tt < GS; ++tt)
+                for (int tt = 0; tt < GS; ++tt)
+#pragma unroll
+                  for (int r = 0; r < RT; ++r) {
+                    const int sh = 2 * (t0 + tt);  // field t of every byte
+                    a[tt][r][0] = (w0[r] >> sh) & 0x03030303u;
+                    a[tt][r][1] = (v0[r] >> sh) & 0x03030303u;
+                    a[tt][r][2] = (w1[r] >> sh) & 0x03030303u;
+                    a[tt][r][3] = (v1[r] >> sh) & 0x03030303u;
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[tt][r][i]));
+                  }
+                // (the empty asm pins the fields before the fence: NVVM otherwise sank the AND of field 0 between
+                // the wgmmas of the two row tiles, and ptxas injected a warpgroup.arrive per stage, C7519)
+                wgmma_fence();
+#pragma unroll
+                for (int r = 0; r < RT; ++r) fence_regs(di[r]);
+#pragma unroll
+                for (int tt = 0; tt < GS; ++tt)
+#pragma unroll
+                  for (int r = 0; r < RT; ++r)
+                    Wgmma<2 * NT>::mma(di[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
+                                       wh_desc_step(dlo, t0 + tt), j == 0 && t0 == 0 && tt == 0 ? 1 - fresh : 1);
+                fresh = 0;
+                wgmma_commit();
+                wgmma_wait<1>();
+#pragma unroll
+                for (int r = 0; r < RT; ++r) fence_regs(di[r]);
+                if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[sp]);  // stage gr - 1 read
+              }
+              next_stage();
+            }
+            if ((q & 3) == 3 || q == qe - 1) {  // the slice (or the segment) ends: flush its sums
+              wgmma_wait<0>();
+#pragma unroll
+              for (int r = 0; r < RT; ++r) fence_regs(di[r]);
 #pragma unroll
               for (int r = 0; r < RT; ++r)
-                Wgmma<2 * NT>::mma(di[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
-                                   wh_desc_step(dlo, t0 + tt), j == 0 && t0 == 0 && tt == 0 ? 1 - fresh : 1);
-            fresh = 0;
-            wgmma_commit();
-            wgmma_wait<1>();
 #pragma unroll
-            for (int r = 0; r < RT; ++r) fence_regs(di[r]);
-            if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[sp]);  // stage gr - 1 read
-          }
-          next_stage();
-        }
-        if ((q & 3) == 3 || q == qe - 1) {  // the slice (or the segment) ends: flush its sums
-          wgmma_wait<0>();
+                for (int jn = 0; jn < NT / 8; ++jn)
 #pragma unroll
-          for (int r = 0; r < RT; ++r) fence_regs(di[r]);
+                  for (int h = 0; h < 2; ++h)
 #pragma unroll
-          for (int r = 0; r < RT; ++r)
+                    for (int c = 0; c < 2; ++c) {
+                      const int j = 2 * jn + c;  // token 4 j + tig: digit columns 8 j + 2 tig (lo), + 1 (hi)
+                      const int v = di[r][4 * j + 2 * h] + 256 * di[r][4 * j + 2 * h + 1];
+                      d[r][4 * jn + 2 * h + c] = fmaf((float)v, scv[j], d[r][4 * jn + 2 * h + c]);
+                    }
+              fresh = 1;
+            }
+          } else {
 #pragma unroll
-            for (int jn = 0; jn < NT / 8; ++jn)
-#pragma unroll
-              for (int h = 0; h < 2; ++h)
-#pragma unroll
-                for (int c = 0; c < 2; ++c) {
-                  const int j = 2 * jn + c;  // token 4 j + tig: digit columns 8 j + 2 tig (lo), + 1 (hi)
-                  const int v = di[r][4 * j + 2 * h] + 256 * di[r][4 * j + 2 * h + 1];
-                  d[r][4 * jn + 2 * h + c] = fmaf((float)v, scv[j], d[r][4 * jn + 2 * h + c]);
-                }
-          fresh = 1;
-        }
-      } else {
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        uint32_t wl[RT], wh[RT];
-#pragma unroll
-        for (int r = 0; r < RT; ++r) {
-          wl[r] = j == 0 ? cb[qi][r][0].x : j == 1 ? cb[qi][r][0].y : j == 2 ? cb[qi][r][0].z : cb[qi][r][0].w;
-          wh[r] = j == 0 ? cb[qi][r][1].x : j == 1 ? cb[qi][r][1].y : j == 2 ? cb[qi][r][1].z : cb[qi][r][1].w;
-        }
-        mbar_wait(&full[s], ph);
-#ifdef LATTQ_GEMV_TRACE
-        if (gr == 0) WH_STAMP(2);
-#endif
-        const uint32_t dlo = wh_desc_lo(smem_addr(wsm + (size_t)s * SB));
-#pragma unroll
-        for (int t0 = 0; t0 < 4; t0 += GS) {  // one commit group per GS k16 steps
-          uint32_t a[GS][RT][4];
-#pragma unroll
-          for (int tt = 0; tt < GS; ++tt)
+          for (int j = 0; j < 4; ++j) {
+            uint32_t wl[RT], wh[RT];
 #pragma unroll
             for (int r = 0; r < RT; ++r) {
-              switch (t0 + tt) {  // registers e = 2 t (slots 2 tig + h) and 2 t + 1 (slots 8 + 2 tig + h)
-                case 0: a[tt][r][0] = wh_decode<0>(wl[r]); a[tt][r][1] = wh_decode<0>(wh[r]);
-                        a[tt][r][2] = wh_decode<1>(wl[r]); a[tt][r][3] = wh_decode<1>(wh[r]); break;
-                case 1: a[tt][r][0] = wh_decode<2>(wl[r]); a[tt][r][1] = wh_decode<2>(wh[r]);
-                        a[tt][r][2] = wh_decode<3>(wl[r]); a[tt][r][3] = wh_decode<3>(wh[r]); break;
-                case 2: a[tt][r][0] = wh_decode<4>(wl[r]); a[tt][r][1] = wh_decode<4>(wh[r]);
-                        a[tt][r][2] = wh_decode<5>(wl[r]); a[tt][r][3] = wh_decode<5>(wh[r]); break;
-                default: a[tt][r][0] = wh_decode<6>(wl[r]); a[tt][r][1] = wh_decode<6>(wh[r]);
-                         a[tt][r][2] = wh_decode<7>(wl[r]); a[tt][r][3] = wh_decode<7>(wh[r]); break;
+              wl[r] = j == 0 ? cb[qi][r][0].x : j == 1 ? cb[qi][r][0].y : j == 2 ? cb[qi][r][0].z : cb[qi][r][0].w;
+              wh[r] = j == 0 ? cb[qi][r][1].x : j == 1 ? cb[qi][r][1].y : j == 2 ? cb[qi][r][1].z : cb[qi][r][1].w;
+            }
+            mbar_wait(&full[s], ph);
+#ifdef LATTQ_GEMV_TRACE
+            if (gr == 0) WH_STAMP(2);
+#endif
+            const uint32_t dlo = wh_desc_lo(smem_addr(wsm + (size_t)s * SB));
+#pragma unroll
+            for (int t0 = 0; t0 < 4; t0 += GS) {  // one commit group per GS k16 steps
+              uint32_t a[GS][RT][4];
+#pragma unroll
+              for (int tt = 0; tt < GS; ++tt)
+#pragma unroll
+                for (int r = 0; r < RT; ++r) {
+                  switch (t0 + tt) {  // registers e = 2 t (slots 2 tig + h) and 2 t + 1 (slots 8 + 2 tig + h)
+                    case 0: a[tt][r][0] = wh_decode<0>(wl[r]); a[tt][r][1] = wh_decode<0>(wh[r]);
+                            a[tt][r][2] = wh_decode<1>(wl[r]); a[tt][r][3] = wh_decode<1>(wh[r]); break;
+                    case 1: a[tt][r][0] = wh_decode<2>(wl[r]); a[tt][r][1] = wh_decode<2>(wh[r]);
+                            a[tt][r][2] = wh_decode<3>(wl[r]); a[tt][r][3] = wh_decode<3>(wh[r]); break;
+                    case 2: a[tt][r][0] = wh_decode<4>(wl[r]); a[tt][r][1] = wh_decode<4>(wh[r]);
+                            a[tt][r][2] = wh_decode<5>(wl[r]); a[tt][r][3] = wh_decode<5>(wh[r]); break;
+                    default: a[tt][r][0] = wh_decode<6>(wl[r]); a[tt][r][1] = wh_decode<6>(wh[r]);
+                             a[tt][r][2] = wh_decode<7>(wl[r]); a[tt][r][3] = wh_decode<7>(wh[r]); break;
+                  }
+                }
+              wgmma_fence();
+#pragma unroll
+              for (int r = 0; r < RT; ++r) fence_regs(d[r]);
+#pragma unroll
+              for (int tt = 0; tt < GS; ++tt)
+#pragma unroll
+                for (int r = 0; r < RT; ++r)
+                  WgmmaH<NT>::mma(d[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
+                                  wh_desc_step(dlo, t0 + tt));
+              wgmma_commit();
+              wgmma_wait<1>();  // the previous group is complete
+#pragma unroll
+              for (int r = 0; r < RT; ++r) fence_regs(d[r]);
+              if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[sp]);  // stage gr - 1 read
+            }
+            next_stage();
+          }
+          }
+          load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
+          // stream-K: the ring's loads past this segment's end would load nothing; instead warm L2 with the codes
+          // of the next segment's first RQ quads, whose ring starts cold (about 1 us of DRAM latency per CTA)
+          if (sgi + 1 < nseg && q + RQ >= qe) {
+            const int qn = q + RQ - qe;
+#pragma unroll
+            for (int r = 0; r < RT; ++r) {
+              const int64_t tileI = (int64_t)rgB * (8 * RT) + (wg * RT + r) * 4 + wq;
+              const int64_t chunk = (int64_t)qn * 4 + tig;
+              if (tileI < p.T && qn < nq && chunk < p.C) {
+                const uint8_t* a = p.codes + tileI * p.C * 256 + g * 16 + chunk * 256;
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(a));
+                asm volatile("prefetch.global.L2 [%0];" ::"l"(a + 128));
               }
             }
-          wgmma_fence();
-#pragma unroll
-          for (int r = 0; r < RT; ++r) fence_regs(d[r]);
-#pragma unroll
-          for (int tt = 0; tt < GS; ++tt)
-#pragma unroll
-            for (int r = 0; r < RT; ++r)
-              WgmmaH<NT>::mma(d[r], a[tt][r][0], a[tt][r][1], a[tt][r][2], a[tt][r][3],
-                              wh_desc_step(dlo, t0 + tt));
-          wgmma_commit();
-          wgmma_wait<1>();  // the previous group is complete
-#pragma unroll
-          for (int r = 0; r < RT; ++r) fence_regs(d[r]);
-          if (t0 == 0 && gr > 0 && lane == 0) mbar_arrive(&empty[sp]);  // stage gr - 1 read
-        }
-        next_stage();
-      }
-      }
-    };
-    // stream-K: the ring's loads past this segment's end would load nothing; instead warm L2 with the codes of the
-    // next segment's first RQ quads, whose ring starts cold (about 1 us of DRAM latency per CTA)
-    auto warm_next = [&](int q) {
-      if (sgi + 1 < nseg && q + RQ >= qe) {
-        const int qn = q + RQ - qe;
-#pragma unroll
-        for (int r = 0; r < RT; ++r) {
-          const int64_t tileI = (int64_t)rgB * (8 * RT) + (wg * RT + r) * 4 + wq;
-          const int64_t chunk = (int64_t)qn * 4 + tig;
-          if (tileI < p.T && qn < nq && chunk < p.C) {
-            const uint8_t* a = p.codes + tileI * p.C * 256 + g * 16 + chunk * 256;
-            prefetch_l2(a);
-            prefetch_l2(a + 128);
           }
         }
-      }
-    };
-    if constexpr (!WH_BATCHED) {  // refill each slot right after its use (sessions 10-20)
-      for (int qb = qs; qb < qe; qb += RQ) {
-#pragma unroll
-        for (int qi = 0; qi < RQ; ++qi) {
-          const int q = qb + qi;
-          if (q < qe) {
-            quad_work(qi, q);
-            load_quad(q + RQ, cb[qi]);  // the slot's words are decoded by now
-            warm_next(q);
-          }
-        }
-      }
-    } else {
-      // Batched refills (session 21, as GEMV's in session 20): every code load of a warp sets one scoreboard, and the
-      // first decode of a quad waits for it to drain, that is for all of the warp's code loads in flight (and the
-      // slice scales' __ldcg).  Refilled right after each use, a warp kept about one quad in flight.  Here the ring's
-      // RQ quads are consumed, then all RQ refills go out from one base pointer with immediate offsets and no zero
-      // fill (a register write of a slot would wait for the loads in flight): a slot past the lane's last quad keeps
-      // its old codes, which meet zero image digits (the prologue writes every K position of its slices, zero past k)
-      // or rows past n (never stored), and past the segment's end a slot is never used.
-      int qlim[RT];  // quads of this lane inside its tile row and the segment
-#pragma unroll
-      for (int r = 0; r < RT; ++r) {
-        const int qc = (int)((p.C - tig + 3) >> 2);
-        qlim[r] = tile_ok[r] ? (qc < qe ? qc : qe) : 0;
-      }
-      for (int qb = qs; qb < qe; qb += RQ) {
-#pragma unroll
-        for (int qi = 0; qi < RQ; ++qi)
-          if (qb + qi < qe) quad_work(qi, qb + qi);  // warp-uniform
-#pragma unroll
-        for (int r = 0; r < RT; ++r) {
-          const uint8_t* nb = cbase[r] + ((int64_t)(qb + RQ) * 4 + tig) * 256;
-          const int nleft = qlim[r] - (qb + RQ);  // refills at slots < nleft are inside the row and the segment
-#pragma unroll
-          for (int qi = 0; qi < RQ; ++qi)
-            if (qi < nleft) {
-              cb[qi][r][0] = ldg_stream(nb + qi * 1024);
-              cb[qi][r][1] = ldg_stream(nb + qi * 1024 + 128);
-            }
-        }
-#pragma unroll
-        for (int qi = 0; qi < RQ; ++qi)
-          if (qb + qi < qe) warm_next(qb + qi);
       }
     }
     wgmma_wait<0>();
@@ -2976,26 +2927,17 @@ lattq_status wh_launch_t(const char* fn, const lattq_layer* L, const void* x, in
     return LQ_ERR(Device, "%s: launching the %s prologue kernel failed: %s", fn, vname, cudaGetErrorString(e));
   }
   if ((r = check_launch(fn, I8 ? "wgmma prologue" : "wgmma_f16 prologue"))) return r;
-  // the main kernel: batched code-ring refills where wh_batched, unless LATTQ_WGMMA_SCHED=3 (the refill after each use)
-  void (*mk)(FusedParams) = wh_main_kernel<T, NT, RT, I8>;
-  int si = 0;
-  if constexpr (wh_batched<NT, I8>()) {
-    const char* sc = std::getenv("LATTQ_WGMMA_SCHED");
-    if (sc != nullptr && std::atoi(sc) == 3) {
-      mk = wh_main_kernel<T, NT, RT, I8, 3>;
-      si = 1;
-    }
-  }
-  static int smem_set[2][16] = {};  // per template instance, schedule and device
-  if (!smem_set[si][cur & 15]) {
-    if (cudaFuncSetAttribute(mk, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)P.smem) != cudaSuccess) {
+  static int smem_set[16] = {};  // per template instance and device
+  if (!smem_set[cur & 15]) {
+    if (cudaFuncSetAttribute(wh_main_kernel<T, NT, RT, I8>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)P.smem) != cudaSuccess) {
       cudaGetLastError();
       return LQ_ERR(Device, "%s: cannot set the dynamic shared memory of the %s kernel to %zu bytes", fn, vname, P.smem);
     }
-    smem_set[si][cur & 15] = 1;
+    smem_set[cur & 15] = 1;
   }
   const dim3 grid = P.sk > 0 ? dim3((unsigned)(P.sk_dp + P.sk)) : dim3((unsigned)P.ncols, (unsigned)P.rgroups);
-  e = launch_pdl(mk, grid, dim3(WH_THREADS), P.smem, s, p);
+  e = launch_pdl(wh_main_kernel<T, NT, RT, I8>, grid, dim3(WH_THREADS), P.smem, s, p);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching the %s main kernel failed: %s", fn, vname, cudaGetErrorString(e));

@@ -707,16 +707,14 @@ void test_gemv_splits(bool quick) {
                       "LATTQ_GEMV_TOK=16 LATTQ_GEMV_PDL_TRIGGER=1", "LATTQ_GEMV_TOK=16 LATTQ_GEMV_PDL_TRIGGER=2"});
   // the main loop's code-load schedules (session 20: the default refill batches and LATTQ_GEMV_SCHED=3, the sessions
   // 4-19 refill-after-use) with both column widths; k = 1600 ends in a partial quad (25 chunks of 16 bytes per row: the
-  // k-tail zeroing of quad_mma), n = 200 in a partial row group; and without the L2 prefetch of x (LATTQ_GEMV_XPF=0,
-  // session 21)
+  // k-tail zeroing of quad_mma), n = 200 in a partial row group
   std::vector<Shape> sched_cases = cases;
   sched_cases.push_back({200, 1600, 64, 8, true});
   const std::vector<int64_t> ms_sched = quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 3, 5, 12, 16};
   for (int32_t var : {LATTQ_VARIANT_GEMV, LATTQ_VARIANT_GEMV_PDL})
     check_env_settings(var == LATTQ_VARIANT_GEMV ? "gemv schedules" : "gemv_pdl schedules", var, sched_cases, ms_sched,
                        {"LATTQ_GEMV_SCHED=0", "LATTQ_GEMV_SCHED=3", "LATTQ_GEMV_SCHED=3 LATTQ_GEMV_MAX_SPLITS=3",
-                        "LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_TOK=4", "LATTQ_GEMV_SCHED=3 LATTQ_GEMV_TOK=4",
-                        "LATTQ_GEMV_XPF=0", "LATTQ_GEMV_XPF=0 LATTQ_GEMV_MAX_SPLITS=3"});
+                        "LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_TOK=4", "LATTQ_GEMV_SCHED=3 LATTQ_GEMV_TOK=4"});
   // the workspace size does not depend on the column width (a size queried once serves any LATTQ_GEMV_TOK)
   for (const Shape& S : cases) {
     const HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
@@ -759,8 +757,7 @@ void test_wgmma_wh(bool quick) {
                         "LATTQ_WGMMA_F16_SLEEP_NS=0", "LATTQ_WGMMA_PREP_WARPS=1", "LATTQ_WGMMA_PREP_WARPS=3",
                         "LATTQ_WGMMA_PREP_WARPS=16", "LATTQ_WGMMA_PREP_WARPS=3 LATTQ_WGMMA_F16_PREP_CTAS=2",
                         "LATTQ_WGMMA_F16_PREQ=0", "LATTQ_WGMMA_F16_PREQ=1 LATTQ_WGMMA_F16_SK=1000",
-                        "LATTQ_WGMMA_WH=0", "LATTQ_WGMMA_SCHED=3", "LATTQ_WGMMA_SCHED=3 LATTQ_WGMMA_F16_SK=1000",
-                        "LATTQ_WGMMA_SCHED=3 LATTQ_WGMMA_F16_TILE=32x2"})
+                        "LATTQ_WGMMA_WH=0"})
     isets.push_back(e);
   check_env_settings("wgmma (m <= 32) CTA shapes", LATTQ_VARIANT_WGMMA, icases, ims, isets, true, true);
   // the default plan's split-K over 256-row tiles (session 19): 64 tiles x 2 CTAs on a 132-SM H100 (the layers above
@@ -807,11 +804,6 @@ void test_wgmma_settings(bool quick) {
   // the code ring's first quads loaded before the PDL wait: none, or one (the rest after it; the default: all)
   fsets.push_back("LATTQ_WGMMA_F16_PREQ=0");
   fsets.push_back("LATTQ_WGMMA_F16_PREQ=1 LATTQ_WGMMA_F16_SK=1000");
-  // the code ring refilled right after each use (LATTQ_WGMMA_SCHED=3, sessions 10-20) instead of in batches (the
-  // default up to 64-token tiles, session 21), with stream-K segments
-  fsets.push_back("LATTQ_WGMMA_SCHED=3");
-  fsets.push_back("LATTQ_WGMMA_SCHED=3 LATTQ_WGMMA_F16_TILE=64x2 LATTQ_WGMMA_F16_SK=3");
-  fsets.push_back("LATTQ_WGMMA_SCHED=3 LATTQ_WGMMA_F16_TILE=32x1 LATTQ_WGMMA_F16_SK=1000");
   // a grid of 2-3 prologue CTAs: many tokens per CTA (as at prefill sizes), so the next-token loads and the staged
   // rows' double buffer run
   fsets.push_back("LATTQ_WGMMA_F16_PREP_CTAS=3");
