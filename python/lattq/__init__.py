@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 from . import format  # noqa: E402  (light: no torch)
 from . import _native  # noqa: E402  (imports torch and, if built, lattq._C; no CUDA initialisation)
 from . import ops  # noqa: E402,F401  (registers torch.ops.lattq.*)
-from .nn import LatticeLinear, LatticeLinearGroup  # noqa: E402
+from .nn import LatticeLinear, LatticeLinearGroup, group_projections, ungroup_projections  # noqa: E402
 
 
 def native_available() -> bool:
@@ -81,6 +81,8 @@ __all__ = [
     "__version__",
     "LatticeLinear",
     "LatticeLinearGroup",
+    "group_projections",
+    "ungroup_projections",
     "native_available",
     "cuda_kernels_available",
     "native_status",

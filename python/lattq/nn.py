@@ -320,6 +320,11 @@ class LatticeLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"LatticeLinear expects a torch.Tensor input, got {type(x).__name__}")
+        shared = self.__dict__.get("_lattq_shared")  # group_projections: (the group's _SharedInput, this layer's index)
+        if shared is not None:
+            y = shared[0].output(shared[1], x)
+            if y is not None:
+                return y
         buf = self._buffers  # direct lookups: nn.Module.__getattr__ is slow on the batch-1 hot path
         if "bias" in buf and "A" in buf and "b" in buf and "su" in buf and "sv" in buf:
             args = (buf["codes"], buf["A"], buf["b"], buf["su"], buf["sv"], buf["bias"])
@@ -489,23 +494,123 @@ class LatticeLinearGroup(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"LatticeLinearGroup expects a torch.Tensor input, got {type(x).__name__}")
-        layers = self.layers._modules.values()  # direct lookups: nn.Module.__getattr__ is slow on the batch-1 path
-        cols = [[], [], [], [], [], []]  # codes, A, b, su, sv, bias
-        for layer in layers:
-            buf = layer._buffers
-            for j, name in enumerate(("codes", "A", "b", "su", "sv", "bias")):
-                cols[j].append(buf[name] if name in buf else getattr(layer, name))  # a Parameter is not in _buffers
-        tensors = [t for col in cols for t in col]
-        if torch.is_grad_enabled() and (x.requires_grad or any(t is not None and t.requires_grad for t in tensors)):
-            return tuple(layer(x) for layer in self.layers)  # differentiable, one by one
-        ds = [layer.desc for layer in layers]
-        static = (ds[0].bits, ds[0].dim, [d.had_in for d in ds], [d.had_out for d in ds], [d.n for d in ds], ds[0].k)
-        if ops.eager_fast_path_ok(x, *tensors):
-            return tuple(ops.linear_group_eager(x, *cols, *static))
-        return tuple(torch.ops.lattq.linear_group(x, *cols, *static))
+        layers = list(self.layers._modules.values())  # direct lookups: nn.Module.__getattr__ is slow at batch 1
+        ys = _group_forward(layers, x)
+        return ys if ys is not None else tuple(layer(x) for layer in layers)  # differentiable, one by one
 
     def extra_repr(self) -> str:
         return f"layers={len(self.layers)}, in_features={self.layers[0].desc.k}, out_features={[l.desc.n for l in self.layers]}"
 
 
-__all__ = ["LatticeLinear", "LatticeLinearGroup", "pack_codes", "unpack_codes"]
+def _group_forward(layers, x: torch.Tensor):
+    """The outputs of ``layers`` (LatticeLinear of one in_features, bits and dim) on ``x`` through one
+    ``lattq::linear_group`` call, or None where a gradient is needed (the caller then runs them one by one)."""
+    cols = [[], [], [], [], [], []]  # codes, A, b, su, sv, bias
+    for layer in layers:
+        buf = layer._buffers
+        for j, name in enumerate(("codes", "A", "b", "su", "sv", "bias")):
+            cols[j].append(buf[name] if name in buf else getattr(layer, name))  # a Parameter is not in _buffers
+    tensors = [t for col in cols for t in col]
+    if torch.is_grad_enabled() and (x.requires_grad or any(t is not None and t.requires_grad for t in tensors)):
+        return None
+    ds = [layer.desc for layer in layers]
+    static = (ds[0].bits, ds[0].dim, [d.had_in for d in ds], [d.had_out for d in ds], [d.n for d in ds], ds[0].k)
+    if ops.eager_fast_path_ok(x, *tensors):
+        return tuple(ops.linear_group_eager(x, *cols, *static))
+    return tuple(torch.ops.lattq.linear_group(x, *cols, *static))
+
+
+class _SharedInput:
+    """The state of one group of ``group_projections``: layers that a model's own forward calls one by one on the same
+    input tensor.  The first call of any of them on an input runs the whole group in one ``lattq::linear_group``
+    call and keeps the other layers' outputs; each is handed out once, to that layer's call on the same tensor
+    object, unmodified since (its version counter).  Any other call (another input, a second call of a layer, a
+    gradient needed, inside ``torch.compile``) returns None and the layer computes alone."""
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+        self.clear()
+
+    def clear(self) -> None:
+        self.x = None
+        self.version = -1
+        self.pending = [None] * len(self.layers)
+
+    def output(self, idx: int, x: torch.Tensor):
+        if torch.compiler.is_compiling():
+            return None
+        if self.x is x and self.version == x._version and self.pending[idx] is not None:
+            y = self.pending[idx]
+            self.pending[idx] = None
+            if all(p is None for p in self.pending):
+                self.clear()  # drop the reference to the input
+            return y
+        if x.dim() == 0 or x.shape[-1] != self.layers[0].desc.k:
+            return None  # the layer's own checks name the problem
+        ys = _group_forward(self.layers, x)
+        if ys is None:
+            self.clear()
+            return None
+        self.x, self.version = x, x._version
+        self.pending = list(ys)
+        self.pending[idx] = None
+        return ys[idx]
+
+
+# sibling LatticeLinear modules that transformers' decoder blocks call one by one on the same input
+DEFAULT_PROJECTION_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def group_projections(model: nn.Module, groups=DEFAULT_PROJECTION_GROUPS) -> int:
+    """Let the quantized projections that a model calls one by one on the same input run as one group.
+
+    For every module of ``model`` and every tuple of child names in ``groups`` (default: ``q_proj``, ``k_proj``,
+    ``v_proj`` and ``gate_proj``, ``up_proj``, as in the Llama / Qwen / Mistral blocks of transformers), the children
+    that are ``LatticeLinear`` layers of one ``in_features``, ``bits`` and ``dim`` (at least two) form a group: the
+    first of them called on an input runs all of them in one ``lattq::linear_group`` call (on CUDA at decode batch
+    sizes one kernel launch instead of one each: docs/kernels.md, "Grouped layers"), and the others' calls on that
+    same tensor return the outputs kept for them.  Outputs equal the layers' own up to fp32 summation order; a call
+    on another input, a second call, a call that needs a gradient and calls inside ``torch.compile`` compute the
+    layer alone.  The module tree and the state dict do not change.  Returns the number of groups; loading a
+    lattq checkpoint through transformers applies it.  ``ungroup_projections`` undoes it.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"group_projections expects a torch.nn.Module, got {type(model).__name__}")
+    count = 0
+    for parent in model.modules():
+        kids = parent._modules
+        for names in groups:
+            layers = [kids[n] for n in names if isinstance(kids.get(n), LatticeLinear)]
+            layers = [l for l in layers if l.__dict__.get("_lattq_shared") is None]
+            if len(layers) < 2:
+                continue
+            d0 = layers[0].desc
+            layers = [l for l in layers if (l.desc.k, l.desc.bits, l.desc.dim) == (d0.k, d0.bits, d0.dim)]
+            if len(layers) < 2:
+                continue
+            shared = _SharedInput(layers)
+            for i, layer in enumerate(layers):
+                layer.__dict__["_lattq_shared"] = (shared, i)
+            count += 1
+    return count
+
+
+def ungroup_projections(model: nn.Module) -> int:
+    """Undo ``group_projections``: every LatticeLinear of ``model`` computes alone again.  Returns how many layers
+    were grouped."""
+    count = 0
+    for mod in model.modules():
+        if isinstance(mod, LatticeLinear) and mod.__dict__.pop("_lattq_shared", None) is not None:
+            count += 1
+    return count
+
+
+__all__ = [
+    "DEFAULT_PROJECTION_GROUPS",
+    "LatticeLinear",
+    "LatticeLinearGroup",
+    "group_projections",
+    "pack_codes",
+    "ungroup_projections",
+    "unpack_codes",
+]

@@ -74,3 +74,18 @@ def test_compile_backward(native, gen):
     assert rel_err(x1.grad, ref.numpy()) <= 1e-5
     assert rel_err(x2.grad, ref.numpy()) <= 1e-5
     assert rel_err(x2.grad, x1.grad.double().numpy()) <= 1e-5
+
+
+def test_compile_grouped_projections(native, gen):
+    # layers grouped by lattq.group_projections compute alone inside torch.compile (fullgraph: no graph break)
+    mk = lambda n, s: LatticeLinear.from_float(torch.nn.Linear(256, n), seed=s)  # noqa: E731
+    block = torch.nn.Module()
+    block.q_proj, block.k_proj, block.v_proj = mk(128, 3), mk(64, 4), mk(64, 5)
+    import lattq
+
+    assert lattq.group_projections(block) == 1
+    run = lambda t: block.q_proj(t) + torch.cat([block.k_proj(t), block.v_proj(t)], -1)  # noqa: E731
+    x = torch.randn(3, 256, generator=gen)
+    with torch.no_grad():
+        eager = run(x)
+        assert torch.equal(torch.compile(run, fullgraph=True)(x), eager)

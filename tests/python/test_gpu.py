@@ -301,3 +301,48 @@ def test_group_cuda_edge_cases(cuda_native, gen):
         assert y.shape == y1.shape and rel_err(y.float(), y1.double().cpu().numpy()) <= 1e-2
     with pytest.raises(ValueError, match="1..8 layers, got 0"):
         cuda_native.cuda_forward_group_workspace_size([], 1)
+
+
+def test_group_projections_cuda(cuda_native, gen, monkeypatch):
+    # a block that calls q/k/v one by one (as transformers' attention does) after lattq.group_projections: one group
+    # call per input, outputs against the float64 oracle, the same bits as the LatticeLinearGroup call, and a CUDA
+    # graph that captures the grouped launch (replayed with new x) and torch.compile (which computes each layer alone)
+    layers, mods = _group(gen, 1024, (512, 136, 1040), (128, 8, 16), (True, False, True))
+    block = torch.nn.Module()
+    block.q_proj, block.k_proj, block.v_proj = mods
+    block = block.to(DEV)
+    assert lattq.group_projections(block) == 1
+    calls = []
+    real = lattq.nn._group_forward
+    monkeypatch.setattr(lattq.nn, "_group_forward", lambda ls, t: calls.append(len(ls)) or real(ls, t))
+    run = lambda t: (block.q_proj(t), block.k_proj(t), block.v_proj(t))  # noqa: E731
+    x = torch.randn(1, 1024, generator=gen).to(torch.bfloat16)
+    xd = x.to(DEV)
+    ys = run(xd)
+    assert calls == [1 * 3]
+    grouped = lattq.LatticeLinearGroup(list(mods))(xd)
+    for y, g, layer in zip(ys, grouped, layers):
+        assert torch.equal(y, g)
+        y_ref = np_layer_forward(layer, x.double().numpy())
+        assert rel_err(y, y_ref) <= LOW_PREC_FACTOR * dense_dtype_error(layer, xd, y_ref)
+    static_x = torch.zeros(1, 1024, device=DEV, dtype=torch.bfloat16)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            run(static_x)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    calls.clear()
+    with torch.cuda.graph(graph):
+        static_y = run(static_x)
+    assert calls == [3]
+    x2 = torch.randn(1, 1024, generator=gen).to(DEV, torch.bfloat16)
+    static_x.copy_(x2)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert all(torch.equal(a, b) for a, b in zip(static_y, lattq.LatticeLinearGroup(list(mods))(x2)))
+    torch._dynamo.reset()
+    compiled = torch.compile(run, fullgraph=True)(x2)
+    lattq.ungroup_projections(block)
+    assert all(torch.equal(a, b) for a, b in zip(compiled, run(x2)))

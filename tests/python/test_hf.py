@@ -120,7 +120,13 @@ def test_from_pretrained_builds_lattice_linear(ckpt, qmodel, seed):
     assert isinstance(m.model.layers[1].mlp.down_proj, LatticeLinear)
     assert not any(isinstance(mod, torch.nn.Linear) and n != "lm_head" for n, mod in m.named_modules() if n.startswith("model.layers"))
     _same_lattice_params(qmodel, m)
+    # loading groups q/k/v and gate/up (lattq.group_projections): the same logits (on the CPU the group runs the same
+    # kernels one by one), and the same after ungrouping
+    grouped = [n for n, mod in m.named_modules() if isinstance(mod, LatticeLinear) and "_lattq_shared" in mod.__dict__]
+    assert len(grouped) == 10 and all(n.rsplit(".", 1)[1] in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj") for n in grouped)
     with torch.no_grad():
+        assert torch.equal(m(x).logits, ref)
+        assert lattq.ungroup_projections(m) == 10
         assert torch.equal(m(x).logits, ref)
     qc = m.config.quantization_config
     assert qc.quant_method == "lattq" and qc.format_version == 1 and len(qc.layers) == 14

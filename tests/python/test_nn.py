@@ -516,3 +516,94 @@ def test_group_state_dict_keys(native, gen):
     keys = set(group.state_dict())
     assert {"layers.0.codes", "layers.1.codes", "layers.1.bias"} <= keys
     assert "layers.0.bias" not in keys
+
+
+# ---------------------------------------------------------------------------------------------------
+# group_projections (q/k/v and gate/up called one by one by a model's own forward)
+# ---------------------------------------------------------------------------------------------------
+class _Block(torch.nn.Module):
+    """Calls q/k/v and gate/up one by one on the same input, as transformers' decoder blocks do."""
+
+    def __init__(self, mods):
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj, self.gate_proj, self.up_proj = mods
+
+    def forward(self, x):
+        return (self.q_proj(x), self.k_proj(x), self.v_proj(x), self.gate_proj(x), self.up_proj(x))
+
+
+def _counting_group_forward(monkeypatch):
+    calls = []
+    real = lattq.nn._group_forward
+
+    def counted(layers, x):
+        calls.append(len(layers))
+        return real(layers, x)
+
+    monkeypatch.setattr(lattq.nn, "_group_forward", counted)
+    return calls
+
+
+def test_group_projections_one_group_call(native, gen, monkeypatch):
+    _, mods = _group_layers(gen, ns=(96, 40, 200, 64, 48), bias=(True, False, True, False, True))
+    block = _Block(mods)
+    x = torch.randn(2, 3, 256, generator=gen)
+    with torch.no_grad():
+        ref = block(x)
+    keys = list(block.state_dict())
+    assert lattq.group_projections(block) == 2
+    assert lattq.group_projections(block) == 0  # already grouped
+    calls = _counting_group_forward(monkeypatch)
+    with torch.no_grad():
+        ys = block(x)
+    assert calls == [3, 2]  # one call per group, the other layers take the kept outputs
+    assert all(torch.equal(a, b) for a, b in zip(ys, ref))  # CPU: the group runs the same kernels one by one
+    assert list(block.state_dict()) == keys
+    assert mods[0].__dict__["_lattq_shared"][0].x is None  # all kept outputs handed out: the input is released
+    assert lattq.ungroup_projections(block) == 5
+    calls.clear()
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(block(x), ref))
+    assert calls == []
+
+
+def test_group_projections_other_calls_compute_alone(native, gen):
+    _, mods = _group_layers(gen, ns=(32, 48, 16), bias=(True, False, True))
+    q, k, v = mods
+    x, x2 = torch.randn(4, 256, generator=gen), torch.randn(4, 256, generator=gen)
+    with torch.no_grad():
+        want = {(i, j): m(t) for i, m in enumerate(mods) for j, t in enumerate((x, x2, x + 1))}
+    block = torch.nn.Module()
+    block.q_proj, block.k_proj, block.v_proj = q, k, v
+    assert lattq.group_projections(block) == 1
+    with torch.no_grad():
+        assert torch.equal(q(x), want[0, 0])
+        assert torch.equal(k(x2), want[1, 1])  # another input: its own result (the group runs again on x2)
+        assert torch.equal(v(x), want[2, 0])
+        assert torch.equal(v(x), want[2, 0])  # a second call on the same input
+        assert torch.equal(q(x), want[0, 0])
+        x.add_(1)  # changed in place after the group ran on it: not the kept output
+        assert torch.equal(k(x), want[1, 2])
+        with pytest.raises(ValueError, match="expected \\[..., 256\\]"):
+            k(torch.randn(2, 128))
+    # a gradient: every layer alone through the differentiable op
+    xg = torch.randn(3, 256, generator=gen, requires_grad=True)
+    (q(xg).sum() + 2 * k(xg).sum()).backward()
+    lattq.ungroup_projections(block)
+    xr = xg.detach().clone().requires_grad_(True)
+    (q(xr).sum() + 2 * k(xr).sum()).backward()
+    assert torch.equal(xg.grad, xr.grad)
+
+
+def test_group_projections_partial_and_mismatched(native, gen):
+    _, mods = _group_layers(gen, ns=(32, 48), bias=(False, False))
+    other = _module_from_layer(make_layer(64, 512, gen))
+    block = torch.nn.Module()
+    block.q_proj, block.k_proj, block.v_proj = mods[0], other, torch.nn.Linear(256, 8)
+    block.gate_proj, block.up_proj = mods[1], torch.nn.Linear(256, 8)
+    assert lattq.group_projections(block) == 0  # q alone with in_features 256; gate alone
+    block.v_proj = _module_from_layer(make_layer(24, 256, gen))
+    assert lattq.group_projections(block) == 1  # q and v (k reads another width)
+    assert "_lattq_shared" not in other.__dict__
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        lattq.group_projections([mods[0]])

@@ -195,6 +195,9 @@ class LattqHfQuantizer(HfQuantizer):
         for n, p in list(model.named_parameters()) + list(model.named_buffers()):
             if p.device.type == "meta":
                 raise CheckpointError(f"tensor {n!r} was not loaded (still on the meta device)")
+        from ..nn import group_projections
+
+        group_projections(model)  # q/k/v and gate/up: one grouped call each (lattq.ungroup_projections undoes it)
         return model
 
     def is_serializable(self, *args, **kwargs):
