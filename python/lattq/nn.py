@@ -525,35 +525,31 @@ class _SharedInput:
     input tensor.  The first call of any of them on an input runs the whole group in one ``lattq::linear_group``
     call and keeps the other layers' outputs; each is handed out once, to that layer's call on the same tensor
     object, unmodified since (its version counter).  Any other call (another input, a second call of a layer, a
-    gradient needed, inside ``torch.compile``) returns None and the layer computes alone."""
+    gradient needed, inside ``torch.compile``) returns None and the layer computes alone.  The state is one tuple,
+    replaced whole, so a thread that read it keeps a consistent (input, outputs) pair."""
 
     def __init__(self, layers):
         self.layers = list(layers)
-        self.clear()
-
-    def clear(self) -> None:
-        self.x = None
-        self.version = -1
-        self.pending = [None] * len(self.layers)
+        self.state = None  # (input, its version, [kept output or None per layer])
 
     def output(self, idx: int, x: torch.Tensor):
         if torch.compiler.is_compiling():
             return None
-        if self.x is x and self.version == x._version and self.pending[idx] is not None:
-            y = self.pending[idx]
-            self.pending[idx] = None
-            if all(p is None for p in self.pending):
-                self.clear()  # drop the reference to the input
+        st = self.state
+        if st is not None and st[0] is x and st[1] == x._version and st[2][idx] is not None:
+            y, st[2][idx] = st[2][idx], None
+            if all(p is None for p in st[2]) and self.state is st:
+                self.state = None  # every kept output handed out: release the input
             return y
         if x.dim() == 0 or x.shape[-1] != self.layers[0].desc.k:
             return None  # the layer's own checks name the problem
         ys = _group_forward(self.layers, x)
         if ys is None:
-            self.clear()
+            self.state = None
             return None
-        self.x, self.version = x, x._version
-        self.pending = list(ys)
-        self.pending[idx] = None
+        kept = list(ys)
+        kept[idx] = None
+        self.state = (x, x._version, kept)
         return ys[idx]
 
 

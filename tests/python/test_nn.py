@@ -559,7 +559,7 @@ def test_group_projections_one_group_call(native, gen, monkeypatch):
     assert calls == [3, 2]  # one call per group, the other layers take the kept outputs
     assert all(torch.equal(a, b) for a, b in zip(ys, ref))  # CPU: the group runs the same kernels one by one
     assert list(block.state_dict()) == keys
-    assert mods[0].__dict__["_lattq_shared"][0].x is None  # all kept outputs handed out: the input is released
+    assert mods[0].__dict__["_lattq_shared"][0].state is None  # all kept outputs handed out: the input is released
     assert lattq.ungroup_projections(block) == 5
     calls.clear()
     with torch.no_grad():
