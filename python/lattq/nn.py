@@ -572,6 +572,10 @@ def group_projections(model: nn.Module, groups=DEFAULT_PROJECTION_GROUPS) -> int
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"group_projections expects a torch.nn.Module, got {type(model).__name__}")
+    groups = [tuple(g) if isinstance(g, (tuple, list)) else g for g in groups]
+    for g in groups:
+        if not isinstance(g, tuple) or len(g) < 2 or not all(isinstance(n, str) for n in g):
+            raise ValueError(f"group_projections: each group is a tuple of at least two child names, got {g!r}")
     count = 0
     for parent in model.modules():
         kids = parent._modules
@@ -594,6 +598,8 @@ def group_projections(model: nn.Module, groups=DEFAULT_PROJECTION_GROUPS) -> int
 def ungroup_projections(model: nn.Module) -> int:
     """Undo ``group_projections``: every LatticeLinear of ``model`` computes alone again.  Returns how many layers
     were grouped."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"ungroup_projections expects a torch.nn.Module, got {type(model).__name__}")
     count = 0
     for mod in model.modules():
         if isinstance(mod, LatticeLinear) and mod.__dict__.pop("_lattq_shared", None) is not None:

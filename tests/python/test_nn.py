@@ -607,3 +607,10 @@ def test_group_projections_partial_and_mismatched(native, gen):
     assert "_lattq_shared" not in other.__dict__
     with pytest.raises(TypeError, match="torch.nn.Module"):
         lattq.group_projections([mods[0]])
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        lattq.ungroup_projections(None)
+    with pytest.raises(ValueError, match="at least two child names"):
+        lattq.group_projections(block, groups=("q_proj", "k_proj"))  # a tuple of names, not a tuple of groups
+    assert lattq.group_projections(block, groups=[["gate_proj", "v_proj"]]) == 0  # v is grouped already
+    lattq.ungroup_projections(block)
+    assert lattq.group_projections(block, groups=[["gate_proj", "v_proj"]]) == 1
