@@ -36,6 +36,20 @@ def cuda_native(native):
     return native
 
 
+def _capture(fn, static_x):
+    """fn(static_x) captured in a CUDA graph after two warm-up calls on a side stream: (graph, its output)."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):  # warm-up outside capture
+            fn(static_x)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = fn(static_x)
+    return graph, static_y
+
+
 SHAPES = [(576, 1536), (1536, 576), (4096, 4096)]
 
 
@@ -144,15 +158,7 @@ def test_cuda_graph_capture(cuda_native, gen):
     layer = make_layer(1536, 576, gen)
     lay = to_device(layer, DEV)
     static_x = torch.zeros(4, 576, device=DEV, dtype=torch.bfloat16)
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(2):  # warm-up outside capture
-            torch.ops.lattq.linear(static_x, *op_args(lay))
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_y = torch.ops.lattq.linear(static_x, *op_args(lay))
+    graph, static_y = _capture(lambda t: torch.ops.lattq.linear(t, *op_args(lay)), static_x)
     for _ in range(2):
         x = torch.randn(4, 576, generator=gen).to(torch.bfloat16)
         static_x.copy_(x.to(DEV))
@@ -253,15 +259,7 @@ def test_group_cuda_graph_and_compile(cuda_native, gen):
     _, mods = _group(gen, 512, (256, 64), (128, 64), (True, False))
     group = lattq.LatticeLinearGroup(mods).to(DEV)
     static_x = torch.zeros(1, 512, device=DEV, dtype=torch.bfloat16)
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(2):
-            group(static_x)
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_y = group(static_x)
+    graph, static_y = _capture(group, static_x)
     x = torch.randn(1, 512, generator=gen).to(DEV, torch.bfloat16)
     static_x.copy_(x)
     graph.replay()
@@ -326,17 +324,9 @@ def test_group_projections_cuda(cuda_native, gen, monkeypatch):
         y_ref = np_layer_forward(layer, x.double().numpy())
         assert rel_err(y, y_ref) <= LOW_PREC_FACTOR * dense_dtype_error(layer, xd, y_ref)
     static_x = torch.zeros(1, 1024, device=DEV, dtype=torch.bfloat16)
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(2):
-            run(static_x)
-    torch.cuda.current_stream().wait_stream(s)
-    graph = torch.cuda.CUDAGraph()
     calls.clear()
-    with torch.cuda.graph(graph):
-        static_y = run(static_x)
-    assert calls == [3]
+    graph, static_y = _capture(run, static_x)
+    assert calls == [3, 3, 3]  # one group call in each warm-up and in the capture
     x2 = torch.randn(1, 1024, generator=gen).to(DEV, torch.bfloat16)
     static_x.copy_(x2)
     graph.replay()
