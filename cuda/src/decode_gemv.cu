@@ -121,6 +121,9 @@ struct GemvParamsN {
   int cq;         // chunk length in quads (from min(m, 4), the same for every column)
   int cps;        // chunks per split, cdiv(qps, cq)
   int trig;       // GEMV_PDL prologue kernel: where it lets the main kernel launch (prep_trigger)
+  int gred;       // GEMV_PDL, one layer, m <= 4 (session 22): split-K partials summed through the workspace, no cluster
+  float* ws_part;     // gred: [row group][split][GTOK][GTN] partial tiles (+ c parts)
+  unsigned* ws_cnt;   // gred: [row group] arrival counters, zeroed by the prologue kernel
 };
 
 // the layer of row group rg (layers are in row-group order).  GROUP = false (one layer, the common case): 0, so every
@@ -341,6 +344,11 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
   }
   pdl_wait();  // x is ready, and the previous layer no longer reads the workspace
   PREP_STAMP(1);
+  if (!GROUP && TOK == GTOK && p.gred && col == 0 && j == 0 && split == 0) {
+    // the main kernel reads its arrival counters only after its PDL wait, i.e. after this kernel has completed
+    const int rgs = (int)((S.n + GTN - 1) / GTN);
+    for (int i = threadIdx.x; i < rgs; i += blockDim.x) p.ws_cnt[i] = 0u;
+  }
   uint8_t* dig = ws_at(p.ws_dig, wso) + (size_t)col * p.nq * (GQT * TOK) + (size_t)c0 * (GQT * ntok);
   chunk_prologue<T, 32, TOK>(p, S, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum,
                              TOK == GTOK ? sul : nullptr);
@@ -363,6 +371,7 @@ template <typename T, bool PRE, bool GROUP, int TOK, int SCHED = 0>
 __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG : 1> p) {
   static_assert(TOK == GTOK || (PRE && TOK == GTOK16), "16-token columns: GEMV_PDL only");
   constexpr int NJ = TOK / 4;                     // mmas per code fragment
+  constexpr bool GREDOK = PRE && !GROUP && TOK == GTOK;  // instances that may reduce through the workspace (p.gred)
   extern __shared__ __align__(16) uint8_t dig[];  // PRE ? 2 : 1 chunk(s) of digits, compact layout
   __shared__ __align__(16) float ptile[TOK][GTN];  // partial t of this CTA (+ its c part), read by the cluster
   __shared__ float smax[PRE ? 1 : GTOK][32];
@@ -617,16 +626,44 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     }
   }
   const int nsp = p.splits;
-  const int rank = nsp > 1 ? cluster_rank() : 0;
-  if (nsp > 1) cluster_sync_all();  // every partial tile of the cluster is written
-  else __syncthreads();
+  // gred (session 22; one-layer GEMV_PDL launches with one 4-token column): the splits are separate CTAs, not a
+  // cluster, so that a launch of up to 2 CTAs per SM fits at once (clusters of 3 and 4 pack less densely).  Each writes
+  // its partial tile to the workspace; the last to arrive (one counter per row group) sums all of them in split order,
+  // as the cluster's rank order, and runs the epilogue; the others leave.
+  const bool gred = GREDOK && p.gred;
+  float* gpart = GREDOK ? p.ws_part + (size_t)blockIdx.y * nsp * (GTOK * GTN) : nullptr;
+  if (gred) {
+    __shared__ int s_last;
+    __syncthreads();  // ptile is written
+    if (threadIdx.x < ntok * (GTN / 4))
+      __stcg(reinterpret_cast<float4*>(gpart + (size_t)split * (GTOK * GTN)) + threadIdx.x,
+             reinterpret_cast<const float4*>(&ptile[0][0])[threadIdx.x]);
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(p.ws_cnt + blockIdx.y, 1u) == (unsigned)(nsp - 1);
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();  // the other splits' tiles, written before their counter increments, are visible from here on
+  } else if (nsp > 1) {
+    cluster_sync_all();  // every partial tile of the cluster is written
+  } else {
+    __syncthreads();
+  }
+  const int rank = nsp > 1 && !gred ? cluster_rank() : 0;
+  const int nfin = gred ? 1 : nsp;  // CTAs that finish tokens
   GEMV_STAMP(5);
-  // 5. rank r finishes tokens tk = r, r + nsp, ...: one warp per token, lane l owns rows 4l .. 4l + 3
-  for (int tk = rank + warp * nsp; tk < ntok; tk += GW * nsp) {  // warp-uniform
+  // 5. rank r finishes tokens tk = r, r + nsp, ... (gred: the last CTA all of them): one warp per token, lane l owns
+  // rows 4l .. 4l + 3
+  for (int tk = rank + warp * nfin; tk < ntok; tk += GW * nfin) {  // warp-uniform
     float4 t4 = make_float4(0.f, 0.f, 0.f, 0.f);
     for (int r = 0; r < nsp; ++r) {  // fixed order
-      const float* src = nsp > 1 ? map_rank(&ptile[tk][4 * lane], r) : &ptile[tk][4 * lane];
-      const float4 o = *reinterpret_cast<const float4*>(src);
+      float4 o;
+      if (gred) {
+        o = __ldcg(reinterpret_cast<const float4*>(gpart + (size_t)r * (GTOK * GTN) + tk * GTN + 4 * lane));
+      } else {
+        const float* src = nsp > 1 ? map_rank(&ptile[tk][4 * lane], r) : &ptile[tk][4 * lane];
+        o = *reinterpret_cast<const float4*>(src);
+      }
       t4.x += o.x;
       t4.y += o.y;
       t4.z += o.z;
@@ -646,13 +683,18 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     }
   }
   GEMV_STAMP(6);
-  if (nsp > 1) cluster_sync_all();  // no CTA leaves while its shared memory may still be read
+  if (nsp > 1 && !gred) cluster_sync_all();  // no CTA leaves while its shared memory may still be read
 }
 
 struct GemvPlan {
   int64_t tok, nq, ncols, rgroups, splits, qps, cq, cps;
   size_t smem;
+  bool gred;  // split-K through the workspace (gemv_kernel's p.gred), not a cluster
 };
+
+// gred's partial tiles are bounded by the row groups x splits of one launch, GRED_MAX_CTAS, so that the workspace
+// size does not depend on the device (1 MB of partial tiles at most)
+constexpr int64_t GRED_MAX_CTAS = 512;
 
 int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok);
 size_t gemv_smem(int64_t m, int64_t qps, bool pre, int64_t tok);
@@ -771,12 +813,22 @@ int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok) {
   return c;
 }
 
+// LATTQ_GEMV_GRED (session 22; read per launch): 0 = split-K through clusters only, 1 = through the workspace
+// wherever it may (one-layer GEMV_PDL launches at m <= 4, rgroups x splits <= GRED_MAX_CTAS); unset = the default
+int gemv_gred_mode() {
+  if (const char* e = std::getenv("LATTQ_GEMV_GRED")) {
+    const int v = std::atoi(e);
+    if (v == 0 || v == 1) return v;
+  }
+  return 1;
+}
+
 // Split-K choice: minimise waves x (quads per CTA + 3) + splits: the prologue / epilogue counted as 3 quads,
 // the cluster reduction as one quad per rank (session-4 sweep on the H100: 4096x4096 at m = 1 took 12.2 us
 // with 4 splits, 15.7 us with 8); ties go to fewer splits.  Waves count the clusters that fit at once
-// (gemv_resident), not the CTA slots.
-// A grouped launch is planned as one layer with the row groups of all its layers.
-GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre) {
+// (gemv_resident), not the CTA slots; with gred (separate CTAs summed through the workspace) the CTA slots.
+// A grouped launch is planned as one layer with the row groups of all its layers (never gred).
+GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre, bool one_layer) {
   GemvPlan P;
   P.tok = gemv_tok(m, pre, k, rgroups);
   P.nq = cdiv(k, 256);
@@ -784,19 +836,26 @@ GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre) {
   P.rgroups = rgroups;
   P.cq = gemv_cq(m, P.tok);
   const int cap = gemv_max_splits();
+  const bool gred_ok = pre && one_layer && P.ncols == 1 && P.tok == GTOK && gemv_gred_mode() == 1;
   int64_t best_s = 1, best_cost = INT64_MAX;
+  bool best_g = false;
   for (int64_t s = 1; s <= cap && s <= P.nq; ++s) {
     const int64_t qps = cdiv(P.nq, s);
     const int64_t splits = cdiv(P.nq, qps);
     if (splits != s) continue;
-    const int64_t waves = cdiv(P.ncols * P.rgroups, gemv_resident((int)s, gemv_smem(m, qps, pre, P.tok), pre, P.tok));
+    const size_t smem = gemv_smem(m, qps, pre, P.tok);
+    const bool g = gred_ok && s > 1 && P.rgroups * s <= GRED_MAX_CTAS;
+    const int64_t fit = g ? gemv_resident(1, smem, pre, P.tok) / s : gemv_resident((int)s, smem, pre, P.tok);
+    const int64_t waves = cdiv(P.ncols * P.rgroups, std::max<int64_t>(1, fit));
     const int64_t cost = waves * (qps + 3) + splits;  // + cluster reduction (sweep: 4096x4096)
     if (cost < best_cost) {
       best_cost = cost;
       best_s = s;
+      best_g = g;
     }
   }
   P.splits = best_s;
+  P.gred = best_g;
   P.qps = cdiv(P.nq, best_s);
   P.cps = cdiv(P.qps, P.cq);
   P.smem = gemv_smem(m, P.qps, pre, P.tok);
@@ -808,12 +867,14 @@ GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre) {
 // (1 .. GMAXS) and both column widths (gemv_tok), so the size depends only on the layer and m, not on the device, its
 // occupancy, LATTQ_GEMV_MAX_SPLITS or LATTQ_GEMV_TOK: a size queried anywhere fits the plan of any device.  The plan's
 // chunks (split * cps + j < splits * cps) index into that bound.
+// At m <= 4 gred's partial tiles and counters follow the layer's three arrays (seg bytes).  Groups never reduce
+// through the workspace but take total bytes per layer, so that a group's size stays count x one layer's.
 struct GemvWs {
-  size_t dig, sc, total;
+  size_t dig, sc, seg, part, cnt, total;
 };
 GemvWs gemv_ws_layout(const lattq_layer_desc* d, int64_t m) {
   const int64_t nq = cdiv(d->k, 256);
-  GemvWs w = {0, 0, 0};
+  GemvWs w = {0, 0, 0, 0, 0, 0};
   for (const int64_t tok : {(int64_t)GTOK, (int64_t)GTOK16}) {
     if (tok == GTOK16 && m <= GTOK) continue;
     const int64_t ncols = cdiv(std::max<int64_t>(m, 1), tok), cq = gemv_cq(m, tok);
@@ -822,7 +883,13 @@ GemvWs gemv_ws_layout(const lattq_layer_desc* d, int64_t m) {
     w.dig = std::max(w.dig, align256((size_t)ncols * nq * GQT * tok));
     w.sc = std::max(w.sc, align256((size_t)ncols * nch * tok * sizeof(float)));
   }
-  w.total = w.dig + 2 * w.sc;
+  w.seg = w.dig + 2 * w.sc;
+  if (m <= GTOK) {
+    const int64_t rg = cdiv(d->n, GTN);
+    w.part = align256((size_t)std::min<int64_t>(rg * GMAXS, GRED_MAX_CTAS) * GTOK * GTN * sizeof(float));
+    w.cnt = align256((size_t)rg * sizeof(unsigned));
+  }
+  w.total = w.seg + w.part + w.cnt;
   return w;
 }
 
@@ -942,6 +1009,11 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
     p.ws_sc = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig);
     p.ws_c = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig + w.sc);
     p.ws_seg = w.total;
+    p.gred = P.gred ? 1 : 0;
+    if (P.gred) {
+      p.ws_part = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.seg);
+      p.ws_cnt = reinterpret_cast<unsigned*>(static_cast<uint8_t*>(ws) + w.seg + w.part);
+    }
     const dim3 pg((unsigned)P.ncols, (unsigned)P.cps, (unsigned)(P.splits * count));
     const cudaError_t e = launch_ex((const void*)gemv_prep_kernel<T, GROUP, TOK>, pg, dim3(1024), 0, 1, s, &p);
     if (e != cudaSuccess) {
@@ -952,11 +1024,12 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
   }
   const dim3 grid((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
   // the GROUP instance has the same launch bounds, registers (128) and shared memory: the plan's occupancy holds
-  const cudaError_t e = launch_ex(gemv_main_sched<T, PRE, GROUP, TOK>(), grid, dim3(256), P.smem, (int)P.splits, s, &p);
+  const cudaError_t e =
+      launch_ex(gemv_main_sched<T, PRE, GROUP, TOK>(), grid, dim3(256), P.smem, P.gred ? 1 : (int)P.splits, s, &p);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching gemv_kernel (grid %u x %u x %u, cluster %lld) failed: %s", fn, grid.x, grid.y,
-                  grid.z, (long long)P.splits, cudaGetErrorString(e));
+                  grid.z, P.gred ? 1LL : (long long)P.splits, cudaGetErrorString(e));
   }
   return check_launch(fn, "gemv_kernel");
 }
@@ -1019,7 +1092,7 @@ lattq_status gemv_forward(const char* fn, const lattq_layer* Ls, int count, cons
   if (count < 1 || count > GMAXG) return LQ_ERR(InvalidArgument, "%s: %d layers in one launch (1..%d)", fn, count, GMAXG);
   int64_t rgroups = 0;
   for (int i = 0; i < count; ++i) rgroups += cdiv(Ls[i].desc.n, GTN);
-  const GemvPlan P = make_gemv_plan(Ls[0].desc.k, rgroups, m, pre);
+  const GemvPlan P = make_gemv_plan(Ls[0].desc.k, rgroups, m, pre, count == 1);
   if (P.ncols > 2147483647 || P.rgroups > 65535 || P.cps > 65535 || P.splits * count > 65535)
     return LQ_ERR(Shape, "%s: m, n or k too large for this variant", fn);
   switch (dtype) {

@@ -697,6 +697,39 @@ void test_gemv_splits(bool quick) {
                      {"LATTQ_GEMV_PDL_TRIGGER=0", "LATTQ_GEMV_PDL_TRIGGER=1 LATTQ_GEMV_MAX_SPLITS=2",
                       "LATTQ_GEMV_PDL_TRIGGER=2 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_PDL_TRIGGER=3",
                       "LATTQ_GEMV_PDL_TRIGGER=4 LATTQ_GEMV_MAX_SPLITS=2"});
+  // GEMV_PDL's split-K through the workspace (session 22: LATTQ_GEMV_GRED=1, the default for one-layer launches at
+  // m <= 4) against the cluster (=0): accuracy at every split count, then bit-equal results at the same split count
+  // (both sum the partial tiles in split order; these layers' row groups fit in one wave either way, so both plans
+  // pick the same count).  The 10240-row layer (80 row groups) cannot reduce 8 splits through the workspace
+  // (80 x 8 > GRED_MAX_CTAS = 512) and takes the cluster there.
+  const std::vector<int64_t> ms_g = quick ? std::vector<int64_t>{1, 4} : std::vector<int64_t>{1, 2, 3, 4};
+  std::vector<Shape> gcases = cases;
+  if (!quick) gcases.push_back({10240, 2048, 128, 128, false});
+  check_env_settings("gemv_pdl split-K through the workspace", LATTQ_VARIANT_GEMV_PDL, gcases, ms_g,
+                     {"LATTQ_GEMV_GRED=0", "LATTQ_GEMV_GRED=1 LATTQ_GEMV_MAX_SPLITS=2",
+                      "LATTQ_GEMV_GRED=1 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_GRED=1 LATTQ_GEMV_MAX_SPLITS=8",
+                      "LATTQ_GEMV_GRED=0 LATTQ_GEMV_MAX_SPLITS=8"});
+  for (const Shape& S : cases) {
+    const HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
+    DevLayer D(h);
+    for (int64_t m : ms_g) {
+      std::vector<double> x(m * S.k);
+      for (auto& v : x) v = round_to(LATTQ_BF16, randn());
+      for (const char* cap : {"2", "3", "8"}) {
+        setenv("LATTQ_GEMV_MAX_SPLITS", cap, 1);
+        std::vector<double> y[2];
+        bool ok = true;
+        for (int g = 0; g < 2; ++g) {
+          setenv("LATTQ_GEMV_GRED", g ? "1" : "0", 1);
+          ok = run_forward(D, D.L, x, LATTQ_BF16, m, LATTQ_VARIANT_GEMV_PDL, y[g], nullptr) && ok;
+        }
+        unsetenv("LATTQ_GEMV_GRED");
+        unsetenv("LATTQ_GEMV_MAX_SPLITS");
+        CHECK(ok && y[0] == y[1], "gemv_pdl n=%lld k=%lld m=%lld, at most %s splits: the workspace reduction differs "
+              "from the cluster's", (long long)S.n, (long long)S.k, (long long)m, cap);
+      }
+    }
+  }
   // GEMV_PDL from m = 5: both column widths (16 tokens, the default, and 4), short 16-token columns (m = 5, 8, 13)
   // and a full column plus a short one (m = 17, 31), the split counts the plans reach (1, 2, 3, 6, 8) and the trigger
   // points of the 16-token kernels

@@ -1,0 +1,32 @@
+# device (session 22): build (sm_90a); the CUDA test groups S22_TESTS (default: gemv_splits,chain, full size); memcheck
+# and racecheck of their quick subsets; then tools/dev/s21_ab.sh's A/Bs (AB_SPECS, AB_SHAPES, AB_ROUNDS) without a
+# second build.  -> $OUT/tests_$REV.log, $OUT/sanitize_$REV.log, $OUT/ab_$REV.log
+source tools/dev/s7_common.sh
+build_gpu
+T=${S22_TESTS:-gemv_splits,chain}
+timeout 300 build-gpu/tests/cuda/lattq_cuda_tests --only "$T" > "$OUT/tests_$REV.log" 2>&1
+echo "tests rc=$?" | tee -a "$OUT/tests_$REV.log"
+grep -E "FAIL|checks|passed" "$OUT/tests_$REV.log" | cut -c1-300 | head -20
+if [ "${S22_SANITIZE:-1}" = 1 ]; then
+  CS=$(command -v compute-sanitizer || echo "$(dirname "$(command -v nvcc)")/compute-sanitizer")
+  for tool in memcheck racecheck; do
+    timeout 240 "$CS" --tool $tool --error-exitcode 3 build-gpu/tests/cuda/lattq_cuda_tests --quick --only "$T" \
+      > /tmp/san.txt 2>&1
+    echo "$tool rc=$?" >> "$OUT/sanitize_$REV.log"
+    grep -E "SUMMARY|checks passed|FAIL" /tmp/san.txt | tail -4 >> "$OUT/sanitize_$REV.log"
+  done
+  cat "$OUT/sanitize_$REV.log"
+fi
+IFS=';' read -ra specs <<< "${AB_SPECS:-}"
+for spec in "${specs[@]}"; do
+  IFS=':' read -r var vals batches variants <<< "$spec"
+  for r in $(seq "${AB_ROUNDS:-2}"); do
+    for e in ${vals//,/ }; do
+      echo "== ${var}=$e ($r)" >> "$OUT/ab_$REV.log"
+      env "${var}=$e" python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --out /tmp/ab \
+        --git-rev "$REV" --batches "$batches" --shapes "${AB_SHAPES:-all}" --variants "$variants" \
+        --ref-limit 0 --sweep none --profile none 2>&1 | grep -E " m=" >> "$OUT/ab_$REV.log"
+    done
+  done
+done
+[ -f "$OUT/ab_$REV.log" ] && cat "$OUT/ab_$REV.log"
