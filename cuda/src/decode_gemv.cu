@@ -631,8 +631,8 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   // its partial tile to the workspace; the last to arrive (one counter per row group) sums all of them in split order,
   // as the cluster's rank order, and runs the epilogue; the others leave.
   const bool gred = GREDOK && p.gred;
-  float* gpart = GREDOK ? p.ws_part + (size_t)blockIdx.y * nsp * (GTOK * GTN) : nullptr;
   if (gred) {
+    float* gpart = p.ws_part + (size_t)blockIdx.y * nsp * (GTOK * GTN);
     __shared__ int s_last;
     __syncthreads();  // ptile is written
     if (threadIdx.x < ntok * (GTN / 4))
@@ -659,7 +659,8 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     for (int r = 0; r < nsp; ++r) {  // fixed order
       float4 o;
       if (gred) {
-        o = __ldcg(reinterpret_cast<const float4*>(gpart + (size_t)r * (GTOK * GTN) + tk * GTN + 4 * lane));
+        o = __ldcg(reinterpret_cast<const float4*>(p.ws_part + ((size_t)blockIdx.y * nsp + r) * (GTOK * GTN) + tk * GTN +
+                                                   4 * lane));
       } else {
         const float* src = nsp > 1 ? map_rank(&ptile[tk][4 * lane], r) : &ptile[tk][4 * lane];
         o = *reinterpret_cast<const float4*>(src);
