@@ -55,6 +55,8 @@ build() {
     sort | uniq -c | sort -rn | head -25 >>"$OUT/build.log"
   echo "SASS mix (imma_main bf16 NT=1):"; tail -25 "$OUT/build.log" | head -25
   grep -A1 "Function properties for .*imma_main" "$OUT/build.log" | grep -E "spill" | sort | uniq -c
+  # the load / mma order of the GEMV and GEMV_PDL main loops (a ptxas schedule that changed cost 1.5-3 us per call)
+  bash tools/dev/sass_ring.sh "$BUILD/cuda/CMakeFiles/lattq_cuda.dir/src/decode_gemv.cu.o" "$CO" | tee -a "$OUT/build.log"
   return 0
 }
 
