@@ -815,14 +815,20 @@ int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok) {
 }
 
 // LATTQ_GEMV_GRED (session 22; read per launch): 0 = split-K through clusters only, 1 = through the workspace
-// wherever it may (one-layer GEMV_PDL launches at m <= 4, rgroups x splits <= GRED_MAX_CTAS); unset = the default
+// wherever it may (one-layer GEMV_PDL launches at m <= 4, rgroups x splits <= GRED_MAX_CTAS); unset (2, the default) =
+// through the workspace only where its best plan costs GRED_MARGIN less than the cluster's.  H100, session 22
+// (bench/results/gpu/h100_session22/ab_736f026.log, cold L2, two readings each): at the same split count the workspace
+// round trip cost 0.3-2 us (4096x11008 m = 2: 20.3-20.5 against 18.6-18.7 us; 14336x4096 m = 4: 21.8-22.0 against
+// 19.9-20.0), while 8192x28672, where it allows 4 splits in one wave instead of 3, gained (m = 1: 36.5-36.8 against
+// 37.5-37.7 us; m = 4: 39.0-39.3 against 41.2-41.6).
 int gemv_gred_mode() {
   if (const char* e = std::getenv("LATTQ_GEMV_GRED")) {
     const int v = std::atoi(e);
     if (v == 0 || v == 1) return v;
   }
-  return 1;
+  return 2;
 }
+constexpr int64_t GRED_MARGIN = 3;  // quads (the cost unit of make_gemv_plan)
 
 // Split-K choice: minimise waves x (quads per CTA + 3) + splits: the prologue / epilogue counted as 3 quads,
 // the cluster reduction as one quad per rank (session-4 sweep on the H100: 4096x4096 at m = 1 took 12.2 us
@@ -837,27 +843,32 @@ GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre, bool on
   P.rgroups = rgroups;
   P.cq = gemv_cq(m, P.tok);
   const int cap = gemv_max_splits();
-  const bool gred_ok = pre && one_layer && P.ncols == 1 && P.tok == GTOK && gemv_gred_mode() == 1;
-  int64_t best_s = 1, best_cost = INT64_MAX;
-  bool best_g = false;
+  const int mode = gemv_gred_mode();
+  const bool gred_ok = pre && one_layer && P.ncols == 1 && P.tok == GTOK && mode != 0;
+  // best[0]: split counts reduced by clusters; best[1]: through the workspace (s > 1)
+  int64_t best_s[2] = {1, 1}, best_cost[2] = {INT64_MAX, INT64_MAX};
   for (int64_t s = 1; s <= cap && s <= P.nq; ++s) {
     const int64_t qps = cdiv(P.nq, s);
     const int64_t splits = cdiv(P.nq, qps);
     if (splits != s) continue;
     const size_t smem = gemv_smem(m, qps, pre, P.tok);
-    const bool g = gred_ok && s > 1 && P.rgroups * s <= GRED_MAX_CTAS;
-    const int64_t fit = g ? gemv_resident(1, smem, pre, P.tok) / s : gemv_resident((int)s, smem, pre, P.tok);
-    const int64_t waves = cdiv(P.ncols * P.rgroups, std::max<int64_t>(1, fit));
-    const int64_t cost = waves * (qps + 3) + splits;  // + cluster reduction (sweep: 4096x4096)
-    if (cost < best_cost) {
-      best_cost = cost;
-      best_s = s;
-      best_g = g;
+    for (int g = 0; g < 2; ++g) {
+      if (g == 1 && !(gred_ok && s > 1 && P.rgroups * s <= GRED_MAX_CTAS)) continue;
+      const int64_t fit = g ? gemv_resident(1, smem, pre, P.tok) / s : gemv_resident((int)s, smem, pre, P.tok);
+      const int64_t waves = cdiv(P.ncols * P.rgroups, std::max<int64_t>(1, fit));
+      const int64_t cost = waves * (qps + 3) + splits;  // + cluster reduction (sweep: 4096x4096)
+      if (cost < best_cost[g]) {
+        best_cost[g] = cost;
+        best_s[g] = s;
+      }
     }
   }
-  P.splits = best_s;
-  P.gred = best_g;
-  P.qps = cdiv(P.nq, best_s);
+  // LATTQ_GEMV_GRED=1 takes the workspace plan where it has one; by default it must beat the cluster's by GRED_MARGIN
+  const bool g = best_cost[1] != INT64_MAX &&
+                 (mode == 1 ? best_cost[1] <= best_cost[0] || best_s[0] > 1 : best_cost[1] + GRED_MARGIN < best_cost[0]);
+  P.splits = best_s[g ? 1 : 0];
+  P.gred = g;
+  P.qps = cdiv(P.nq, P.splits);
   P.cps = cdiv(P.qps, P.cq);
   P.smem = gemv_smem(m, P.qps, pre, P.tok);
   return P;

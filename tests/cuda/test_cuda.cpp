@@ -697,8 +697,9 @@ void test_gemv_splits(bool quick) {
                      {"LATTQ_GEMV_PDL_TRIGGER=0", "LATTQ_GEMV_PDL_TRIGGER=1 LATTQ_GEMV_MAX_SPLITS=2",
                       "LATTQ_GEMV_PDL_TRIGGER=2 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_PDL_TRIGGER=3",
                       "LATTQ_GEMV_PDL_TRIGGER=4 LATTQ_GEMV_MAX_SPLITS=2"});
-  // GEMV_PDL's split-K through the workspace (session 22: LATTQ_GEMV_GRED=1, the default for one-layer launches at
-  // m <= 4) against the cluster (=0): accuracy at every split count, then bit-equal results at the same split count
+  // GEMV_PDL's split-K through the workspace (session 22; one-layer launches at m <= 4, forced by LATTQ_GEMV_GRED=1;
+  // the default takes it only where it beats the cluster's plan) against the cluster (=0): accuracy at every split
+  // count, then bit-equal results at the same split count
   // (both sum the partial tiles in split order; these layers' row groups fit in one wave either way, so both plans
   // pick the same count).  The 10240-row layer (80 row groups) cannot reduce 8 splits through the workspace
   // (80 x 8 > GRED_MAX_CTAS = 512) and takes the cluster there.
@@ -708,7 +709,7 @@ void test_gemv_splits(bool quick) {
   check_env_settings("gemv_pdl split-K through the workspace", LATTQ_VARIANT_GEMV_PDL, gcases, ms_g,
                      {"LATTQ_GEMV_GRED=0", "LATTQ_GEMV_GRED=1 LATTQ_GEMV_MAX_SPLITS=2",
                       "LATTQ_GEMV_GRED=1 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_GRED=1 LATTQ_GEMV_MAX_SPLITS=8",
-                      "LATTQ_GEMV_GRED=0 LATTQ_GEMV_MAX_SPLITS=8"});
+                      "LATTQ_GEMV_GRED=0 LATTQ_GEMV_MAX_SPLITS=8", "LATTQ_GEMV_GRED=1"});
   for (const Shape& S : cases) {
     const HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
     DevLayer D(h);
@@ -1068,6 +1069,8 @@ void test_chain(bool quick) {
     const char* trig;        // LATTQ_GEMV_PDL_TRIGGER, or nullptr
     const char* attr = "1";  // LATTQ_GEMV_PDL_ATTR ("0": launched without PDL, plain stream order)
     const char* tok = "4";   // LATTQ_GEMV_TOK: GEMV_PDL's column width from m = 5 ("16": not bit-equal to GEMV's)
+    const char* gred = "2";  // LATTQ_GEMV_GRED ("1": GEMV_PDL's split-K through the workspace, whose counters the next
+                             // call's prologue kernel clears right after this call's main kernel)
   };
   std::vector<Run> runs = {{LATTQ_VARIANT_GEMV, nullptr},       {LATTQ_VARIANT_GEMV_PDL, "0"},
                            {LATTQ_VARIANT_GEMV_PDL, "1"},       {LATTQ_VARIANT_GEMV_PDL, "2"},
@@ -1075,10 +1078,12 @@ void test_chain(bool quick) {
                            {LATTQ_VARIANT_IMMA, nullptr},       {LATTQ_VARIANT_AUTO, nullptr},
                            {LATTQ_VARIANT_GEMV_PDL, "0", "1", "16"}, {LATTQ_VARIANT_GEMV_PDL, "1", "1", "16"},
                            {LATTQ_VARIANT_GEMV_PDL, "0", "0", "16"}, {LATTQ_VARIANT_GEMV_PDL, "3"},
-                           {LATTQ_VARIANT_GEMV_PDL, "4"},       {LATTQ_VARIANT_GEMV_PDL, "3", "1", "16"}};
+                           {LATTQ_VARIANT_GEMV_PDL, "4"},       {LATTQ_VARIANT_GEMV_PDL, "3", "1", "16"},
+                           {LATTQ_VARIANT_GEMV_PDL, "0", "1", "4", "1"}, {LATTQ_VARIANT_GEMV_PDL, "3", "0", "4", "1"}};
   if (quick)
     runs = {{LATTQ_VARIANT_GEMV, nullptr}, {LATTQ_VARIANT_GEMV_PDL, "0"}, {LATTQ_VARIANT_GEMV_PDL, "1"},
-            {LATTQ_VARIANT_GEMV, nullptr, "0"}, {LATTQ_VARIANT_GEMV_PDL, "0", "1", "16"}, {LATTQ_VARIANT_GEMV_PDL, "3"}};
+            {LATTQ_VARIANT_GEMV, nullptr, "0"}, {LATTQ_VARIANT_GEMV_PDL, "0", "1", "16"}, {LATTQ_VARIANT_GEMV_PDL, "3"},
+            {LATTQ_VARIANT_GEMV_PDL, "0", "1", "4", "1"}};
   // WGMMA at m <= 32 (sm_90a, WGMMA_F16's frame): the next call's prologue clears the stream-K flags and rewrites the
   // image in the same workspace right after this call's main kernel
   if (wgmma_serves(LATTQ_BF16)) runs.push_back({LATTQ_VARIANT_WGMMA, nullptr});
@@ -1093,6 +1098,7 @@ void test_chain(bool quick) {
       if (r.trig) setenv("LATTQ_GEMV_PDL_TRIGGER", r.trig, 1);
       setenv("LATTQ_GEMV_PDL_ATTR", r.attr, 1);
       setenv("LATTQ_GEMV_TOK", r.tok, 1);
+      setenv("LATTQ_GEMV_GRED", r.gred, 1);
       size_t w0 = 0, w1 = 0;
       CHECK(lattq_cuda_forward_workspace_size(&h0.d, m, r.var, &w0) == LATTQ_OK &&
                 lattq_cuda_forward_workspace_size(&h1.d, m, r.var, &w1) == LATTQ_OK,
@@ -1122,19 +1128,21 @@ void test_chain(bool quick) {
       if (r.trig) unsetenv("LATTQ_GEMV_PDL_TRIGGER");
       unsetenv("LATTQ_GEMV_PDL_ATTR");
       unsetenv("LATTQ_GEMV_TOK");
+      unsetenv("LATTQ_GEMV_GRED");
       bool finite = true;
       for (uint16_t v : out_a[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
       for (uint16_t v : out_b[0]) finite = finite && std::isfinite(lattq::bfloat16_to_float(v));
       CHECK(finite, "chain %s m=%lld: non-finite output", var_name(r.var), (long long)m);
       CHECK(out_a[0] == out_a[1] && out_b[0] == out_b[1],
-            "chain %s (trigger %s, PDL attr %s, tok %s) m=%lld: back-to-back result differs from the synchronised one",
-            var_name(r.var), r.trig ? r.trig : "-", r.attr, r.tok, (long long)m);
+            "chain %s (trigger %s, PDL attr %s, tok %s, gred %s) m=%lld: back-to-back result differs from the synchronised "
+            "one", var_name(r.var), r.trig ? r.trig : "-", r.attr, r.tok, r.gred, (long long)m);
       if (r.var == LATTQ_VARIANT_GEMV && r.attr[0] == '1') {
         gemv_a = out_a[0];
         gemv_b = out_b[0];
       } else if ((r.var == LATTQ_VARIANT_GEMV_PDL || r.var == LATTQ_VARIANT_GEMV) && (m <= 4 || r.tok[0] == '4')) {
-        CHECK(out_a[0] == gemv_a && out_b[0] == gemv_b, "chain m=%lld: %s (trigger %s, PDL attr %s) differs from gemv",
-              (long long)m, var_name(r.var), r.trig ? r.trig : "-", r.attr);
+        CHECK(out_a[0] == gemv_a && out_b[0] == gemv_b,
+              "chain m=%lld: %s (trigger %s, PDL attr %s, gred %s) differs from gemv", (long long)m, var_name(r.var),
+              r.trig ? r.trig : "-", r.attr, r.gred);
       }
     }
   }
