@@ -309,7 +309,7 @@ __device__ __forceinline__ void chunk_prologue(const P& p, const GemvSeg& S, con
 // GEMV_PDL prologue kernel: grid (token columns, chunks per split, splits x layers), 32 warps, one unit each (two with 16-token columns).  It lets the
 // main kernel launch at once (it streams its first codes meanwhile), waits for x, and writes the chunk's digits,
 // scales and c parts to the workspace: the transform runs once per layer instead of once per CTA.
-template <typename T, bool GROUP, int TOK>
+template <typename T, bool GROUP, int TOK, bool GRED = false>
 __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? GMAXG : 1> p) {
   __shared__ float smax[TOK][32];
   __shared__ float scp[TOK][32];
@@ -344,7 +344,7 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
   }
   pdl_wait();  // x is ready, and the previous layer no longer reads the workspace
   PREP_STAMP(1);
-  if (!GROUP && TOK == GTOK && p.gred && col == 0 && j == 0 && split == 0) {
+  if (GRED && col == 0 && j == 0 && split == 0) {
     // the main kernel reads its arrival counters only after its PDL wait, i.e. after this kernel has completed
     const int rgs = (int)((S.n + GTN - 1) / GTN);
     for (int i = threadIdx.x; i < rgs; i += blockDim.x) p.ws_cnt[i] = 0u;
@@ -367,11 +367,14 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
 // masked fields are z * 4^s).  TOK = 16 (GEMV_PDL only, session 9): a column of 16 tokens, so the codes are read once
 // for m <= 16 instead of once per 4 tokens; each code fragment feeds 4 mmas (tokens 4j .. 4j + 3), the fields are
 // shifted down (z itself) so the steps share one accumulator per mma.
-template <typename T, bool PRE, bool GROUP, int TOK, int SCHED = 0>
+// GRED (session 22): the split-K partials are summed through the workspace (p.ws_part, p.ws_cnt) instead of a cluster.
+// It is an instance of its own: with the same code behind a runtime flag, ptxas scheduled the one-layer GEMV_PDL kernel
+// differently, and calls that never took the flag ran 1-1.5 us slower (28672x8192 m = 1: 35.4 against 33.9 us).
+template <typename T, bool PRE, bool GROUP, int TOK, int SCHED = 0, bool GRED = false>
 __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG : 1> p) {
   static_assert(TOK == GTOK || (PRE && TOK == GTOK16), "16-token columns: GEMV_PDL only");
   constexpr int NJ = TOK / 4;                     // mmas per code fragment
-  constexpr bool GREDOK = PRE && !GROUP && TOK == GTOK;  // instances that may reduce through the workspace (p.gred)
+  static_assert(!GRED || (PRE && !GROUP && TOK == GTOK), "split-K through the workspace: one-layer GEMV_PDL, 4 tokens");
   extern __shared__ __align__(16) uint8_t dig[];  // PRE ? 2 : 1 chunk(s) of digits, compact layout
   __shared__ __align__(16) float ptile[TOK][GTN];  // partial t of this CTA (+ its c part), read by the cluster
   __shared__ float smax[PRE ? 1 : GTOK][32];
@@ -573,12 +576,23 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
         for (int h = 0; h < RING; h += RB) {
           const uint8_t* nb = cptr + (int64_t)(qq + h + RING) * 1024;
           const int nleft = qlim - (qq + h + RING);  // refills of this batch at offsets < nleft are inside the row
+          // GEMV_PDL's 8-quad ring: ptxas issues the first half's refills right after each quad's mma work and the
+          // second half's after all of it (tools/dev/sass_ring.sh), one scoreboard drain per ring.  For the GRED
+          // instance it kept the source's batch order for both halves instead, two drains per ring, which measured
+          // 1.5-3 us slower per call at m = 1 (session 22), so there the source spells the order out.  (Spelled out in
+          // the other instance too, ptxas allocated its registers differently (122), an unmeasured change.)
+          constexpr bool INTERLEAVE = GRED && RING == 2 * RB;
 #pragma unroll
-          for (int qi = h; qi < h + RB; ++qi)
+          for (int qi = h; qi < h + RB; ++qi) {
             if (qq + qi < c1) quad_mma(qi, qq + qi);  // warp-uniform
+            if (INTERLEAVE && h == 0 && qq + qi < c1 && qi - h < nleft) {
+              cb[qi][0] = ldg_stream(nb + (qi - h) * 1024);
+              cb[qi][1] = ldg_stream(nb + (qi - h) * 1024 + 128);
+            }
+          }
 #pragma unroll
           for (int qi = h; qi < h + RB; ++qi)
-            if (qq + qi < c1 && qi - h < nleft) {
+            if (!(INTERLEAVE && h == 0) && qq + qi < c1 && qi - h < nleft) {
               cb[qi][0] = ldg_stream(nb + (qi - h) * 1024);
               cb[qi][1] = ldg_stream(nb + (qi - h) * 1024 + 128);
             }
@@ -630,8 +644,8 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   // cluster, so that a launch of up to 2 CTAs per SM fits at once (clusters of 3 and 4 pack less densely).  Each writes
   // its partial tile to the workspace; the last to arrive (one counter per row group) sums all of them in split order,
   // as the cluster's rank order, and runs the epilogue; the others leave.
-  const bool gred = GREDOK && p.gred;
-  if (gred) {
+  constexpr bool gred = GRED;
+  if constexpr (gred) {
     float* gpart = p.ws_part + (size_t)blockIdx.y * nsp * (GTOK * GTN);
     __shared__ int s_last;
     __syncthreads();  // ptile is written
@@ -658,7 +672,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     float4 t4 = make_float4(0.f, 0.f, 0.f, 0.f);
     for (int r = 0; r < nsp; ++r) {  // fixed order
       float4 o;
-      if (gred) {
+      if constexpr (gred) {
         o = __ldcg(reinterpret_cast<const float4*>(p.ws_part + ((size_t)blockIdx.y * nsp + r) * (GTOK * GTN) + tk * GTN +
                                                    4 * lane));
       } else {
@@ -966,7 +980,10 @@ int prep_trigger(int64_t m) {
 // refill each ring slot right after its use, the sessions 4-19 schedule (gemv_kernel's SCHED); anything else = the
 // default
 template <typename T, bool PRE, bool GROUP, int TOK>
-const void* gemv_main_sched() {
+const void* gemv_main_sched(bool gred) {
+  if constexpr (PRE && !GROUP && TOK == GTOK) {
+    if (gred) return (const void*)gemv_kernel<T, true, false, GTOK, 0, true>;  // (LATTQ_GEMV_SCHED does not apply)
+  }
   if constexpr (!GROUP && TOK == GTOK) {
     const char* e = std::getenv("LATTQ_GEMV_SCHED");
     if (e != nullptr && std::atoi(e) == 3) return (const void*)gemv_kernel<T, PRE, false, TOK, 3>;
@@ -1027,7 +1044,10 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
       p.ws_cnt = reinterpret_cast<unsigned*>(static_cast<uint8_t*>(ws) + w.seg + w.part);
     }
     const dim3 pg((unsigned)P.ncols, (unsigned)P.cps, (unsigned)(P.splits * count));
-    const cudaError_t e = launch_ex((const void*)gemv_prep_kernel<T, GROUP, TOK>, pg, dim3(1024), 0, 1, s, &p);
+    const void* prep = (const void*)gemv_prep_kernel<T, GROUP, TOK>;
+    if constexpr (!GROUP && TOK == GTOK)
+      if (P.gred) prep = (const void*)gemv_prep_kernel<T, false, GTOK, true>;  // also zeroes the arrival counters
+    const cudaError_t e = launch_ex(prep, pg, dim3(1024), 0, 1, s, &p);
     if (e != cudaSuccess) {
       cudaGetLastError();
       return LQ_ERR(Device, "%s: launching gemv_prep_kernel (grid %u x %u x %u) failed: %s", fn, pg.x, pg.y, pg.z,
@@ -1037,7 +1057,7 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
   const dim3 grid((unsigned)P.ncols, (unsigned)P.rgroups, (unsigned)P.splits);
   // the GROUP instance has the same launch bounds, registers (128) and shared memory: the plan's occupancy holds
   const cudaError_t e =
-      launch_ex(gemv_main_sched<T, PRE, GROUP, TOK>(), grid, dim3(256), P.smem, P.gred ? 1 : (int)P.splits, s, &p);
+      launch_ex(gemv_main_sched<T, PRE, GROUP, TOK>(P.gred), grid, dim3(256), P.smem, P.gred ? 1 : (int)P.splits, s, &p);
   if (e != cudaSuccess) {
     cudaGetLastError();
     return LQ_ERR(Device, "%s: launching gemv_kernel (grid %u x %u x %u, cluster %lld) failed: %s", fn, grid.x, grid.y,
