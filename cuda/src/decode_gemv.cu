@@ -581,7 +581,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
           // instance it kept the source's batch order for both halves instead, two drains per ring, which measured
           // 1.5-3 us slower per call at m = 1 (session 22), so there the source spells the order out.  (Spelled out in
           // the other instance too, ptxas allocated its registers differently (122), an unmeasured change.)
-          constexpr bool INTERLEAVE = GRED && RING == 2 * RB;
+          constexpr bool INTERLEAVE = false && GRED && RING == 2 * RB;
 #pragma unroll
           for (int qi = h; qi < h + RB; ++qi) {
             if (qq + qi < c1) quad_mma(qi, qq + qi);  // warp-uniform
