@@ -367,9 +367,10 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
 // masked fields are z * 4^s).  TOK = 16 (GEMV_PDL only, session 9): a column of 16 tokens, so the codes are read once
 // for m <= 16 instead of once per 4 tokens; each code fragment feeds 4 mmas (tokens 4j .. 4j + 3), the fields are
 // shifted down (z itself) so the steps share one accumulator per mma.
-// GRED (session 22): the split-K partials are summed through the workspace (p.ws_part, p.ws_cnt) instead of a cluster.
-// It is an instance of its own: with the same code behind a runtime flag, ptxas scheduled the one-layer GEMV_PDL kernel
-// differently, and calls that never took the flag ran 1-1.5 us slower (28672x8192 m = 1: 35.4 against 33.9 us).
+// GRED (session 22; LATTQ_GEMV_GRED, off by default): the split-K partials are summed through the workspace
+// (p.ws_part, p.ws_cnt) instead of a cluster.  It is an instance of its own: with the same code behind a runtime flag,
+// ptxas scheduled the one-layer GEMV_PDL kernel differently, and calls that never took the flag ran 1-1.5 us slower
+// (28672x8192 m = 1: 35.4 against 33.9 us; bench/results/gpu/h100_session22/var_a6557d1*.log).
 template <typename T, bool PRE, bool GROUP, int TOK, int SCHED = 0, bool GRED = false>
 __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG : 1> p) {
   static_assert(TOK == GTOK || (PRE && TOK == GTOK16), "16-token columns: GEMV_PDL only");
@@ -572,27 +573,16 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
       }
     } else {
       for (int qq = c0; qq < c1; qq += RING) {
-#pragma unroll
+  #pragma unroll
         for (int h = 0; h < RING; h += RB) {
           const uint8_t* nb = cptr + (int64_t)(qq + h + RING) * 1024;
           const int nleft = qlim - (qq + h + RING);  // refills of this batch at offsets < nleft are inside the row
-          // GEMV_PDL's 8-quad ring: ptxas issues the first half's refills right after each quad's mma work and the
-          // second half's after all of it (tools/dev/sass_ring.sh), one scoreboard drain per ring.  For the GRED
-          // instance it kept the source's batch order for both halves instead, two drains per ring, which measured
-          // 1.5-3 us slower per call at m = 1 (session 22), so there the source spells the order out.  (Spelled out in
-          // the other instance too, ptxas allocated its registers differently (122), an unmeasured change.)
-          constexpr bool INTERLEAVE = false && GRED && RING == 2 * RB;
-#pragma unroll
-          for (int qi = h; qi < h + RB; ++qi) {
-            if (qq + qi < c1) quad_mma(qi, qq + qi);  // warp-uniform
-            if (INTERLEAVE && h == 0 && qq + qi < c1 && qi - h < nleft) {
-              cb[qi][0] = ldg_stream(nb + (qi - h) * 1024);
-              cb[qi][1] = ldg_stream(nb + (qi - h) * 1024 + 128);
-            }
-          }
-#pragma unroll
+  #pragma unroll
           for (int qi = h; qi < h + RB; ++qi)
-            if (!(INTERLEAVE && h == 0) && qq + qi < c1 && qi - h < nleft) {
+            if (qq + qi < c1) quad_mma(qi, qq + qi);  // warp-uniform
+  #pragma unroll
+          for (int qi = h; qi < h + RB; ++qi)
+            if (qq + qi < c1 && qi - h < nleft) {
               cb[qi][0] = ldg_stream(nb + (qi - h) * 1024);
               cb[qi][1] = ldg_stream(nb + (qi - h) * 1024 + 128);
             }
@@ -828,19 +818,19 @@ int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok) {
   return c;
 }
 
-// LATTQ_GEMV_GRED (session 22; read per launch): 0 = split-K through clusters only, 1 = through the workspace
-// wherever it may (one-layer GEMV_PDL launches at m <= 4, rgroups x splits <= GRED_MAX_CTAS); unset (2, the default) =
-// through the workspace only where its best plan costs GRED_MARGIN less than the cluster's.  H100, session 22
-// (bench/results/gpu/h100_session22/ab_736f026.log, cold L2, two readings each): at the same split count the workspace
-// round trip cost 0.3-2 us (4096x11008 m = 2: 20.3-20.5 against 18.6-18.7 us; 14336x4096 m = 4: 21.8-22.0 against
-// 19.9-20.0), while 8192x28672, where it allows 4 splits in one wave instead of 3, gained (m = 1: 36.5-36.8 against
-// 37.5-37.7 us; m = 4: 39.0-39.3 against 41.2-41.6).
+// LATTQ_GEMV_GRED (session 22; read per launch): 0 (the default) = split-K through clusters only; 1 = through the
+// workspace wherever it may (one-layer GEMV_PDL launches at m <= 4, rgroups x splits <= GRED_MAX_CTAS); 2 = through
+// the workspace only where its best plan costs GRED_MARGIN less than the cluster's (8192x28672 at m <= 4: 4 splits in
+// one wave instead of 3).  Off by default because it did not pay on the H100 (docs/kernels.md, "Session 22"): as
+// instances of their own, 8192x28672 took 37.4-37.5 us at m = 1 against 37.0-37.2 for the cluster plan, 38.6-38.7
+// against 37.6-37.9 at m = 2, and 40.8-41.2 against 41.2-41.7 at m = 4 (bench/results/gpu/h100_session22/
+// var_ed13251.log); at the same split count the round trip through the workspace cost 0.3-2 us (ab_736f026.log).
 int gemv_gred_mode() {
   if (const char* e = std::getenv("LATTQ_GEMV_GRED")) {
     const int v = std::atoi(e);
-    if (v == 0 || v == 1) return v;
+    if (v >= 0 && v <= 2) return v;
   }
-  return 2;
+  return 0;
 }
 constexpr int64_t GRED_MARGIN = 3;  // quads (the cost unit of make_gemv_plan)
 
@@ -877,7 +867,7 @@ GemvPlan make_gemv_plan(int64_t k, int64_t rgroups, int64_t m, bool pre, bool on
       }
     }
   }
-  // LATTQ_GEMV_GRED=1 takes the workspace plan where it has one; by default it must beat the cluster's by GRED_MARGIN
+  // LATTQ_GEMV_GRED=1 takes the workspace plan where it has one; =2 only where it beats the cluster's by GRED_MARGIN
   const bool g = best_cost[1] != INT64_MAX &&
                  (mode == 1 ? best_cost[1] <= best_cost[0] || best_s[0] > 1 : best_cost[1] + GRED_MARGIN < best_cost[0]);
   P.splits = best_s[g ? 1 : 0];

@@ -697,8 +697,8 @@ void test_gemv_splits(bool quick) {
                      {"LATTQ_GEMV_PDL_TRIGGER=0", "LATTQ_GEMV_PDL_TRIGGER=1 LATTQ_GEMV_MAX_SPLITS=2",
                       "LATTQ_GEMV_PDL_TRIGGER=2 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_PDL_TRIGGER=3",
                       "LATTQ_GEMV_PDL_TRIGGER=4 LATTQ_GEMV_MAX_SPLITS=2"});
-  // GEMV_PDL's split-K through the workspace (session 22; one-layer launches at m <= 4, forced by LATTQ_GEMV_GRED=1;
-  // the default takes it only where it beats the cluster's plan) against the cluster (=0): accuracy at every split
+  // GEMV_PDL's split-K through the workspace (session 22; one-layer launches at m <= 4, LATTQ_GEMV_GRED=1 wherever it
+  // may, =2 where its plan beats the cluster's; off by default) against the cluster (=0): accuracy at every split
   // count, then bit-equal results at the same split count
   // (both sum the partial tiles in split order; these layers' row groups fit in one wave either way, so both plans
   // pick the same count).  The 10240-row layer (80 row groups) cannot reduce 8 splits through the workspace
@@ -709,7 +709,7 @@ void test_gemv_splits(bool quick) {
   check_env_settings("gemv_pdl split-K through the workspace", LATTQ_VARIANT_GEMV_PDL, gcases, ms_g,
                      {"LATTQ_GEMV_GRED=0", "LATTQ_GEMV_GRED=1 LATTQ_GEMV_MAX_SPLITS=2",
                       "LATTQ_GEMV_GRED=1 LATTQ_GEMV_MAX_SPLITS=3", "LATTQ_GEMV_GRED=1 LATTQ_GEMV_MAX_SPLITS=8",
-                      "LATTQ_GEMV_GRED=0 LATTQ_GEMV_MAX_SPLITS=8", "LATTQ_GEMV_GRED=1"});
+                      "LATTQ_GEMV_GRED=0 LATTQ_GEMV_MAX_SPLITS=8", "LATTQ_GEMV_GRED=1", "LATTQ_GEMV_GRED=2"});
   for (const Shape& S : cases) {
     const HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
     DevLayer D(h);
@@ -1069,7 +1069,7 @@ void test_chain(bool quick) {
     const char* trig;        // LATTQ_GEMV_PDL_TRIGGER, or nullptr
     const char* attr = "1";  // LATTQ_GEMV_PDL_ATTR ("0": launched without PDL, plain stream order)
     const char* tok = "4";   // LATTQ_GEMV_TOK: GEMV_PDL's column width from m = 5 ("16": not bit-equal to GEMV's)
-    const char* gred = "2";  // LATTQ_GEMV_GRED ("1": GEMV_PDL's split-K through the workspace, whose counters the next
+    const char* gred = "0";  // LATTQ_GEMV_GRED ("1": GEMV_PDL's split-K through the workspace, whose counters the next
                              // call's prologue kernel clears right after this call's main kernel)
   };
   std::vector<Run> runs = {{LATTQ_VARIANT_GEMV, nullptr},       {LATTQ_VARIANT_GEMV_PDL, "0"},
