@@ -121,9 +121,6 @@ struct GemvParamsN {
   int cq;         // chunk length in quads (from min(m, 4), the same for every column)
   int cps;        // chunks per split, cdiv(qps, cq)
   int trig;       // GEMV_PDL prologue kernel: where it lets the main kernel launch (prep_trigger)
-  int gred;       // GEMV_PDL, one layer, m <= 4 (session 22): split-K partials summed through the workspace, no cluster
-  float* ws_part;     // gred: [row group][split][GTOK][GTN] partial tiles (+ c parts)
-  unsigned* ws_cnt;   // gred: [row group] arrival counters, zeroed by the prologue kernel
 };
 
 // the layer of row group rg (layers are in row-group order).  GROUP = false (one layer, the common case): 0, so every
@@ -136,6 +133,29 @@ __device__ __forceinline__ int gemv_seg_of(const GemvParamsN<NSEG>& p, int rg) {
 #pragma unroll
   for (int i = 1; i < NSEG; ++i) si += (i < p.nseg && rg >= p.seg[i].rg0) ? 1 : 0;
   return si;
+}
+
+// GEMV_PDL's split-K through the workspace (the GRED kernel instances, session 22; one-layer launches at m <= 4): after
+// the layer's three workspace arrays come the partial tiles, [row group][split][GTOK][GTN] floats (their c parts
+// included), then one arrival counter per row group, zeroed by the prologue kernel.  Their addresses follow from
+// ws_sc and ws_c (the arrays are sc bytes apart, and the partial tiles start sc bytes after ws_c), so the kernel
+// parameters keep their size: a larger struct measured 0.1-0.3 us slower per call (sessions 8 and 22).  The partial
+// tiles are bounded by GRED_MAX_CTAS row groups x splits per launch, so that the workspace size does not depend on the
+// device (1 MB at most).
+constexpr int64_t GRED_MAX_CTAS = 512;
+__host__ __device__ constexpr size_t gred_part_bytes(int64_t rgroups) {
+  return ((size_t)(rgroups * GMAXS < GRED_MAX_CTAS ? rgroups * GMAXS : GRED_MAX_CTAS) * GTOK * GTN * sizeof(float) + 255) /
+         256 * 256;
+}
+template <int NSEG>
+__device__ __forceinline__ float* gred_part(const GemvParamsN<NSEG>& p) {
+  const uint8_t* c = reinterpret_cast<const uint8_t*>(p.ws_c);
+  return reinterpret_cast<float*>(const_cast<uint8_t*>(c) + (c - reinterpret_cast<const uint8_t*>(p.ws_sc)));
+}
+template <int NSEG>
+__device__ __forceinline__ unsigned* gred_cnt(const GemvParamsN<NSEG>& p) {
+  return reinterpret_cast<unsigned*>(reinterpret_cast<uint8_t*>(gred_part(p)) +
+                                     gred_part_bytes((p.seg[0].n + GTN - 1) / GTN));
 }
 
 template <typename P>
@@ -347,7 +367,8 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
   if (GRED && col == 0 && j == 0 && split == 0) {
     // the main kernel reads its arrival counters only after its PDL wait, i.e. after this kernel has completed
     const int rgs = (int)((S.n + GTN - 1) / GTN);
-    for (int i = threadIdx.x; i < rgs; i += blockDim.x) p.ws_cnt[i] = 0u;
+    unsigned* cnt = gred_cnt(p);
+    for (int i = threadIdx.x; i < rgs; i += blockDim.x) cnt[i] = 0u;
   }
   uint8_t* dig = ws_at(p.ws_dig, wso) + (size_t)col * p.nq * (GQT * TOK) + (size_t)c0 * (GQT * ntok);
   chunk_prologue<T, 32, TOK>(p, S, sAb, c0, c1 - c0, tok0, ntok, warp, lane, dig, smax, scp, sscale, csum,
@@ -368,7 +389,7 @@ __global__ void __launch_bounds__(1024, 1) gemv_prep_kernel(GemvParamsN<GROUP ? 
 // for m <= 16 instead of once per 4 tokens; each code fragment feeds 4 mmas (tokens 4j .. 4j + 3), the fields are
 // shifted down (z itself) so the steps share one accumulator per mma.
 // GRED (session 22; LATTQ_GEMV_GRED, off by default): the split-K partials are summed through the workspace
-// (p.ws_part, p.ws_cnt) instead of a cluster.  It is an instance of its own: with the same code behind a runtime flag,
+// (gred_part, gred_cnt) instead of a cluster.  It is an instance of its own: with the same code behind a runtime flag,
 // ptxas scheduled the one-layer GEMV_PDL kernel differently, and calls that never took the flag ran 1-1.5 us slower
 // (28672x8192 m = 1: 35.4 against 33.9 us; bench/results/gpu/h100_session22/var_a6557d1*.log).
 template <typename T, bool PRE, bool GROUP, int TOK, int SCHED = 0, bool GRED = false>
@@ -636,7 +657,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
   // as the cluster's rank order, and runs the epilogue; the others leave.
   constexpr bool gred = GRED;
   if constexpr (gred) {
-    float* gpart = p.ws_part + (size_t)blockIdx.y * nsp * (GTOK * GTN);
+    float* gpart = gred_part(p) + (size_t)blockIdx.y * nsp * (GTOK * GTN);
     __shared__ int s_last;
     __syncthreads();  // ptile is written
     if (threadIdx.x < ntok * (GTN / 4))
@@ -644,7 +665,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
              reinterpret_cast<const float4*>(&ptile[0][0])[threadIdx.x]);
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) s_last = atomicAdd(p.ws_cnt + blockIdx.y, 1u) == (unsigned)(nsp - 1);
+    if (threadIdx.x == 0) s_last = atomicAdd(gred_cnt(p) + blockIdx.y, 1u) == (unsigned)(nsp - 1);
     __syncthreads();
     if (!s_last) return;
     __threadfence();  // the other splits' tiles, written before their counter increments, are visible from here on
@@ -663,7 +684,7 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
     for (int r = 0; r < nsp; ++r) {  // fixed order
       float4 o;
       if constexpr (gred) {
-        o = __ldcg(reinterpret_cast<const float4*>(p.ws_part + ((size_t)blockIdx.y * nsp + r) * (GTOK * GTN) + tk * GTN +
+        o = __ldcg(reinterpret_cast<const float4*>(gred_part(p) + ((size_t)blockIdx.y * nsp + r) * (GTOK * GTN) + tk * GTN +
                                                    4 * lane));
       } else {
         const float* src = nsp > 1 ? map_rank(&ptile[tk][4 * lane], r) : &ptile[tk][4 * lane];
@@ -694,12 +715,9 @@ __global__ void __launch_bounds__(256, 2) gemv_kernel(GemvParamsN<GROUP ? GMAXG 
 struct GemvPlan {
   int64_t tok, nq, ncols, rgroups, splits, qps, cq, cps;
   size_t smem;
-  bool gred;  // split-K through the workspace (gemv_kernel's p.gred), not a cluster
+  bool gred;  // split-K through the workspace (the GRED kernel instances), not a cluster
 };
 
-// gred's partial tiles are bounded by the row groups x splits of one launch, GRED_MAX_CTAS, so that the workspace
-// size does not depend on the device (1 MB of partial tiles at most)
-constexpr int64_t GRED_MAX_CTAS = 512;
 
 int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok);
 size_t gemv_smem(int64_t m, int64_t qps, bool pre, int64_t tok);
@@ -902,7 +920,7 @@ GemvWs gemv_ws_layout(const lattq_layer_desc* d, int64_t m) {
   w.seg = w.dig + 2 * w.sc;
   if (m <= GTOK) {
     const int64_t rg = cdiv(d->n, GTN);
-    w.part = align256((size_t)std::min<int64_t>(rg * GMAXS, GRED_MAX_CTAS) * GTOK * GTN * sizeof(float));
+    w.part = gred_part_bytes(rg);  // = gred_cnt - gred_part in the kernels
     w.cnt = align256((size_t)rg * sizeof(unsigned));
   }
   w.total = w.seg + w.part + w.cnt;
@@ -1028,11 +1046,6 @@ lattq_status gemv_launch_t(const char* fn, const lattq_layer* Ls, int count, con
     p.ws_sc = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig);
     p.ws_c = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.dig + w.sc);
     p.ws_seg = w.total;
-    p.gred = P.gred ? 1 : 0;
-    if (P.gred) {
-      p.ws_part = reinterpret_cast<float*>(static_cast<uint8_t*>(ws) + w.seg);
-      p.ws_cnt = reinterpret_cast<unsigned*>(static_cast<uint8_t*>(ws) + w.seg + w.part);
-    }
     const dim3 pg((unsigned)P.ncols, (unsigned)P.cps, (unsigned)(P.splits * count));
     const void* prep = (const void*)gemv_prep_kernel<T, GROUP, TOK>;
     if constexpr (!GROUP && TOK == GTOK)
