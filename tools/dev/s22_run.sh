@@ -18,16 +18,5 @@ if [ "${S22_SANITIZE:-1}" = 1 ]; then
   done
   cat "$OUT/sanitize_$REV.log"
 fi
-IFS=';' read -ra specs <<< "${AB_SPECS:-}"
-for spec in "${specs[@]}"; do
-  IFS=':' read -r var vals batches variants <<< "$spec"
-  for r in $(seq "${AB_ROUNDS:-2}"); do
-    for e in ${vals//,/ }; do
-      echo "== ${var}=$e ($r)" >> "$OUT/ab_$REV.log"
-      env "${var}=$e" python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --out /tmp/ab \
-        --git-rev "$REV" --batches "$batches" --shapes "${AB_SHAPES:-all}" --variants "$variants" \
-        --ref-limit 0 --sweep none --profile none 2>&1 | grep -E " m=" >> "$OUT/ab_$REV.log"
-    done
-  done
-done
+env_ab
 [ -f "$OUT/ab_$REV.log" ] && cat "$OUT/ab_$REV.log"

@@ -20,3 +20,21 @@ sanitize() {
   bash tools/gpu_kernels.sh sanitize 2>&1 | tail -8
   rm -f "$OUT/env.log"
 }
+# env_ab: environment-knob A/Bs on cold whole-call times (bench_gemm.py rows) -> $OUT/ab_$REV.log.  AB_SPECS:
+# "VAR:V1,V2:BATCHES:VARIANTS;..." (BATCHES and VARIANTS as bench_gemm.py takes them); AB_SHAPES (default all);
+# AB_ROUNDS (default 2); each spec runs V1 V2 ... in turn, AB_ROUNDS times
+env_ab() {
+  local specs spec var vals batches variants r e
+  IFS=';' read -ra specs <<< "${AB_SPECS:-}"
+  for spec in "${specs[@]}"; do
+    IFS=':' read -r var vals batches variants <<< "$spec"
+    for r in $(seq "${AB_ROUNDS:-2}"); do
+      for e in ${vals//,/ }; do
+        echo "== ${var}=$e ($r)" >> "$OUT/ab_$REV.log"
+        env "${var}=$e" python3 bench/kernels/bench_gemm.py --lib build-gpu/cuda/liblattq_capi.so --out /tmp/ab \
+          --git-rev "$REV" --batches "$batches" --shapes "${AB_SHAPES:-all}" --variants "$variants" \
+          --ref-limit 0 --sweep none --profile none 2>&1 | grep -E " m=" >> "$OUT/ab_$REV.log"
+      done
+    done
+  done
+}
