@@ -718,7 +718,6 @@ struct GemvPlan {
   bool gred;  // split-K through the workspace (the GRED kernel instances), not a cluster
 };
 
-
 int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok);
 size_t gemv_smem(int64_t m, int64_t qps, bool pre, int64_t tok);
 
@@ -841,7 +840,7 @@ int64_t gemv_resident(int splits, size_t smem, bool pre, int64_t tok) {
 // the workspace only where its best plan costs GRED_MARGIN less than the cluster's (8192x28672 at m <= 4: 4 splits in
 // one wave instead of 3).  Off by default because it did not pay on the H100 (docs/kernels.md, "Session 22"): as
 // instances of their own, 8192x28672 took 37.4-37.5 us at m = 1 against 37.0-37.2 for the cluster plan, 38.6-38.7
-// against 37.6-37.9 at m = 2, and 40.8-41.2 against 41.2-41.7 at m = 4 (bench/results/gpu/h100_session22/
+// against 37.6-38.0 at m = 2, and 40.8-41.2 against 41.2-41.7 at m = 4 (bench/results/gpu/h100_session22/
 // var_ed13251.log); at the same split count the round trip through the workspace cost 0.3-2 us (ab_736f026.log).
 int gemv_gred_mode() {
   if (const char* e = std::getenv("LATTQ_GEMV_GRED")) {
