@@ -232,6 +232,17 @@ def main():
     def add(n, k, m, impl, us, **extra):
         rows.append(dict(n=n, k=k, m=m, impl=impl, median_us=round(us, 3), **extra))
 
+    def add_timed(n, k, m, impl, fn):
+        """Times fn and adds its row with the 10th and 90th percentiles of the samples beside the median: a median
+        far above p10 marks a row whose repetitions were not steady (session 22 saw medians of 56-78 us in one
+        reading of rows that read 12-18 us in another)."""
+        us = timer(fn)
+        q = timer.samples
+        add(n, k, m, impl, us, p10_us=round(q[len(q) // 10], 3), p90_us=round(q[(9 * len(q)) // 10], 3))
+        if us > 1.5 * q[len(q) // 10]:
+            print(f"unsteady: {n}x{k} m={m} {impl}: median {us:.1f} us, p10 {q[len(q) // 10]:.1f}, "
+                  f"p90 {q[(9 * len(q)) // 10]:.1f}, min {q[0]:.1f}, max {q[-1]:.1f}", flush=True)
+
     for (n, k) in shapes:
         w = (torch.randn(n, k, device="cuda", generator=gen) * 0.02).to(torch.bfloat16)
         try:
@@ -243,11 +254,10 @@ def main():
         code_bytes = n * k // 4
         for m in batches:
             x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
-            t_bf16 = timer(lambda: F.linear(x, w))
-            add(n, k, m, "bf16", t_bf16)
+            add_timed(n, k, m, "bf16", lambda: F.linear(x, w))
             if int4 is not None:
                 try:
-                    add(n, k, m, "int4", timer(lambda: int4(x)))
+                    add_timed(n, k, m, "int4", lambda: int4(x))
                 except Exception as e:  # noqa: BLE001
                     print(f"int4 failed {n}x{k} m={m}: {e}", flush=True)
             add(n, k, m, "floor", code_bytes / bw * 1e6, bytes=code_bytes, read_bw_Bps=bw)
@@ -268,13 +278,12 @@ def main():
                     continue
                 L.workspace(m, vid)
                 try:
-                    t = timer(lambda: L(x, y, vid))
+                    add_timed(n, k, m, "lattq" if name == "auto" else f"lattq:{name}", lambda: L(x, y, vid))
                 except RuntimeError as e:  # an experimental variant must not abort the whole benchmark
                     if name not in EXPERIMENTAL:
                         raise
                     print(f"{name} failed {n}x{k} m={m}: {e}", flush=True)
                     continue
-                add(n, k, m, "lattq" if name == "auto" else f"lattq:{name}", t)
                 outs[name] = y.float().clone()
             if "reference" in outs:
                 ref = outs["reference"]
