@@ -127,18 +127,35 @@ def measure_read_bw(gib: float = 4.0) -> float:
 class Timer:
     """Median of `reps` calls after `warmup`, cold L2: before each call a buffer of 8x L2 is overwritten (flush
     "write", zero_()) or read (flush "read": the L2 then holds clean lines of the buffer, none of the timed call's
-    data; a write flush leaves it full of dirty lines that the timed call's own reads must first write back)."""
+    data; a write flush leaves it full of dirty lines that the timed call's own reads must first write back).
 
-    def __init__(self, reps: int, warmup: int, flush: str = "write"):
+    The host enqueues all repetitions behind a GPU sleep kernel (`ahead`, the default) long enough to cover that
+    enqueueing, so the GPU runs flush, event, call, event back to back and no host-side stall lands between a start
+    event and its call.  Without it (session 23, `bench/results/gpu/h100_session23/`), rows of several kinds (bf16 in
+    bench_group.py, lattq variants) now and then held samples of 0.5-0.7 ms, and a row's median could read 5x its p10:
+    the flush (~130 us of GPU time) does not cover a host-side pause that long.  `behind` counts the timer calls whose sleep ended before the host had enqueued
+    its last repetition (the protection may then have lapsed; the benchmark prints a warning)."""
+
+    def __init__(self, reps: int, warmup: int, flush: str = "write", ahead: bool = True):
         if flush not in ("write", "read"):
             raise ValueError(f"flush must be 'write' or 'read', not {flush!r}")
         self.reps, self.warmup, self.mode = reps, warmup, flush
         l2 = torch.cuda.get_device_properties(0).L2_cache_size
-        # 8x L2 (400 MB on H100): ~130 us of GPU time, longer than any host-side call overhead, so the timed
-        # region never waits for the host
+        # 8x L2 (400 MB on H100): ~130 us of GPU time, longer than the usual host-side call overhead
         self.flush = torch.zeros(max(8 * l2, 256 * 2**20), dtype=torch.uint8, device="cuda")
         self._flush_words = self.flush.view(torch.int32)
         self._sink = torch.empty((), dtype=torch.int64, device="cuda")
+        self.ahead = ahead and hasattr(torch.cuda, "_sleep")
+        self.behind = 0
+        self.cycles_per_us = 0.0
+        if self.ahead:  # calibrate the sleep kernel: GPU clock cycles per microsecond
+            torch.cuda._sleep(1_000_000)
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            torch.cuda._sleep(10_000_000)
+            b.record()
+            b.synchronize()
+            self.cycles_per_us = 10_000_000 / (a.elapsed_time(b) * 1e3)
 
     def _flush_l2(self):
         if self.mode == "write":
@@ -147,15 +164,30 @@ class Timer:
             torch.sum(self._flush_words, dim=0, out=self._sink)
 
     def __call__(self, fn) -> float:
+        host = []
         for _ in range(self.warmup):
+            t0 = time.perf_counter()
+            self._flush_l2()
             fn()
+            host.append(time.perf_counter() - t0)
+        # the enqueue cost of one repetition (median: a first call's lazy set-up does not count)
+        host_per_rep = statistics.median(host) if host else 1e-4
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(self.reps)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(self.reps)]
+        slept = None
+        torch.cuda.synchronize()
+        if self.ahead:
+            # three times the measured enqueue time of all repetitions, at least 2 ms
+            torch.cuda._sleep(int(self.cycles_per_us * max(2000.0, 3e6 * host_per_rep * self.reps)))
+            slept = torch.cuda.Event()
+            slept.record()
         for i in range(self.reps):
             self._flush_l2()  # cold L2
             starts[i].record()
             fn()
             ends[i].record()
+        if slept is not None and slept.query():
+            self.behind += 1
         torch.cuda.synchronize()
         self.samples = sorted(s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends))  # microseconds
         return statistics.median(self.samples)
@@ -193,6 +225,9 @@ def main():
     ap.add_argument("--variants", default="all", help="'all' or a comma list of variant names to time (auto always)")
     ap.add_argument("--flush", choices=("write", "read"), default="write",
                     help="cold-L2 method before each repetition: overwrite (default) or read a buffer of 8x L2")
+    ap.add_argument("--no-ahead", action="store_true",
+                    help="enqueue each repetition as the GPU runs (the timer before session 23) instead of all of them "
+                         "behind a GPU sleep kernel")
     ap.add_argument("--git-rev", default=os.environ.get("GIT_REV", "unknown"))
     ap.add_argument("--sweep", default="4096x4096,11008x4096,28672x8192,8192x28672",
                     help="shapes for a split-K sweep of the gemv variant (LATTQ_GEMV_MAX_SPLITS = 1,2,4,8) at m = 1 and 4; '' or none = no sweep")
@@ -225,7 +260,7 @@ def main():
     bw = measure_read_bw()
     print(f"device {props.name}, {props.multi_processor_count} SMs, L2 {props.L2_cache_size >> 20} MiB, "
           f"measured read bandwidth {bw / 1e12:.3f} TB/s", flush=True)
-    timer = Timer(args.reps, args.warmup, args.flush)
+    timer = Timer(args.reps, args.warmup, args.flush, ahead=not args.no_ahead)
     rows = []
     checks = []
 
@@ -361,6 +396,7 @@ def main():
     meta = dict(device=props.name, sm_count=props.multi_processor_count, l2_bytes=props.L2_cache_size, driver=driver,
                 cuda=torch.version.cuda, torch=torch.__version__, python=platform.python_version(), git_rev=args.git_rev,
                 read_bw_Bps=bw, reps=args.reps, warmup=args.warmup, cold_l2=True, flush=args.flush, act_dtype="bf16",
+                enqueue_ahead=timer.ahead, timer_calls_behind=timer.behind,
                 lattq_layer="bits=2 dim=4 had_in=had_out=128, bias none; times include input/output transforms",
                 time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=" ".join(sys.argv))
     with open(os.path.join(args.out, "bench_gemm.json"), "w") as f:
@@ -369,7 +405,8 @@ def main():
     # Markdown table: one line per (shape, m): times and speed-ups over bf16
     impls = ["bf16", "int4", "floor", "lattq"] + [f"lattq:{v}" for v in VARIANTS]
     md = [f"# lattq GEMM benchmark ({props.name}, torch {torch.__version__}, CUDA {torch.version.cuda}, rev {args.git_rev})",
-          "", f"Median of {args.reps} cold-L2 repetitions ({args.flush} flush), microseconds; measured read bandwidth {bw / 1e12:.3f} TB/s. "
+          "", f"Median of {args.reps} cold-L2 repetitions ({args.flush} flush"
+          f"{', enqueued ahead behind a GPU sleep' if timer.ahead else ''}), microseconds; measured read bandwidth {bw / 1e12:.3f} TB/s. "
           "`x bf16` = speed-up of the dispatcher (lattq) over cuBLAS bf16; `vs int4` likewise over torch int4; "
           "`floor %` = floor time / lattq time.", "",
           "| N x K | m | " + " | ".join(impls) + " | x bf16 | vs int4 | floor % |",
@@ -424,6 +461,9 @@ def main():
     except Exception as e:  # noqa: BLE001
         print(f"plot failed: {e}")
     print("\n".join(md))
+    if timer.behind:
+        print(f"warning: in {timer.behind} timer calls the GPU's sleep ended before the host had enqueued every "
+              "repetition; host-side stalls may have reached those rows", flush=True)
 
 
 if __name__ == "__main__":
