@@ -131,10 +131,11 @@ class Timer:
 
     The host enqueues all repetitions behind a GPU sleep kernel (`ahead`, the default) long enough to cover that
     enqueueing, so the GPU runs flush, event, call, event back to back and no host-side stall lands between a start
-    event and its call.  Without it (session 23, `bench/results/gpu/h100_session23/`), rows of several kinds (bf16 in
-    bench_group.py, lattq variants) now and then held samples of 0.5-0.7 ms, and a row's median could read 5x its p10:
-    the flush (~130 us of GPU time) does not cover a host-side pause that long.  `behind` counts the timer calls whose sleep ended before the host had enqueued
-    its last repetition (the protection may then have lapsed; the benchmark prints a warning)."""
+    event and its call.  Without it (session 23, `bench/results/gpu/h100_session23/`), rows of every kind (bf16, int4,
+    lattq variants) now and then held samples of 0.2-0.7 ms, and a row's median could read 5x its p10: the flush
+    (~130 us of GPU time) does not cover a host-side pause that long.  `behind` counts the timer calls whose sleep
+    ended before the host had enqueued its last repetition (the protection may then have lapsed; the benchmark prints
+    a warning)."""
 
     def __init__(self, reps: int, warmup: int, flush: str = "write", ahead: bool = True):
         if flush not in ("write", "read"):
@@ -273,10 +274,11 @@ def main():
         reading of rows that read 12-18 us in another)."""
         us = timer(fn)
         q = timer.samples
-        add(n, k, m, impl, us, p10_us=round(q[len(q) // 10], 3), p90_us=round(q[(9 * len(q)) // 10], 3))
-        if us > 1.5 * q[len(q) // 10]:
-            print(f"unsteady: {n}x{k} m={m} {impl}: median {us:.1f} us, p10 {q[len(q) // 10]:.1f}, "
-                  f"p90 {q[(9 * len(q)) // 10]:.1f}, min {q[0]:.1f}, max {q[-1]:.1f}", flush=True)
+        p10, p90 = q[len(q) // 10], q[(9 * len(q)) // 10]
+        add(n, k, m, impl, us, p10_us=round(p10, 3), p90_us=round(p90, 3))
+        if us > 1.5 * p10:
+            print(f"unsteady: {n}x{k} m={m} {impl}: median {us:.1f} us, p10 {p10:.1f}, p90 {p90:.1f}, "
+                  f"min {q[0]:.1f}, max {q[-1]:.1f}", flush=True)
 
     for (n, k) in shapes:
         w = (torch.randn(n, k, device="cuda", generator=gen) * 0.02).to(torch.bfloat16)
