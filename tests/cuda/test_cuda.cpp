@@ -3,9 +3,11 @@
 // non-default stream and CUDA-graph replay.  No GoogleTest: exit 0 = pass, 1 = failure, 77 = no GPU.
 //
 // Usage: lattq_cuda_tests [--quick] [--seed N] [--only NAME[,NAME...]]  (names: errors decode fwht generic graph forward
-//        fused_splits gemv_splits chain group wgmma_settings wgmma_wh; --only runs just those, e.g. for a targeted racecheck)
+//        batches fused_splits gemv_splits chain group wgmma_settings wgmma_wh; --only runs just those, e.g. for a targeted
+//        racecheck)
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -143,12 +145,14 @@ HostLayer make_layer(int bits, int dim, int64_t n, int64_t k, int had_in, int ha
   return L;
 }
 
-// y64[m][n] for activations x64 (already rounded to the activation dtype), folded math in float64.
-std::vector<double> oracle_forward(const HostLayer& L, const std::vector<double>& x, int64_t m) {
-  const int64_t n = L.d.n, k = L.d.k, R = k * L.d.bits / 8;
+// The input side of the oracle: v[t] = A^T-fold of H_in(SU x[t]) per group and the per-token constant c[t] = b . u.
+void oracle_fold(const HostLayer& L, const std::vector<double>& x, int64_t m, std::vector<double>& v,
+                 std::vector<double>& c) {
+  const int64_t k = L.d.k;
   const int dim = L.d.dim;
-  std::vector<double> v(m * k), c(m, 0.0), y(m * n);
-  for (int64_t t = 0; t < m; ++t) {
+  v.assign(m * k, 0.0);
+  c.assign(m, 0.0);
+  parallel_for(m, [&](int64_t t) {
     double* u = &v[t * k];
     for (int64_t j = 0; j < k; ++j) u[j] = x[t * k + j] * (double)L.su[j];
     fwht64(u, k, L.d.had_in);
@@ -162,7 +166,14 @@ std::vector<double> oracle_forward(const HostLayer& L, const std::vector<double>
       }
       for (int i = 0; i < dim; ++i) u[g * dim + i] = vg[i];
     }
-  }
+  });
+}
+
+// y64[m][n] for activations x64 (already rounded to the activation dtype), folded math in float64.
+std::vector<double> oracle_forward(const HostLayer& L, const std::vector<double>& x, int64_t m) {
+  const int64_t n = L.d.n, k = L.d.k, R = k * L.d.bits / 8;
+  std::vector<double> v, c, y(m * n);
+  oracle_fold(L, x, m, v, c);
   std::vector<double> tt(m * n);
   parallel_for(n, [&](int64_t r) {
     std::vector<double> zrow(k);
@@ -182,24 +193,27 @@ std::vector<double> oracle_forward(const HostLayer& L, const std::vector<double>
   return y;
 }
 
+// Row r of What H_in (k values into w): the decoded codewords A z + b of the row, then the input Hadamard.
+void what_hin_row(const HostLayer& L, int64_t r, double* w) {
+  const int64_t k = L.d.k, R = k * L.d.bits / 8;
+  const int dim = L.d.dim;
+  for (int64_t g = 0; g < k / dim; ++g) {
+    double z[8];
+    for (int j = 0; j < dim; ++j) z[j] = field(L.canon, R, L.d.bits, r, g * dim + j);
+    for (int i = 0; i < dim; ++i) {
+      double a = L.b[i];
+      for (int j = 0; j < dim; ++j) a += (double)L.A[i * dim + j] * z[j];
+      w[g * dim + i] = a;
+    }
+  }
+  fwht64(w, k, L.d.had_in);
+}
+
 // Effective dense weight W (n x k) in float64: W = diag(SV) H_out^T What H_in diag(SU).
 std::vector<double> dense_weight(const HostLayer& L) {
-  const int64_t n = L.d.n, k = L.d.k, R = k * L.d.bits / 8;
-  const int dim = L.d.dim;
+  const int64_t n = L.d.n, k = L.d.k;
   std::vector<double> W(n * k);
-  for (int64_t r = 0; r < n; ++r) {
-    double* w = &W[r * k];
-    for (int64_t g = 0; g < k / dim; ++g) {
-      double z[8];
-      for (int j = 0; j < dim; ++j) z[j] = field(L.canon, R, L.d.bits, r, g * dim + j);
-      for (int i = 0; i < dim; ++i) {
-        double a = L.b[i];
-        for (int j = 0; j < dim; ++j) a += (double)L.A[i * dim + j] * z[j];
-        w[g * dim + i] = a;
-      }
-    }
-    fwht64(w, k, L.d.had_in);
-  }
+  for (int64_t r = 0; r < n; ++r) what_hin_row(L, r, &W[r * k]);
   if (L.d.had_out > 1) {
     std::vector<double> col(n);
     for (int64_t j = 0; j < k; ++j) {
@@ -265,6 +279,14 @@ bool wgmma_serves(int32_t dt) {
 
 // LATTQ_VARIANT_WGMMA_F16 (lattq_cuda.h): bf16 only, on an sm_90 GPU
 bool wgmma_f16_serves(int32_t dt) { return dt == LATTQ_BF16 && wgmma_serves(dt); }
+
+// Whether a variant serves (desc, dt) by its documented contract; the others must refuse with LATTQ_ERR_UNSUPPORTED.
+bool variant_serves(int32_t var, const lattq_layer_desc& d, int32_t dt) {
+  if (var == LATTQ_VARIANT_GEMV || var == LATTQ_VARIANT_GEMV_PDL) return gemv_serves(d, dt);
+  if (var == LATTQ_VARIANT_WGMMA) return wgmma_serves(dt);
+  if (var == LATTQ_VARIANT_WGMMA_F16) return wgmma_f16_serves(dt);
+  return true;
+}
 
 // Device copy of a host layer.
 struct DevLayer {
@@ -504,9 +526,7 @@ void test_forward(bool quick) {
                             LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM, LATTQ_VARIANT_GEMV,
                             LATTQ_VARIANT_WGMMA, LATTQ_VARIANT_GEMV_PDL, LATTQ_VARIANT_WGMMA_F16}) {
           std::vector<double> y;
-          const bool gemv_like = var == LATTQ_VARIANT_GEMV || var == LATTQ_VARIANT_GEMV_PDL;
-          const bool f16_refused = var == LATTQ_VARIANT_WGMMA_F16 && !wgmma_f16_serves(dt);
-          if ((gemv_like && !gemv_serves(h.d, dt)) || (var == LATTQ_VARIANT_WGMMA && !wgmma_serves(dt)) || f16_refused) {
+          if (!variant_serves(var, h.d, dt)) {
             lattq_status st = LATTQ_OK;
             bool ran = run_forward(D, D.L, x, dt, m, var, y, stream, &st);
             CHECK(!ran && st == LATTQ_ERR_UNSUPPORTED, "%s %s n=%lld k=%lld had_in=%d had_out=%d must be UNSUPPORTED, got %d",
@@ -550,6 +570,169 @@ void test_forward(bool quick) {
     CUDA_OK(cudaStreamDestroy(stream));
   }
   std::printf("forward: shapes, m, dtypes, variants checked\n");
+}
+
+// Output rows [r0, r0 + len) that the output Hadamard keeps among themselves (r0 and len multiples of had_out).
+struct RowBlock {
+  int64_t r0, len;
+};
+
+// The float64 oracle (oracle_forward's math) on some output blocks only: y[t][i] over the blocks' rows i in order.
+// It costs rows x k x m instead of n x k x m, so the shapes can be checked at m = 2048.
+std::vector<double> oracle_rows(const HostLayer& L, const std::vector<double>& x, int64_t m,
+                                const std::vector<RowBlock>& blocks, int64_t rows) {
+  const int64_t k = L.d.k, R = k * L.d.bits / 8;
+  std::vector<double> v, c;
+  oracle_fold(L, x, m, v, c);
+  std::vector<uint8_t> z(rows * k);  // the blocks' code values, one byte each (small enough to stay in cache)
+  std::vector<int64_t> row(rows);
+  for (int64_t i = 0, b = 0; b < (int64_t)blocks.size(); ++b)
+    for (int64_t q = 0; q < blocks[b].len; ++q, ++i) row[i] = blocks[b].r0 + q;
+  parallel_for(rows, [&](int64_t i) {
+    for (int64_t j = 0; j < k; ++j) z[i * k + j] = (uint8_t)field(L.canon, R, L.d.bits, row[i], j);
+  });
+  std::vector<double> y(m * rows);
+  parallel_for(m, [&](int64_t t) {  // one token's v at a time (k doubles) against every sampled row
+    const double* vv = &v[t * k];
+    double* yt = &y[t * rows];
+    for (int64_t i = 0; i < rows; ++i) {
+      const uint8_t* zi = &z[i * k];
+      double acc = 0;
+      for (int64_t j = 0; j < k; ++j) acc += zi[j] * vv[j];
+      yt[i] = acc + c[t];
+    }
+    for (int64_t off = 0, b = 0; b < (int64_t)blocks.size(); off += blocks[b].len, ++b)
+      fwht64(yt + off, blocks[b].len, L.d.had_out);
+    for (int64_t i = 0; i < rows; ++i) yt[i] = (double)L.sv[row[i]] * yt[i] + (L.has_bias ? (double)L.bias[row[i]] : 0.0);
+  });
+  return y;
+}
+
+// The same rows computed densely in dt, as torch would with W and x in dt (exact accumulation, output rounded to dt):
+// the effective weight's rows (dense_weight's math on the blocks), rounded to dt.
+std::vector<double> dense_rows(const HostLayer& L, const std::vector<double>& x, int64_t m, int32_t dt,
+                               const std::vector<RowBlock>& blocks, int64_t rows) {
+  const int64_t k = L.d.k;
+  std::vector<double> W(rows * k);
+  std::vector<int64_t> row(rows);
+  for (int64_t i = 0, b = 0; b < (int64_t)blocks.size(); ++b)
+    for (int64_t q = 0; q < blocks[b].len; ++q, ++i) row[i] = blocks[b].r0 + q;
+  parallel_for(rows, [&](int64_t i) { what_hin_row(L, row[i], &W[i * k]); });
+  for (int64_t off = 0, b = 0; b < (int64_t)blocks.size(); off += blocks[b].len, ++b)
+    if (L.d.had_out > 1)
+      parallel_for(k, [&](int64_t j) {
+        std::vector<double> col(blocks[b].len);
+        for (int64_t q = 0; q < blocks[b].len; ++q) col[q] = W[(off + q) * k + j];
+        fwht64(col.data(), blocks[b].len, L.d.had_out);
+        for (int64_t q = 0; q < blocks[b].len; ++q) W[(off + q) * k + j] = col[q];
+      });
+  parallel_for(rows, [&](int64_t i) {
+    for (int64_t j = 0; j < k; ++j) W[i * k + j] = round_to(dt, W[i * k + j] * (double)L.sv[row[i]] * (double)L.su[j]);
+  });
+  std::vector<double> y(m * rows);
+  parallel_for(m, [&](int64_t t) {
+    const double* xt = &x[t * k];
+    for (int64_t i = 0; i < rows; ++i) {
+      const double* w = &W[i * k];
+      double acc = 0;
+      for (int64_t j = 0; j < k; ++j) acc += w[j] * xt[j];
+      y[t * rows + i] = round_to(dt, acc + (L.has_bias ? (double)L.bias[row[i]] : 0.0));
+    }
+  });
+  return y;
+}
+
+// The correctness protocol at full size: its benchmark shapes and awkward ones, batches 1 .. 2048 with the odd
+// sizes it names, f16 and bf16, every variant (a variant that does not serve a dtype or layer must refuse it with
+// LATTQ_ERR_UNSUPPORTED) plus the dispatcher's pick. Error against the float64 oracle at most 2x the error of the same
+// layer computed densely in the dtype, both over sampled output blocks: the first and the last block and two random
+// ones (all of them in small layers); every output must be written and finite (run_forward poisons y with NaN).
+void test_batches(bool quick) {
+  std::vector<Shape> shapes = {
+      {4096, 4096, 128, 128, false},  {11008, 4096, 128, 128, true},  {4096, 11008, 128, 128, false},
+      {14336, 4096, 128, 128, false}, {4096, 14336, 128, 128, true},  {28672, 8192, 128, 128, false},
+      {8192, 28672, 128, 128, true},  {136, 1088, 64, 8, true},       {24, 40, 8, 8, false},
+      {200, 2048, 2048, 8, true},
+  };
+  std::vector<int64_t> ms = {1, 2, 3, 7, 9, 16, 17, 33, 64, 127, 129, 512, 2048};
+  if (quick) {
+    shapes = {{4096, 4096, 128, 128, false}, {136, 1088, 64, 8, true}};
+    ms = {1, 17, 129};
+  }
+  const int32_t vars[] = {LATTQ_VARIANT_AUTO,      LATTQ_VARIANT_REFERENCE,  LATTQ_VARIANT_IMMA,
+                          LATTQ_VARIANT_IMMA_WIDE, LATTQ_VARIANT_FUSED_GEMV, LATTQ_VARIANT_TILED_GEMM,
+                          LATTQ_VARIANT_GEMV,      LATTQ_VARIANT_WGMMA,      LATTQ_VARIANT_GEMV_PDL,
+                          LATTQ_VARIANT_WGMMA_F16};
+  cudaStream_t stream;
+  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  for (const Shape& S : shapes) {
+    const auto t0 = std::chrono::steady_clock::now();
+    HostLayer h = make_layer(2, 4, S.n, S.k, S.had_in, S.had_out, S.bias);
+    DevLayer D(h);
+    const int64_t B = std::max<int64_t>(S.had_out, 64), nb = (S.n + B - 1) / B;
+    double worst[10] = {};  // largest error / dense-in-dtype error per variant over m and dtypes
+    for (int64_t m : ms) {
+      std::vector<int64_t> pick;
+      if (nb <= 4) {
+        for (int64_t b = 0; b < nb; ++b) pick.push_back(b);
+      } else {
+        pick = {0, nb - 1};
+        while ((int64_t)pick.size() < 4) {
+          const int64_t b = randi(1, nb - 2);
+          if (std::find(pick.begin(), pick.end(), b) == pick.end()) pick.push_back(b);
+        }
+        std::sort(pick.begin(), pick.end());
+      }
+      std::vector<RowBlock> blocks;
+      int64_t rows = 0;
+      for (int64_t b : pick) {
+        blocks.push_back({b * B, std::min(B, S.n - b * B)});
+        rows += blocks.back().len;
+      }
+      std::vector<double> x0(m * S.k);
+      for (auto& v : x0) v = randn();
+      for (int64_t j = 0; j < S.k; j += 97) x0[j] *= 50.0;  // outliers in token 0
+      for (int32_t dt : {LATTQ_F16, LATTQ_BF16}) {
+        std::vector<double> x(x0.size());
+        for (size_t i = 0; i < x.size(); ++i) x[i] = round_to(dt, x0[i]);
+        const std::vector<double> ref = oracle_rows(h, x, m, blocks, rows);
+        const double dense_err = rel_err(dense_rows(h, x, m, dt, blocks, rows), ref);
+        for (int32_t var : vars) {
+          std::vector<double> y;
+          if (!variant_serves(var, h.d, dt)) {
+            lattq_status st = LATTQ_OK;
+            const bool ran = run_forward(D, D.L, x, dt, m, var, y, stream, &st);
+            CHECK(!ran && st == LATTQ_ERR_UNSUPPORTED, "batches %s %s n=%lld k=%lld m=%lld must be UNSUPPORTED, got %d",
+                  var_name(var), dt_name(dt), (long long)S.n, (long long)S.k, (long long)m, (int)st);
+            continue;
+          }
+          const bool ok = run_forward(D, D.L, x, dt, m, var, y, stream);
+          CHECK(ok, "batches %s %s n=%lld k=%lld m=%lld failed", var_name(var), dt_name(dt), (long long)S.n,
+                (long long)S.k, (long long)m);
+          if (!ok) continue;
+          int64_t bad = 0;
+          for (double v : y) bad += !std::isfinite(v);
+          CHECK(bad == 0, "batches %s %s n=%lld k=%lld m=%lld: %lld outputs not finite (unwritten?)", var_name(var),
+                dt_name(dt), (long long)S.n, (long long)S.k, (long long)m, (long long)bad);
+          std::vector<double> ys(m * rows);
+          for (int64_t t = 0; t < m; ++t)
+            for (int64_t off = 0, b = 0; b < (int64_t)blocks.size(); off += blocks[b].len, ++b)
+              for (int64_t q = 0; q < blocks[b].len; ++q) ys[t * rows + off + q] = y[t * S.n + blocks[b].r0 + q];
+          const double e = rel_err(ys, ref);
+          CHECK(e <= 2.0 * dense_err, "batches %s %s n=%lld k=%lld m=%lld: rel err %.3g > 2 x dense-in-dtype %.3g",
+                var_name(var), dt_name(dt), (long long)S.n, (long long)S.k, (long long)m, e, dense_err);
+          worst[var] = std::max(worst[var], e / dense_err);
+        }
+      }
+    }
+    std::printf("  batches n=%-6lld k=%-6lld m=%lld..%lld f16/bf16 (%.0f s), worst err / dense-in-dtype err: ", (long long)S.n,
+                (long long)S.k, (long long)ms.front(), (long long)ms.back(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    for (int v = 0; v < 10; ++v) std::printf("%s %.3gx  ", var_name(v), worst[v]);
+    std::printf("\n");
+  }
+  CUDA_OK(cudaStreamDestroy(stream));
+  std::printf("batches: the issue's shapes and batches, f16/bf16, every variant checked\n");
 }
 
 // Experimental fused_gemv: every K-split count (cluster size 1 = the sm_80 code path, 2, 3, 8) against the
@@ -1531,6 +1714,7 @@ int main(int argc, char** argv) {
       {"generic", [] { test_forward_generic(); }},
       {"graph", [] { test_graph(); }},
       {"forward", [&] { test_forward(quick); }},
+      {"batches", [&] { test_batches(quick); }},
       {"fused_splits", [] { test_fused_splits(); }},
       {"gemv_splits", [&] { test_gemv_splits(quick); }},
       {"chain", [&] { test_chain(quick); }},
